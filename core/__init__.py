@@ -1,0 +1,1 @@
+"""The domain, free of network and database I/O: windows, pacing, retries, rendering, messages."""

@@ -1,0 +1,66 @@
+"""Retry arithmetic and SMTP outcome classification for email sends (retries are data)."""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+
+
+class Outcome(enum.StrEnum):
+    TRANSIENT = "transient"  # try again later (4xx, timeouts, refused connections)
+    PERMANENT = "permanent"  # never retry this message (5xx)
+    BOUNCE = "bounce"  # permanent and the address itself is bad: suppress it
+
+
+# Basic and enhanced (RFC 3463) codes that mean the mailbox or address does not exist.
+_BOUNCE_CODES = frozenset({550, 551, 553})
+_BOUNCE_ENHANCED_PREFIXES = ("5.1.",)
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpFailure:
+    """What went wrong in one SMTP attempt, independent of the client library."""
+
+    code: int | None  # reply code, None for network errors and timeouts
+    message: str
+
+    @property
+    def enhanced(self) -> str | None:
+        head = self.message.strip().split(" ", 1)[0]
+        parts = head.split(".")
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            return head
+        return None
+
+
+def classify(failure: SmtpFailure) -> Outcome:
+    """Decide whether a failed attempt is retried, failed, or a bounce."""
+    code = failure.code
+    if code is None or 400 <= code < 500:
+        return Outcome.TRANSIENT
+    if 500 <= code < 600:
+        enhanced = failure.enhanced
+        if enhanced is not None and enhanced.startswith("5.7."):
+            return Outcome.PERMANENT  # policy/auth rejections say nothing about the mailbox
+        if enhanced is not None and enhanced.startswith(_BOUNCE_ENHANCED_PREFIXES):
+            return Outcome.BOUNCE
+        if code in _BOUNCE_CODES and (enhanced is None or enhanced.startswith("5.1.")):
+            return Outcome.BOUNCE
+        return Outcome.PERMANENT
+    # Anything else (2xx/3xx reported as an error) is a protocol surprise: retry.
+    return Outcome.TRANSIENT
+
+
+def retry_delay(
+    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait after the `attempt`-th failed try: exponential, capped, equal jitter.
+
+    The result lies in [d/2, d] where d = min(cap, base * 2**(attempt-1)).
+    """
+    if attempt < 1:
+        raise ValueError("attempt counts from 1")
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 62))
+    r = (rng or random).random()
+    return ceiling / 2 + r * ceiling / 2

@@ -1,0 +1,95 @@
+"""Running a daemon: the event loop, signals (soft stop, then hard), exit statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger()
+
+Main = Callable[[asyncio.Event], Awaitable[None]]
+
+
+async def _supervise(main: Main, shutdown_timeout: float) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task = asyncio.current_task()
+    assert task is not None
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen == 1:
+            log.info(
+                "shutdown_requested", signal=signal.Signals(signum).name, timeout_s=shutdown_timeout
+            )
+            stop.set()
+            loop.call_later(shutdown_timeout, _hard_stop, "shutdown_timeout")
+        else:
+            _hard_stop("second_signal")
+
+    def _hard_stop(reason: str) -> None:
+        log.warning("shutdown_forced", reason=reason)
+        main_task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    main_task = asyncio.ensure_future(main(stop))
+    try:
+        await main_task
+    except asyncio.CancelledError:
+        # Forced: in-flight work is handed back by the broker (unacked) and the database
+        # (uncommitted), so exiting now loses nothing.
+        return 0 if stop.is_set() else 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    log.info("stopped")
+    return 0
+
+
+def run(main: Main, *, shutdown_timeout: float) -> int:
+    """Run `main(stop)` on uvloop where available; return the process exit status."""
+    try:
+        import uvloop  # noqa: PLC0415
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        factory = None
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(_supervise(main, shutdown_timeout))
+    except Exception:
+        log.exception("crashed")
+        return 1
+
+
+async def wait_first(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
+    """Sleep until `stop` or `wake` is set or `seconds` pass; clear `wake`."""
+    waiters = [asyncio.ensure_future(stop.wait())]
+    if wake is not None:
+        waiters.append(asyncio.ensure_future(wake.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=max(seconds, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    if wake is not None:
+        wake.clear()
+
+
+async def every(
+    interval: float, stop: asyncio.Event, action: Callable[[], Awaitable[None]]
+) -> None:
+    """Call `action` every `interval` seconds until `stop` is set."""
+    while not stop.is_set():
+        await wait_first(stop, None, interval)
+        if not stop.is_set():
+            await action()

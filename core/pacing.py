@@ -1,0 +1,79 @@
+"""Per-sender pacing: rolling hourly and daily caps, a minimum gap and random jitter.
+
+Pure arithmetic over the sender's recent hand-offs to SMTP; the database serialises the
+callers (a row lock on the sender), so these rules hold across any number of replicas.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    hourly_limit: int | None = None
+    daily_limit: int | None = None
+    daily_new_limit: int | None = None
+    min_gap_seconds: int = 0
+    jitter_seconds: int = 0
+
+    @property
+    def unlimited(self) -> bool:
+        return (
+            self.hourly_limit is None
+            and self.daily_limit is None
+            and self.daily_new_limit is None
+            and self.min_gap_seconds == 0
+            and self.jitter_seconds == 0
+        )
+
+
+def _cap_frees_at(
+    sends: Sequence[datetime], limit: int | None, span: timedelta, now: datetime
+) -> datetime:
+    """When a rolling `span` cap of `limit` admits one more send (sends sorted ascending)."""
+    if limit is None:
+        return now
+    lo = bisect.bisect_right(sends, now - span)
+    in_span = len(sends) - lo
+    if in_span < limit:
+        return now
+    # The (in_span - limit + 1)-th oldest send in the span must leave it first.
+    return sends[lo + in_span - limit] + span
+
+
+def next_slot(
+    pacing: Pacing,
+    now: datetime,
+    *,
+    sends: Sequence[datetime],
+    first_touches: Sequence[datetime] = (),
+    gap_until: datetime | None = None,
+    first_touch: bool = False,
+) -> datetime:
+    """The earliest instant >= now at which this sender may hand one more message to SMTP.
+
+    `sends` and `first_touches` are the sender's hand-offs in the last day, ascending;
+    `gap_until` is the end of the gap (plus jitter) drawn after the last send.
+    """
+    slot = now
+    if gap_until is not None and gap_until > slot:
+        slot = gap_until
+    slot = max(slot, _cap_frees_at(sends, pacing.hourly_limit, HOUR, now))
+    slot = max(slot, _cap_frees_at(sends, pacing.daily_limit, DAY, now))
+    if first_touch:
+        slot = max(slot, _cap_frees_at(first_touches, pacing.daily_new_limit, DAY, now))
+    return slot
+
+
+def gap_after(pacing: Pacing, sent_at: datetime, rng: random.Random | None = None) -> datetime:
+    """The end of the quiet period after a send: min gap plus a uniform 0..jitter."""
+    jitter = (rng or random).uniform(0, pacing.jitter_seconds) if pacing.jitter_seconds else 0.0
+    return sent_at + timedelta(seconds=pacing.min_gap_seconds + jitter)

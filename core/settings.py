@@ -1,0 +1,151 @@
+"""Settings per process family, from the environment (and /run/secrets files when present)."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRETS_DIR = Path("/run/secrets")
+
+
+class LogFormat(enum.StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class SmtpTls(enum.StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class AmbiguousPolicy(enum.StrEnum):
+    SKIP = "skip"  # an SMTP hand-off that may have happened is not repeated
+    RESEND = "resend"  # repeat it with the same Message-ID
+
+
+class CommonSettings(BaseSettings):
+    """Settings every daemon reads."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    database_url: str = Field(description="PostgreSQL DSN")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    summary_interval_seconds: float = Field(default=30.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, v: Any) -> Any:
+        return v.upper() if isinstance(v, str) else v
+
+    @field_validator("database_url")
+    @classmethod
+    def _pg_url(cls, v: str) -> str:
+        if not v.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must start with postgresql://")
+        return v
+
+
+class BrokerSettings(CommonSettings):
+    """Settings of the daemons that talk to RabbitMQ."""
+
+    amqp_url: str = Field(description="RabbitMQ URL")
+    # Prefix of the exchange and queue names, so deployments and test runs share a broker.
+    amqp_prefix: str = Field(default="email_scheduler", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp_url(cls, v: str) -> str:
+        if not v.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return v
+
+
+class SchedulerSettings(CommonSettings):
+    scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)
+    scheduler_poll_seconds: float = Field(default=5.0, gt=0)
+    # A lead queued longer than this with no unpublished outbox row and no live claim is
+    # re-enqueued (its message was lost); the worker refuses the stale copy if it turns up.
+    rescue_after_seconds: float = Field(default=900.0, gt=0)
+    message_id_domain: str | None = None
+    unsubscribe_mailto: str | None = None
+    unsubscribe_url: str | None = None
+    unsubscribe_secret: SecretStr = SecretStr("")
+    # A first step is not planned for a sender whose pacing has no room within this horizon.
+    pacing_lookahead_seconds: float = Field(default=1.0, ge=0)
+
+    @field_validator("unsubscribe_url")
+    @classmethod
+    def _https(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return v
+
+
+class PumpSettings(BrokerSettings):
+    pump_batch_size: int = Field(default=500, ge=1, le=10_000)
+    pump_poll_seconds: float = Field(default=5.0, gt=0)
+    outbox_retention_hours: float = Field(default=24.0, ge=0)
+    outbox_prune_batch: int = Field(default=5_000, ge=1)
+
+
+class WorkerSettings(BrokerSettings):
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_tls: SmtpTls = SmtpTls.NONE
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    smtp_local_hostname: str | None = None
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    send_max_attempts: int = Field(default=5, ge=1)
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    ambiguous_send_policy: AmbiguousPolicy = AmbiguousPolicy.SKIP
+    global_rate_per_second: float | None = Field(default=None, gt=0)
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load(cls: type[S], environ: dict[str, str] | None = None) -> S:
+    """Build settings, reading secret files from /run/secrets when that directory exists."""
+    kwargs: dict[str, Any] = {}
+    if SECRETS_DIR.is_dir():
+        kwargs["_secrets_dir"] = SECRETS_DIR
+    if environ is not None:
+        return cls.model_validate({k.lower(): v for k, v in environ.items()})
+    return cls(**kwargs)
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming every bad variable and what is wrong with it."""
+    parts = []
+    for e in error.errors():
+        name = "_".join(str(p) for p in e["loc"]).upper() or "SETTINGS"
+        msg = "is required" if e["type"] == "missing" else e["msg"]
+        parts.append(f"{name} {msg}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def load_or_exit(cls: type[S]) -> S:
+    """Build settings or print one clear line to stderr and exit with status 2."""
+    try:
+        return load(cls)
+    except ValidationError as exc:
+        print(describe(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def environ_snapshot() -> dict[str, str]:
+    """A copy of the environment (the only place allowed to read it besides pydantic)."""
+    return dict(os.environ)

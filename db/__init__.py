@@ -1,0 +1,1 @@
+"""PostgreSQL access: the pool, named SQL queries, repositories and the migration runner."""

@@ -1,0 +1,297 @@
+"""The worker's repository: claim a delivery before SMTP, record its outcome after.
+
+Each public function is one transaction and returns the events it wrote, so the caller
+logs exactly the state changes the database recorded.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from core import gate, pacing
+from core.schemas import SendJob
+from core.settings import AmbiguousPolicy
+from db import events
+from db.events import Event
+from db.pool import Conn
+from db.queries import query
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The outcome of trying to claim: send now (with a token) or nothing to send."""
+
+    send: bool
+    token: uuid.UUID | None = None
+    attempts: int = 0
+    reason: str | None = None
+    events: list[Event] = field(default_factory=list)
+
+
+def _q(name: str) -> str:
+    return query("deliveries", name)
+
+
+async def _lead_state(conn: Conn, lead_id: int) -> gate.LeadState | None:
+    r = await conn.fetchrow(_q("lock_lead"), lead_id)
+    if r is None:
+        return None
+    return gate.LeadState(
+        status=r["status"],
+        current_step=r["current_step"],
+        attempt=r["attempt"],
+        sequence_status=r["sequence_status"],
+        suppressed=r["suppressed"],
+    )
+
+
+async def _delivery_state(conn: Conn, job: SendJob) -> gate.DeliveryState | None:
+    r = await conn.fetchrow(_q("get_delivery"), job.lead_id, job.step)
+    return None if r is None else gate.DeliveryState(r["status"], r["lease_until"])
+
+
+async def _pacing_slot(
+    conn: Conn, job: SendJob, now: datetime, rng: random.Random
+) -> datetime | None:
+    """Reserve this send against the sender's pacing; return a later slot if it must wait."""
+    r = await conn.fetchrow(_q("lock_sender"), job.sender_id)
+    if r is None:
+        return None
+    rules = pacing.Pacing(
+        hourly_limit=r["hourly_limit"],
+        daily_limit=r["daily_limit"],
+        daily_new_limit=r["daily_new_limit"],
+        min_gap_seconds=r["min_gap_seconds"],
+        jitter_seconds=r["jitter_seconds"],
+    )
+    if rules.unlimited:
+        return None
+    recent = await conn.fetch(_q("recent_sends"), job.sender_id, now)
+    slot = pacing.next_slot(
+        rules,
+        now,
+        sends=[x["at"] for x in recent],
+        first_touches=[x["at"] for x in recent if x["first_touch"]],
+        gap_until=r["next_send_at"],
+        first_touch=job.first_touch,
+    )
+    if slot > now:
+        return slot
+    await conn.execute(
+        _q("record_send"), job.sender_id, now, job.first_touch, pacing.gap_after(rules, now, rng)
+    )
+    return None
+
+
+async def claim(
+    pool: asyncpg.Pool,
+    job: SendJob,
+    outbox_id: int,
+    *,
+    now: datetime,
+    redelivered: bool,
+    policy: AmbiguousPolicy,
+    lease_seconds: float,
+    rng: random.Random,
+) -> Claim:
+    """Decide and record, in one transaction, whether this message may go to SMTP now."""
+    async with pool.acquire() as conn, conn.transaction():
+        lead = await _lead_state(conn, job.lead_id)
+        delivery = await _delivery_state(conn, job) if lead is not None else None
+        decision = gate.decide(job, lead, delivery, now=now, redelivered=redelivered, policy=policy)
+        match decision:
+            case gate.Drop(reason):
+                return Claim(send=False, reason=reason)
+            case gate.StopLead(reason):
+                await conn.execute(_q("end_lead"), job.lead_id, job.step, "stopped", now)
+                evs = [Event(job.lead_id, job.step, "stopped", {"reason": reason})]
+                await events.insert_many(conn, evs, now)
+                return Claim(send=False, reason=reason, events=evs)
+            case gate.Requeue(at, reason):
+                return await _requeue(conn, job, at, reason, now)
+            case gate.Settle(status):
+                return await _settle(conn, job, status, now)
+            case gate.Ambiguous():
+                await conn.execute(_q("mark_unknown"), job.lead_id, job.step, now)
+                evs = [
+                    Event(
+                        job.lead_id,
+                        job.step,
+                        "send_ambiguous",
+                        {"message_id": job.message_id, "outbox_id": outbox_id},
+                    )
+                ]
+                evs += await _advance(conn, job, now)
+                await events.insert_many(conn, evs, now)
+                return Claim(send=False, reason="ambiguous", events=evs)
+            case gate.Send(reclaim):
+                slot = await _pacing_slot(conn, job, now, rng)
+                if slot is not None:
+                    return await _requeue(conn, job, slot, "pacing", now)
+                token = uuid.uuid4()
+                attempts = await conn.fetchval(
+                    _q("claim_delivery"),
+                    job.lead_id,
+                    job.step,
+                    job.sender_id,
+                    job.message_id,
+                    job.subject,
+                    outbox_id,
+                    token,
+                    now,
+                    lease_seconds,
+                    reclaim,
+                )
+                if attempts is None:  # a concurrent claim won the row
+                    return Claim(send=False, reason="in_flight_elsewhere")
+                return Claim(send=True, token=token, attempts=attempts)
+    raise AssertionError("unreachable")
+
+
+async def _requeue(conn: Conn, job: SendJob, at: datetime, reason: str, now: datetime) -> Claim:
+    await conn.execute(_q("requeue_lead"), job.lead_id, job.step, at, now)
+    evs = [Event(job.lead_id, job.step, "deferred", {"reason": reason, "until": at.isoformat()})]
+    await events.insert_many(conn, evs, now)
+    return Claim(send=False, reason=reason, events=evs)
+
+
+async def _settle(conn: Conn, job: SendJob, status: str, now: datetime) -> Claim:
+    if status == "failed":
+        await conn.execute(_q("end_lead"), job.lead_id, job.step, "failed", now)
+        evs = [Event(job.lead_id, job.step, "failed", {"reason": "delivery_failed"})]
+    else:
+        evs = await _advance(conn, job, now)
+    await events.insert_many(conn, evs, now)
+    return Claim(send=False, reason=f"already_{status}", events=evs)
+
+
+async def _advance(conn: Conn, job: SendJob, now: datetime) -> list[Event]:
+    r = await conn.fetchrow(_q("advance_lead"), job.lead_id, job.step, now)
+    if r is None:
+        return []
+    if r["status"] == "completed":
+        return [Event(job.lead_id, job.step, "completed")]
+    return [
+        Event(
+            job.lead_id,
+            r["current_step"],
+            "scheduled",
+            {"next_run_at": r["next_run_at"].isoformat()},
+        )
+    ]
+
+
+async def record_sent(
+    pool: asyncpg.Pool, job: SendJob, token: uuid.UUID, *, now: datetime, smtp_code: int | None
+) -> list[Event] | None:
+    """Mark the delivery sent and move the lead on; None if the claim was lost meanwhile."""
+    async with pool.acquire() as conn, conn.transaction():
+        done = await conn.fetchval(
+            _q("finish_delivery"), job.lead_id, job.step, "sent", now, smtp_code, None, token
+        )
+        if done is None:
+            return None
+        evs = [
+            Event(
+                job.lead_id,
+                job.step,
+                "sent",
+                {"message_id": job.message_id, "attempts": done, "smtp_code": smtp_code},
+            )
+        ]
+        evs += await _advance(conn, job, now)
+        await events.insert_many(conn, evs, now)
+        return evs
+
+
+async def record_failure(
+    pool: asyncpg.Pool,
+    job: SendJob,
+    token: uuid.UUID,
+    *,
+    now: datetime,
+    smtp_code: int | None,
+    error: str,
+    permanent: bool,
+    bounce: bool,
+    retry_at: datetime | None,
+) -> list[Event] | None:
+    """Record a failed attempt: schedule the retry, or fail the lead (and suppress a bounce)."""
+    async with pool.acquire() as conn, conn.transaction():
+        final = permanent or retry_at is None
+        attempts = await conn.fetchval(
+            _q("finish_delivery"),
+            job.lead_id,
+            job.step,
+            "failed" if final else "deferred",
+            now,
+            smtp_code,
+            error[:1000],
+            token,
+        )
+        if attempts is None:
+            return None
+        data = {"smtp_code": smtp_code, "error": error[:500], "attempts": attempts}
+        evs: list[Event]
+        if not final:
+            assert retry_at is not None
+            await conn.execute(_q("requeue_lead"), job.lead_id, job.step, retry_at, now)
+            evs = [
+                Event(
+                    job.lead_id,
+                    job.step,
+                    "retry_scheduled",
+                    {**data, "retry_at": retry_at.isoformat()},
+                )
+            ]
+        else:
+            reason = (
+                "bounced" if bounce else ("permanent_error" if permanent else "attempts_exhausted")
+            )
+            await conn.execute(_q("end_lead"), job.lead_id, job.step, "failed", now)
+            evs = [Event(job.lead_id, job.step, "failed", {**data, "reason": reason})]
+            if bounce:
+                await conn.execute(_q("suppress"), job.to_address.lower(), "bounce")
+        await events.insert_many(conn, evs, now)
+        return evs
+
+
+async def record_rejected(
+    pool: asyncpg.Pool, lead_id: int | None, data: dict[str, object], now: datetime
+) -> None:
+    """An event for a message that failed validation and went to the dead-letter queue."""
+    async with pool.acquire() as conn:
+        exists = lead_id is not None and await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM leads WHERE id = $1)", lead_id
+        )
+        await events.insert(
+            conn, Event(lead_id if exists else None, None, "message_rejected", data), now
+        )
+
+
+async def prune_sends(pool: asyncpg.Pool, now: datetime) -> None:
+    """Forget hand-offs older than a day (pacing looks back one day at most)."""
+    async with pool.acquire() as conn:
+        await conn.execute(_q("prune_sends"), now)
+
+
+def lease_for(timeout_seconds: float) -> float:
+    """How long a claim stays live: longer than any one SMTP conversation can take."""
+    return timeout_seconds * 3 + 30
+
+
+__all__ = [
+    "Claim",
+    "claim",
+    "lease_for",
+    "prune_sends",
+    "record_failure",
+    "record_rejected",
+    "record_sent",
+    "timedelta",
+]

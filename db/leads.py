@@ -1,0 +1,120 @@
+"""The scheduler's repository: claim due leads, assign senders, apply decisions, rescue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+
+from core.planner import DueLead
+from db.pool import Conn
+from db.queries import query
+
+_DUE_FIELDS = tuple(f.name for f in fields(DueLead))
+
+
+@dataclass(frozen=True, slots=True)
+class LeadUpdate:
+    lead_id: int
+    status: str
+    next_run_at: datetime | None = None
+    attempt_inc: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    lead_id: int
+    step: int
+    attempt: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class SenderCandidate:
+    sequence_id: int
+    sender_id: int
+    email: str
+    name: str | None
+    daily_limit: int | None
+    sent_last_day: int
+    assigned: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rescued:
+    lead_id: int
+    step: int
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    due: int
+    queued: int
+    lag_s: float
+
+
+async def claim_due(conn: Conn, now: datetime, limit: int) -> list[DueLead]:
+    """Lock up to `limit` due leads for the current transaction."""
+    rows = await conn.fetch(query("leads", "claim_due_leads"), now, limit)
+    return [DueLead(**{k: r[k] for k in _DUE_FIELDS}) for r in rows]
+
+
+async def sender_candidates(
+    conn: Conn, sequence_ids: list[int], now: datetime
+) -> list[SenderCandidate]:
+    """Each sequence's senders with their load, to assign leads that have none."""
+    rows = await conn.fetch(query("leads", "sender_candidates"), sequence_ids, now)
+    return [SenderCandidate(**dict(r)) for r in rows]
+
+
+async def assign_senders(conn: Conn, assignments: dict[int, int], now: datetime) -> None:
+    """Give leads their sender for the rest of the sequence."""
+    if assignments:
+        await conn.execute(
+            query("leads", "assign_senders"), list(assignments), list(assignments.values()), now
+        )
+
+
+async def apply(
+    conn: Conn, updates: list[LeadUpdate], outbox: list[OutboxRow], now: datetime
+) -> None:
+    """Write a batch's lead updates and outbox rows (the caller's transaction)."""
+    if updates:
+        await conn.execute(
+            query("leads", "apply_decisions"),
+            [u.lead_id for u in updates],
+            [u.status for u in updates],
+            [u.next_run_at for u in updates],
+            [u.attempt_inc for u in updates],
+            now,
+        )
+    if outbox:
+        await conn.execute(
+            query("leads", "insert_outbox"),
+            [o.lead_id for o in outbox],
+            [o.step for o in outbox],
+            [o.attempt for o in outbox],
+            [o.payload for o in outbox],
+            now,
+        )
+
+
+async def next_due_at(conn: Conn) -> datetime | None:
+    """When the earliest waiting lead becomes due."""
+    value: datetime | None = await conn.fetchval(query("leads", "next_due_at"))
+    return value
+
+
+async def rescue_stuck(
+    conn: Conn, now: datetime, after_seconds: float, limit: int
+) -> list[Rescued]:
+    """Send leads whose in-flight message was lost back to waiting."""
+    rows = await conn.fetch(query("leads", "rescue_stuck"), now, after_seconds, limit)
+    return [Rescued(r["id"], r["current_step"], r["attempt"]) for r in rows]
+
+
+async def backlog(conn: Conn, now: datetime) -> Backlog:
+    """Due and queued lead counts and how late the oldest due lead is."""
+    r = await conn.fetchrow(query("leads", "backlog"), now)
+    assert r is not None
+    return Backlog(due=r["due"], queued=r["queued"], lag_s=float(r["lag_s"] or 0.0))

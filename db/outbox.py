@@ -1,0 +1,39 @@
+"""The pump's repository: claim unpublished rows, mark them published, prune old ones."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from db.pool import Conn
+from db.queries import query
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    id: int
+    body: bytes
+
+
+async def claim_unpublished(conn: Conn, limit: int, now: datetime) -> list[Pending]:
+    """Lock up to `limit` unpublished, available rows for the current transaction."""
+    rows = await conn.fetch(query("outbox", "claim_unpublished"), limit, now)
+    return [Pending(r["id"], r["body"].encode()) for r in rows]
+
+
+async def mark_published(conn: Conn, ids: list[int], now: datetime) -> None:
+    """Record that the broker confirmed these rows."""
+    await conn.execute(query("outbox", "mark_published"), ids, now)
+
+
+async def prune_published(conn: Conn, before: datetime, limit: int) -> int:
+    """Delete up to `limit` rows published before `before`; return how many."""
+    status: str = await conn.execute(query("outbox", "prune_published"), before, limit)
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def backlog(conn: Conn, now: datetime) -> tuple[int, float]:
+    """Unpublished row count and the age of the oldest one, in seconds."""
+    r = await conn.fetchrow(query("outbox", "backlog"), now)
+    assert r is not None
+    return int(r["unpublished"]), float(r["oldest_s"] or 0.0)

@@ -1,0 +1,121 @@
+"""The asyncpg pool and the dedicated LISTEN connection."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any, TypeAlias
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+log = structlog.get_logger()
+
+# A connection, whether held directly or borrowed from the pool.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+# Errors that mean "the database is not reachable right now" rather than "the query is wrong".
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+    )
+    await conn.set_type_codec(
+        "json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """Open a pool, retrying while the database is starting or unreachable."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5),
+        stop=stop_after_delay(120),
+        reraise=True,
+    ):
+        with attempt:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                command_timeout=60,
+                max_inactive_connection_lifetime=300,
+            )
+            assert pool is not None
+            return pool
+    raise AssertionError("unreachable")
+
+
+class Listener:
+    """Holds one connection that LISTENs on channels and sets an event on each notification.
+
+    asyncpg's pool runs `UNLISTEN *` on release, so LISTEN needs a connection of its own.
+    A dropped connection is reopened by `run`; missed notifications are covered by the
+    callers' poll timers.
+    """
+
+    def __init__(self, dsn: str, channels: Iterable[str]) -> None:
+        self._dsn = dsn
+        self._channels = tuple(channels)
+        self.event = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    def _notify(self, *_args: Any) -> None:
+        self.event.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep a listening connection open until `stop` is set."""
+        backoff = 0.2
+        while not stop.is_set():
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._dsn, timeout=10)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                for channel in self._channels:
+                    await conn.add_listener(channel, self._notify)
+                self.connected.set()
+                self.event.set()  # anything may have happened while we were away
+                backoff = 0.2
+                await _first(stop.wait(), lost.wait())
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("listener_reconnecting", error=str(exc), retry_in_s=backoff)
+                await _first(stop.wait(), asyncio.sleep(backoff))
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.connected.clear()
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+
+
+async def _first(*aws: Any) -> None:
+    """Wait until the first of several awaitables finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

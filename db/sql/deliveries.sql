@@ -1,0 +1,90 @@
+-- Queries over deliveries and the lead they belong to, run by the worker.
+
+-- name: lock_lead
+SELECT l.status, l.current_step, l.attempt, l.email, seq.status AS sequence_status,
+       is_suppressed(l.email) AS suppressed
+FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+WHERE l.id = $1
+FOR UPDATE OF l
+
+-- name: get_delivery
+SELECT status, attempts, lease_until, outbox_id, claim_token
+FROM deliveries WHERE lead_id = $1 AND step = $2
+
+-- name: claim_delivery
+-- Claim before the SMTP conversation. A row that exists only moves on from 'deferred'
+-- (a retry) or, when the caller says so, from a stale 'sending' (resend policy).
+INSERT INTO deliveries (lead_id, step, sender_id, message_id, subject, status, attempts,
+                        outbox_id, claim_token, claimed_at, lease_until, updated_at)
+VALUES ($1, $2, $3, $4, $5, 'sending', 1, $6, $7, $8::timestamptz,
+        $8::timestamptz + make_interval(secs => $9::float8), $8::timestamptz)
+ON CONFLICT (lead_id, step) DO UPDATE
+SET status = 'sending', attempts = deliveries.attempts + 1, outbox_id = excluded.outbox_id,
+    claim_token = excluded.claim_token, claimed_at = excluded.claimed_at,
+    lease_until = excluded.lease_until, subject = excluded.subject,
+    sender_id = excluded.sender_id, updated_at = excluded.updated_at
+WHERE deliveries.status = 'deferred' OR (deliveries.status = 'sending' AND $10::boolean)
+RETURNING attempts
+
+-- name: finish_delivery
+-- Only the holder of the claim may finish it.
+UPDATE deliveries
+SET status = $3::text, sent_at = CASE WHEN $3::text = 'sent' THEN $4::timestamptz ELSE sent_at END,
+    smtp_code = $5::int, error = $6::text, updated_at = $4::timestamptz, lease_until = NULL
+WHERE lead_id = $1 AND step = $2 AND status = 'sending' AND claim_token = $7
+RETURNING attempts
+
+-- name: mark_unknown
+UPDATE deliveries
+SET status = 'unknown', error = 'worker lost between SMTP hand-off and commit',
+    updated_at = $3, lease_until = NULL
+WHERE lead_id = $1 AND step = $2 AND status = 'sending'
+
+-- name: advance_lead
+-- After a step left: due time of the next step, or completed. Only a lead still queued for
+-- this step moves (an operator may have stopped or paused it meanwhile).
+UPDATE leads l
+SET current_step = coalesce(nxt.position, l.current_step),
+    status = CASE WHEN nxt.position IS NULL THEN 'completed' ELSE 'active' END,
+    next_run_at = CASE WHEN nxt.position IS NULL THEN l.next_run_at
+                       ELSE $3::timestamptz + make_interval(secs => nxt.wait_seconds) END,
+    attempt = CASE WHEN nxt.position IS NULL THEN l.attempt ELSE 0 END,
+    last_sent_at = $3::timestamptz,
+    updated_at = $3::timestamptz
+FROM leads cur
+LEFT JOIN LATERAL (
+    SELECT position, wait_seconds FROM sequence_steps s
+    WHERE s.sequence_id = cur.sequence_id AND s.position > cur.current_step
+    ORDER BY position LIMIT 1
+) nxt ON true
+WHERE l.id = $1 AND cur.id = l.id AND l.status = 'queued' AND l.current_step = $2
+RETURNING l.status, l.current_step, l.next_run_at
+
+-- name: requeue_lead
+-- Back to waiting (retry, window missed, pacing): the scheduler plans it again at $3.
+UPDATE leads SET status = 'active', next_run_at = $3, updated_at = $4
+WHERE id = $1 AND status = 'queued' AND current_step = $2
+
+-- name: end_lead
+UPDATE leads SET status = $3, updated_at = $4
+WHERE id = $1 AND status IN ('queued', 'active') AND current_step = $2
+
+-- name: suppress
+INSERT INTO suppressions (email, reason) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING
+
+-- name: lock_sender
+SELECT hourly_limit, daily_limit, daily_new_limit, min_gap_seconds, jitter_seconds, next_send_at
+FROM senders WHERE id = $1
+FOR UPDATE
+
+-- name: recent_sends
+SELECT at, first_touch FROM sender_sends
+WHERE sender_id = $1 AND at > $2 - interval '1 day'
+ORDER BY at
+
+-- name: record_send
+WITH ins AS (INSERT INTO sender_sends (sender_id, at, first_touch) VALUES ($1, $2, $3))
+UPDATE senders SET next_send_at = $4 WHERE id = $1
+
+-- name: prune_sends
+DELETE FROM sender_sends WHERE at < $1 - interval '1 day'

@@ -1,0 +1,21 @@
+-- Queries over the outbox, run by the pump.
+
+-- name: claim_unpublished
+SELECT id, payload::text AS body
+FROM outbox
+WHERE published_at IS NULL AND available_at <= $2
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+
+-- name: mark_published
+UPDATE outbox SET published_at = $2 WHERE id = ANY($1::bigint[])
+
+-- name: prune_published
+DELETE FROM outbox
+WHERE id IN (SELECT id FROM outbox WHERE published_at < $1 ORDER BY published_at LIMIT $2)
+
+-- name: backlog
+SELECT count(*) AS unpublished,
+       extract(epoch FROM $1 - min(created_at)) AS oldest_s
+FROM outbox WHERE published_at IS NULL

@@ -1,0 +1,1 @@
+"""The pump daemon: publishes outbox rows to RabbitMQ with confirms, then marks them."""

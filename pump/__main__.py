@@ -1,0 +1,33 @@
+"""`python -m pump`: run the outbox pump."""
+
+from __future__ import annotations
+
+import asyncio
+
+from broker.topology import Names, connect, declare
+from core import lifecycle, logs
+from core.settings import PumpSettings, load_or_exit
+from db.pool import create_pool
+from pump.loop import Pump
+
+
+def main() -> int:
+    settings = load_or_exit(PumpSettings)
+    logs.configure("pump", settings.log_level, settings.log_format)
+
+    async def run(stop: asyncio.Event) -> None:
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+        connection = await connect(settings.amqp_url, name="email-scheduler-pump")
+        try:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            topology = await declare(channel, Names.from_prefix(settings.amqp_prefix))
+            await Pump(pool, topology.exchange, settings).run(stop)
+        finally:
+            await connection.close()
+            await pool.close()
+
+    return lifecycle.run(run, shutdown_timeout=settings.shutdown_timeout_seconds)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""A real SMTP server for tests (aiosmtpd), recording what it accepts, misbehaving on demand."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_to: list[str]
+    data: bytes
+    at: float
+
+    @property
+    def message(self) -> EmailMessage:
+        msg = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+
+@dataclass
+class Rules:
+    """Per-recipient answers: permanent RCPT codes and a number of transient DATA failures."""
+
+    rcpt: dict[str, str] = field(default_factory=dict)
+    data_failures: dict[str, list[str]] = field(default_factory=dict)
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.rules = Rules()
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: Any) -> str:
+        reply = self.rules.rcpt.get(address)
+        if reply is not None:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            for rcpt in envelope.rcpt_tos:
+                pending = self.rules.data_failures.get(rcpt)
+                if pending:
+                    return pending.pop(0)
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
+                         or envelope.content, time.time())
+            )
+        return "250 2.0.0 OK queued"
+
+
+class SmtpServer:
+    def __init__(self, port: int = 0) -> None:
+        self.handler = Handler()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port())
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    @property
+    def received(self) -> list[Received]:
+        return self.handler.received
+
+    def start(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,317 @@
+"""The worker: one message at a time per slot; claim, send, record, then ack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import asyncpg
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_any,
+    wait_exponential_jitter,
+)
+from tenacity.stop import stop_base
+
+from core import message as email
+from core.backoff import Outcome, classify, retry_delay
+from core.clock import utcnow
+from core.lifecycle import every
+from core.schemas import SendJob
+from core.settings import WorkerSettings
+from db import deliveries
+from db.events import Event
+from db.pool import TRANSIENT_DB_ERRORS
+from worker.smtp import SendError, SmtpPool
+
+log = structlog.get_logger()
+
+
+class _Stopping(stop_base):
+    """Stop retrying once the daemon is shutting down."""
+
+    def __init__(self, event: asyncio.Event) -> None:
+        self.event = event
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.event.is_set()
+
+
+class InvalidMessage(ValueError):
+    """A queue message that is not a valid send job; it goes to the dead-letter queue."""
+
+
+def parse(message: AbstractIncomingMessage) -> tuple[SendJob, int]:
+    """Validate a queue message; raise InvalidMessage naming what is wrong."""
+    if not message.message_id or not message.message_id.isdigit():
+        raise InvalidMessage(f"message_id must be the outbox id, got {message.message_id!r}")
+    try:
+        job = SendJob.model_validate_json(message.body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidMessage(f"{where}: {first['msg']} ({exc.error_count()} errors)") from exc
+    return job, int(message.message_id)
+
+
+def _log_events(evs: list[Event], **fields: object) -> None:
+    for e in evs:
+        level = "warning" if e.type in ("failed", "send_ambiguous", "stopped") else "info"
+        getattr(log, level)(
+            f"lead_{e.type}", lead_id=e.lead_id, step=e.step, **{**fields, **dict(e.data)}
+        )
+
+
+class Worker:
+    """Sends what the queue holds; `handle` processes one message end to end."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        smtp: SmtpPool,
+        settings: WorkerSettings,
+        clock: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pool = pool
+        self.smtp = smtp
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.lease_seconds = deliveries.lease_for(settings.smtp_timeout_seconds)
+        self.counts: Counter[str] = Counter()
+        self.in_flight = 0
+        self._stop = asyncio.Event()
+
+    def _db_retry(self) -> AsyncRetrying:
+        # Keep trying while the database is away, but give up at shutdown: the unacked
+        # message then goes back to the queue and nothing is lost.
+        return AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5),
+            stop=stop_any(stop_after_delay(600), _Stopping(self._stop)),
+            reraise=True,
+        )
+
+    async def handle(self, message: AbstractIncomingMessage) -> str:
+        """Process one message; return what happened (for tests and counters)."""
+        try:
+            job, outbox_id = parse(message)
+        except InvalidMessage as exc:
+            await self._reject(message, str(exc))
+            return "rejected"
+        bound = log.bind(
+            lead_id=job.lead_id,
+            step=job.step,
+            outbox_id=outbox_id,
+            message_id=job.message_id,
+            sender_id=job.sender_id,
+        )
+        async for attempt in self._db_retry():
+            with attempt:
+                claim = await deliveries.claim(
+                    self.pool,
+                    job,
+                    outbox_id,
+                    now=self.clock(),
+                    redelivered=bool(message.redelivered),
+                    policy=self.settings.ambiguous_send_policy,
+                    lease_seconds=self.lease_seconds,
+                    rng=self.rng,
+                )
+        _log_events(claim.events, outbox_id=outbox_id, message_id=job.message_id)
+        if not claim.send:
+            if not claim.events:
+                bound.info("message_skipped", reason=claim.reason)
+            await message.ack()
+            return claim.reason or "skipped"
+        assert claim.token is not None
+
+        started = time.perf_counter()
+        outcome = await self._send(job)
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+
+        async for attempt in self._db_retry():
+            with attempt:
+                evs = await self._record(job, claim.token, claim.attempts, outcome)
+        if evs is None:
+            bound.warning("delivery_claim_lost", attempt=claim.attempts, duration_ms=duration_ms)
+        else:
+            _log_events(
+                evs,
+                outbox_id=outbox_id,
+                message_id=job.message_id,
+                attempt=claim.attempts,
+                duration_ms=duration_ms,
+            )
+        await message.ack()
+        result = "sent" if outcome is None else "failed"
+        self.counts[result] += 1
+        return result
+
+    async def _send(self, job: SendJob) -> SendError | None:
+        data = email.build(
+            email.Email(
+                from_address=job.from_address,
+                from_name=job.from_name,
+                to_address=job.to_address,
+                subject=job.subject,
+                text=job.text,
+                html=job.html,
+                message_id=job.message_id,
+                date=self.clock(),
+                in_reply_to=job.in_reply_to,
+                references=job.references,
+                extra_headers=_list_headers(job),
+            )
+        )
+        try:
+            await self.smtp.send(job.from_address, job.to_address, data)
+        except SendError as exc:
+            return exc
+        return None
+
+    async def _record(
+        self, job: SendJob, token: uuid.UUID, attempts: int, error: SendError | None
+    ) -> list[Event] | None:
+        now = self.clock()
+        if error is None:
+            return await deliveries.record_sent(self.pool, job, token, now=now, smtp_code=250)
+        outcome = classify(error.failure)
+        retry_at = None
+        if outcome is Outcome.TRANSIENT and attempts < self.settings.send_max_attempts:
+            delay = retry_delay(
+                attempts,
+                base=self.settings.retry_base_seconds,
+                cap=self.settings.retry_max_seconds,
+                rng=self.rng,
+            )
+            retry_at = now + timedelta(seconds=delay)
+        return await deliveries.record_failure(
+            self.pool,
+            job,
+            token,
+            now=now,
+            smtp_code=error.failure.code,
+            error=error.failure.message,
+            permanent=outcome is not Outcome.TRANSIENT,
+            bounce=outcome is Outcome.BOUNCE,
+            retry_at=retry_at,
+        )
+
+    async def _reject(self, message: AbstractIncomingMessage, reason: str) -> None:
+        lead_id = None
+        try:
+            raw = json.loads(message.body)
+            if isinstance(raw, dict) and isinstance(raw.get("lead_id"), int):
+                lead_id = raw["lead_id"]
+        except ValueError:
+            pass
+        log.error("message_rejected", error=reason, outbox_id=message.message_id, lead_id=lead_id)
+        try:
+            await deliveries.record_rejected(
+                self.pool,
+                lead_id,
+                {
+                    "error": reason,
+                    "outbox_id": message.message_id,
+                    "body": message.body[:500].decode("utf-8", "replace"),
+                },
+                self.clock(),
+            )
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("rejection_event_lost", error=str(exc))
+        await message.reject(requeue=False)
+        self.counts["rejected"] += 1
+
+    async def consume(self, queue: AbstractQueue, stop: asyncio.Event) -> None:
+        """Take messages until `stop`; then finish what is in flight."""
+        self._stop = stop
+        slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        async with queue.iterator() as it:
+            while not stop.is_set():
+                await slots.acquire()
+                get = asyncio.ensure_future(it.__anext__())
+                halt = asyncio.ensure_future(stop.wait())
+                done, _ = await asyncio.wait({get, halt}, return_when=asyncio.FIRST_COMPLETED)
+                halt.cancel()
+                if get not in done:
+                    get.cancel()
+                    slots.release()
+                    break
+                try:
+                    msg = get.result()
+                except StopAsyncIteration:  # the channel closed under us
+                    slots.release()
+                    break
+                task = asyncio.create_task(self._guarded(msg, slots))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            # Stop taking work; in-flight sends finish and record before the channel closes.
+            if tasks:
+                log.info("draining", in_flight=len(tasks))
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _guarded(self, msg: AbstractIncomingMessage, slots: asyncio.Semaphore) -> None:
+        self.in_flight += 1
+        try:
+            await self.handle(msg)
+        except Exception as exc:
+            # An unexpected error must not kill the worker nor lose the message: hand it
+            # back to the queue (the broker's delivery limit dead-letters a poison one).
+            log.exception("message_failed", error=repr(exc), outbox_id=msg.message_id)
+            try:
+                await msg.nack(requeue=True)
+            except Exception as nack_exc:  # the channel may be gone; the broker requeues then
+                log.warning("nack_failed", error=repr(nack_exc))
+        finally:
+            self.in_flight -= 1
+            slots.release()
+
+    async def summary(self) -> None:
+        log.info(
+            "worker_summary",
+            in_flight=self.in_flight,
+            **{f"total_{k}": v for k, v in sorted(self.counts.items())},
+        )
+
+    async def run(self, queue: AbstractQueue, stop: asyncio.Event) -> None:
+        """Consume until stopped, with a periodic summary and sender-ledger pruning."""
+        log.info("worker_started", concurrency=self.settings.worker_concurrency)
+
+        async def prune() -> None:
+            try:
+                await deliveries.prune_sends(self.pool, self.clock())
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("prune_unavailable", error=str(exc))
+
+        async with asyncio.TaskGroup() as tg:
+            summary = tg.create_task(
+                every(self.settings.summary_interval_seconds, stop, self.summary)
+            )
+            pruner = tg.create_task(every(3600.0, stop, prune))
+            await self.consume(queue, stop)
+            summary.cancel()
+            pruner.cancel()
+
+
+def _list_headers(job: SendJob) -> list[tuple[str, str]]:
+    headers: list[tuple[str, str]] = []
+    if job.list_unsubscribe:
+        headers.append(("List-Unsubscribe", job.list_unsubscribe))
+        if job.list_unsubscribe_post:
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+    return headers
