@@ -2,7 +2,8 @@
 
 Every header value that could carry lead data goes through `one_line` (control characters
 become spaces) and is either plain printable ASCII or RFC 2047 encoded words, all on one
-line (no folding, which some relays break when they re-sign). Bodies are UTF-8 in
+line (no folding, which some relays break when they re-sign), except a Subject too long
+for one line, which folds between encoded words. Bodies are UTF-8 in
 quoted-printable, so no body line exceeds 76 characters and the MIME boundary, which
 starts with "=_", can never occur in the encoded content.
 """
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u0085\u2028\u2029]+")
+# Runs of spaces, C0/C1 controls and Unicode line separators: one space in a header.
+_CONTROL = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]+")
 _ATEXT_PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+$")
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
@@ -27,6 +29,8 @@ _ADDRESS = re.compile(
 # the base64 text, i.e. 45 bytes of UTF-8 per word.
 _WORD_BYTES = 45
 MAX_SUBJECT_CHARS = 900
+MAX_NAME_CHARS = 64
+_FOLD_AT = 900
 
 
 class InvalidAddress(ValueError):
@@ -34,8 +38,8 @@ class InvalidAddress(ValueError):
 
 
 def one_line(value: str) -> str:
-    """Collapse every control or line-break character to a single space and trim."""
-    return _CONTROL.sub(" ", value).strip()
+    """Collapse each run of whitespace, controls and line breaks to one space, and trim."""
+    return " ".join(_CONTROL.sub(" ", value).split())
 
 
 def check_address(address: str) -> str:
@@ -50,23 +54,46 @@ def check_address(address: str) -> str:
     return address
 
 
+def _word(data: bytes) -> str:
+    return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
+
+
 def _encoded_words(text: str) -> str:
-    """RFC 2047 'B' encoded words for `text`, split on character boundaries, one line."""
+    """RFC 2047 'B' encoded words for `text`, split on character boundaries.
+
+    Words share a line up to ~900 characters; a longer value folds between words only.
+    """
     words: list[str] = []
     chunk = bytearray()
     for ch in text:
         b = ch.encode("utf-8")
         if len(chunk) + len(b) > _WORD_BYTES:
-            words.append(f"=?utf-8?b?{base64.b64encode(bytes(chunk)).decode('ascii')}?=")
+            words.append(_word(bytes(chunk)))
             chunk.clear()
         chunk += b
     if chunk:
-        words.append(f"=?utf-8?b?{base64.b64encode(bytes(chunk)).decode('ascii')}?=")
-    return " ".join(words)
+        words.append(_word(bytes(chunk)))
+    out: list[str] = []
+    line = 0
+    for w in words:
+        if out and line + len(w) + 1 > _FOLD_AT:
+            out.append("\r\n ")
+            line = 1
+        elif out:
+            out.append(" ")
+            line += 1
+        out.append(w)
+        line += len(w)
+    return "".join(out)
+
+
+def display_name(name: str | None) -> str:
+    """The display name as sent: one line, at most MAX_NAME_CHARS characters."""
+    return one_line(name or "")[:MAX_NAME_CHARS].strip()
 
 
 def _needs_encoding(text: str) -> bool:
-    return not text.isascii() or "=?" in text or "  " in text or "\\" in text
+    return not text.isascii() or "=?" in text or "\\" in text
 
 
 def encode_unstructured(value: str) -> str:
@@ -78,11 +105,13 @@ def encode_unstructured(value: str) -> str:
 def encode_mailbox(name: str | None, address: str) -> str:
     """`Display Name <addr>` with the name quoted or encoded as needed."""
     check_address(address)
-    display = one_line(name or "")
+    display = display_name(name)
     if not display:
         return address
     if _needs_encoding(display):
-        return f"{_encoded_words(display)} <{address}>"
+        # One encoded word per word of the name: parsers put a space between adjacent
+        # encoded words of a phrase, so each such space must be a real one.
+        return f"{' '.join(_word(w.encode()) for w in display.split(' '))} <{address}>"
     if _ATEXT_PHRASE.match(display):
         return f"{display} <{address}>"
     quoted = display.replace("\\", "\\\\").replace('"', '\\"')
@@ -152,8 +181,9 @@ def build(email: Email) -> bytes:
         (
             head,
             b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n',
-            b"--" + boundary + b"\r\n" + _TEXT_HEADERS + b"\r\n" + _qp(email.text),
-            b"--" + boundary + b"\r\n" + _HTML_HEADERS + b"\r\n" + _qp(email.html),
+            # The CRLF before a boundary belongs to the boundary: each part ends with one more.
+            b"--" + boundary + b"\r\n" + _TEXT_HEADERS + b"\r\n" + _qp(email.text) + b"\r\n",
+            b"--" + boundary + b"\r\n" + _HTML_HEADERS + b"\r\n" + _qp(email.html) + b"\r\n",
             b"--" + boundary + b"--\r\n",
         )
     )

@@ -40,8 +40,9 @@ class Handler:
         self.rules = Rules()
         self.lock = threading.Lock()
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
         reply = self.rules.rcpt.get(address)
         if reply is not None:
             return reply
@@ -55,8 +56,12 @@ class Handler:
                 if pending:
                     return pending.pop(0)
             self.received.append(
-                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
-                         or envelope.content, time.time())
+                Received(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or envelope.content,
+                    time.time(),
+                )
             )
         return "250 2.0.0 OK queued"
 

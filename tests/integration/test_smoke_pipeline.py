@@ -30,8 +30,13 @@ async def test_lead_receives_both_steps(
         VALUES (1, 1, 'bob@example.test', 'Bob', 'Initech');
         """
     )
-    env = {"database_url": database, "amqp_url": AMQP_URL, "amqp_prefix": amqp_prefix,
-           "smtp_host": "127.0.0.1", "smtp_port": smtp.port}
+    env = {
+        "database_url": database,
+        "amqp_url": AMQP_URL,
+        "amqp_prefix": amqp_prefix,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp.port,
+    }
     scheduler = Scheduler(pool, SchedulerSettings.model_validate(env))
     conn = await connect(AMQP_URL, name="test")
     try:

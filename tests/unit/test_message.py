@@ -1,0 +1,147 @@
+"""The message builder: the stdlib parser reads back what went in; lead data adds no header."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.message import (
+    Email,
+    InvalidAddress,
+    build,
+    check_address,
+    display_name,
+    message_id,
+    one_line,
+)
+
+hostile = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300
+) | st.sampled_from(
+    [
+        "x\r\nBcc: evil@x.test",
+        "a\nSubject: two",
+        "=?utf-8?q?x?=",
+        "\u2028X-A: b",
+        'Quote "me" \\ now',
+        "Zoë Ünïcödé 日本語 😀",
+        "  spaced  out  ",
+    ]
+)
+
+
+def _parse(data: bytes) -> EmailMessage:
+    msg = message_from_bytes(data, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _email(**kw: object) -> Email:
+    base: dict[str, object] = dict(
+        from_address="ana@acme.test",
+        from_name="Ana",
+        to_address="bob@example.test",
+        subject="Hi",
+        text="Hello",
+        message_id="<1.1.abc@acme.test>",
+        date=datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+    )
+    base.update(kw)
+    return Email(**base)  # type: ignore[arg-type]
+
+
+EXPECTED_HEADERS = {
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "mime-version",
+    "content-type",
+    "content-transfer-encoding",
+}
+
+
+@given(subject=hostile, name=hostile, text=hostile, html=st.none() | hostile)
+@settings(max_examples=300, deadline=None)
+def test_round_trip_and_no_injected_headers(
+    subject: str, name: str, text: str, html: str | None
+) -> None:
+    data = build(_email(subject=subject, from_name=name, text=text, html=html))
+    msg = _parse(data)
+    assert msg.defects == []
+    assert msg["Subject"] == one_line(subject)
+    assert msg["From"].addresses[0].addr_spec == "ana@acme.test"
+    assert msg["From"].addresses[0].display_name == display_name(name)
+    assert msg["To"].addresses[0].addr_spec == "bob@example.test"
+    top = {k.lower() for k in msg}
+    if html is not None:
+        top.add("content-transfer-encoding")
+    assert top == EXPECTED_HEADERS
+    body = msg.get_body(("plain",))
+    assert body is not None
+    normal = text.replace("\r\n", "\n").replace("\r", "\n")
+    assert body.get_content().replace("\r\n", "\n") == (
+        normal if normal.endswith("\n") else normal + "\n"
+    )
+    if html is not None:
+        part = msg.get_body(("html",))
+        assert part is not None
+        assert part.get_content().replace("\r\n", "\n").rstrip("\n") == html.replace(
+            "\r\n", "\n"
+        ).replace("\r", "\n").rstrip("\n")
+    for line in data.split(b"\r\n"):
+        assert len(line) <= 998
+    assert b"\n" not in data.replace(b"\r\n", b"")
+
+
+def test_threading_and_list_headers() -> None:
+    data = build(
+        _email(
+            in_reply_to="<a@x>",
+            references=["<z@x>", "<a@x>"],
+            extra_headers=[
+                ("List-Unsubscribe", "<mailto:u@acme.test>, <https://u.test/" + "t" * 200 + ">"),
+                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ],
+        )
+    )
+    msg = _parse(data)
+    assert msg["In-Reply-To"] == "<a@x>"
+    assert msg["References"] == "<z@x> <a@x>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    lines = [ln for ln in data.split(b"\r\n") if ln.startswith(b"List-Unsubscribe:")]
+    assert len(lines) == 1  # one line, never folded
+    assert len(lines[0]) > 200
+
+
+def test_message_id_is_deterministic_per_lead_and_step() -> None:
+    a = message_id(7, 2, "salt", "acme.test")
+    assert a == message_id(7, 2, "salt", "acme.test")
+    assert a != message_id(7, 3, "salt", "acme.test")
+    assert a.startswith("<7.2.") and a.endswith("@acme.test>")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "bob",
+        "bob@",
+        "@x.test",
+        "a b@x.test",
+        "a@b@c.test",
+        "bob@example",
+        "x\r\n@x.test",
+        "bö@x.test",
+        "a..b@x.test",
+    ],
+)
+def test_bad_addresses_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidAddress):
+        check_address(bad)
