@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -23,7 +24,7 @@ def test_delay_is_capped_exponential_with_jitter(
 def test_delay_grows() -> None:
     rng = random.Random(1)
     mins = [retry_delay(a, base=10, cap=1e9, rng=rng) for a in range(1, 6)]
-    assert all(b > a for a, b in zip(mins, mins[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(mins))
 
 
 def test_attempt_counts_from_one() -> None:

@@ -36,9 +36,13 @@ JOB = SendJob(
 
 
 def lead(**kw: object) -> LeadState:
-    base: dict[str, object] = dict(
-        status="queued", current_step=2, attempt=1, sequence_status="active", suppressed=False
-    )
+    base: dict[str, object] = {
+        "status": "queued",
+        "current_step": 2,
+        "attempt": 1,
+        "sequence_status": "active",
+        "suppressed": False,
+    }
     base.update(kw)
     return LeadState(**base)  # type: ignore[arg-type]
 

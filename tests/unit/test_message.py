@@ -42,15 +42,15 @@ def _parse(data: bytes) -> EmailMessage:
 
 
 def _email(**kw: object) -> Email:
-    base: dict[str, object] = dict(
-        from_address="ana@acme.test",
-        from_name="Ana",
-        to_address="bob@example.test",
-        subject="Hi",
-        text="Hello",
-        message_id="<1.1.abc@acme.test>",
-        date=datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
-    )
+    base: dict[str, object] = {
+        "from_address": "ana@acme.test",
+        "from_name": "Ana",
+        "to_address": "bob@example.test",
+        "subject": "Hi",
+        "text": "Hello",
+        "message_id": "<1.1.abc@acme.test>",
+        "date": datetime(2026, 11, 23, 12, 0, tzinfo=UTC),
+    }
     base.update(kw)
     return Email(**base)  # type: ignore[arg-type]
 
@@ -100,6 +100,9 @@ def test_round_trip_and_no_injected_headers(
     assert b"\n" not in data.replace(b"\r\n", b"")
 
 
+LONG_UNSUB = "<mailto:u@acme.test>, <https://u.test/" + "t" * 200 + ">"
+
+
 def test_threading_and_list_headers() -> None:
     data = build(
         _email(
@@ -124,7 +127,8 @@ def test_message_id_is_deterministic_per_lead_and_step() -> None:
     a = message_id(7, 2, "salt", "acme.test")
     assert a == message_id(7, 2, "salt", "acme.test")
     assert a != message_id(7, 3, "salt", "acme.test")
-    assert a.startswith("<7.2.") and a.endswith("@acme.test>")
+    assert a.startswith("<7.2.")
+    assert a.endswith("@acme.test>")
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -39,7 +40,7 @@ def test_simulated_sends_respect_every_rule(p: Pacing, arrivals: list[float], se
         assert next_slot(p, slot, sends=sends, gap_until=gap_until) == slot
         sends.append(slot)
         gap_until = gap_after(p, slot, rng)
-    for a, b in zip(sends, sends[1:], strict=False):
+    for a, b in itertools.pairwise(sends):
         assert (b - a).total_seconds() >= p.min_gap_seconds - 1e-6
     for i, s in enumerate(sends):
         in_hour = sum(1 for x in sends[: i + 1] if x > s - HOUR)
