@@ -79,7 +79,7 @@ FOR UPDATE
 
 -- name: recent_sends
 SELECT at, first_touch FROM sender_sends
-WHERE sender_id = $1 AND at > $2 - interval '1 day'
+WHERE sender_id = $1 AND at > $2::timestamptz - interval '1 day'
 ORDER BY at
 
 -- name: record_send
@@ -87,4 +87,4 @@ WITH ins AS (INSERT INTO sender_sends (sender_id, at, first_touch) VALUES ($1, $
 UPDATE senders SET next_send_at = $4 WHERE id = $1
 
 -- name: prune_sends
-DELETE FROM sender_sends WHERE at < $1 - interval '1 day'
+DELETE FROM sender_sends WHERE at < $1::timestamptz - interval '1 day'

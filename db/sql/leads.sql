@@ -34,7 +34,8 @@ WHERE l.status = 'active'
 -- name: sender_candidates
 -- The senders of each sequence with their hand-offs in the last day, for lead assignment.
 SELECT ss.sequence_id, s.id AS sender_id, s.email, s.name, s.daily_limit,
-       (SELECT count(*) FROM sender_sends x WHERE x.sender_id = s.id AND x.at > $2 - interval '1 day')
+       (SELECT count(*) FROM sender_sends x
+        WHERE x.sender_id = s.id AND x.at > $2::timestamptz - interval '1 day')
            AS sent_last_day,
        (SELECT count(*) FROM leads q WHERE q.sender_id = s.id AND q.status IN ('active', 'queued'))
            AS assigned
@@ -52,8 +53,8 @@ UPDATE leads l
 SET status = d.status,
     next_run_at = coalesce(d.next_run_at, l.next_run_at),
     attempt = l.attempt + d.attempt_inc,
-    queued_at = CASE WHEN d.status = 'queued' THEN $5 ELSE l.queued_at END,
-    updated_at = $5
+    queued_at = CASE WHEN d.status = 'queued' THEN $5::timestamptz ELSE l.queued_at END,
+    updated_at = $5::timestamptz
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[])
      AS d(lead_id, status, next_run_at, attempt_inc)
 WHERE l.id = d.lead_id
@@ -68,25 +69,25 @@ FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[]) AS o(lead_id, step, 
 -- The lock and the re-check happen in this one statement, so a lead that moved on is left alone.
 WITH stuck AS (
     SELECT l.id FROM leads l
-    WHERE l.status = 'queued' AND l.queued_at < $1 - make_interval(secs => $2)
+    WHERE l.status = 'queued' AND l.queued_at < $1::timestamptz - make_interval(secs => $2::float8)
       AND NOT EXISTS (SELECT 1 FROM outbox o
                       WHERE o.lead_id = l.id AND o.step = l.current_step
                         AND o.attempt = l.attempt AND o.published_at IS NULL)
       AND NOT EXISTS (SELECT 1 FROM deliveries d
                       WHERE d.lead_id = l.id AND d.step = l.current_step
-                        AND d.status = 'sending' AND d.lease_until > $1)
+                        AND d.status = 'sending' AND d.lease_until > $1::timestamptz)
     ORDER BY l.queued_at
     LIMIT $3
     FOR UPDATE OF l SKIP LOCKED
 )
-UPDATE leads l SET status = 'active', next_run_at = $1, updated_at = $1
+UPDATE leads l SET status = 'active', next_run_at = $1::timestamptz, updated_at = $1::timestamptz
 FROM stuck WHERE l.id = stuck.id AND l.status = 'queued'
 RETURNING l.id, l.current_step, l.attempt
 
 -- name: backlog
-SELECT count(*) FILTER (WHERE l.status = 'active' AND l.next_run_at <= $1) AS due,
+SELECT count(*) FILTER (WHERE l.status = 'active') AS due,
        count(*) FILTER (WHERE l.status = 'queued') AS queued,
-       extract(epoch FROM $1 - min(l.next_run_at) FILTER (WHERE l.status = 'active'
-                                                         AND l.next_run_at <= $1)) AS lag_s
+       extract(epoch FROM $1::timestamptz - min(l.next_run_at) FILTER (WHERE l.status = 'active'))
+           AS lag_s
 FROM leads l
-WHERE (l.status = 'active' AND l.next_run_at <= $1) OR l.status = 'queued'
+WHERE (l.status = 'active' AND l.next_run_at <= $1::timestamptz) OR l.status = 'queued'

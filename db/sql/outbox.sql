@@ -17,5 +17,5 @@ WHERE id IN (SELECT id FROM outbox WHERE published_at < $1 ORDER BY published_at
 
 -- name: backlog
 SELECT count(*) AS unpublished,
-       extract(epoch FROM $1 - min(created_at)) AS oldest_s
+       extract(epoch FROM $1::timestamptz - min(created_at)) AS oldest_s
 FROM outbox WHERE published_at IS NULL

@@ -1,0 +1,47 @@
+"""Starting the daemons as real processes for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Daemons:
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = {"PATH": os.environ["PATH"], "LOG_FORMAT": "json", **env}
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, module: str, replica: int = 0, **extra: str) -> subprocess.Popen[bytes]:
+        with (self.log_dir / f"{module}-{replica}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env={**self.env, **extra},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self.procs.append((module, proc))
+        return proc
+
+    def stop_all(self, timeout: float = 30) -> dict[str, int]:
+        """SIGTERM everything and return each process's exit status."""
+        for _, p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        codes = {}
+        for i, (name, p) in enumerate(self.procs):
+            try:
+                codes[f"{name}#{i}"] = p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes[f"{name}#{i}"] = -9
+        return codes
+
+    def logs(self) -> str:
+        return "\n".join(f.read_text() for f in sorted(self.log_dir.glob("*.log")))
