@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# Build stage: resolve the locked dependencies into a virtual environment.
+FROM python:3.11-slim AS build
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PROJECT_ENVIRONMENT=/opt/venv
+RUN pip install --no-cache-dir uv==0.13.9
+WORKDIR /app
+COPY pyproject.toml uv.lock ./
+RUN uv sync --locked --no-dev --no-install-project
+
+# Runtime stage: the venv, the code, a non-root user. One image runs every daemon.
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+RUN useradd --system --uid 10001 --no-create-home app
+WORKDIR /app
+COPY --from=build /opt/venv /opt/venv
+COPY core ./core
+COPY db ./db
+COPY broker ./broker
+COPY scheduler ./scheduler
+COPY pump ./pump
+COPY worker ./worker
+COPY migrations ./migrations
+USER app
+# Override per service: python -m scheduler | pump | worker | db migrate | db seed-demo
+CMD ["python", "-m", "worker"]

@@ -1,0 +1,97 @@
+"""Operations files: compose files valid against the Compose spec, Dockerfile entry points real,
+migrations idempotent and safe to run concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+import yaml
+
+from db.migrate import discover, migrate
+
+ROOT = Path(__file__).resolve().parents[2]
+DAEMONS = {"scheduler", "pump", "worker"}
+
+
+@pytest.mark.parametrize("name", ["compose.yaml", "compose.prod.yaml"])
+def test_compose_file_is_valid(name: str) -> None:
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(ROOT / name),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _commands(name: str) -> dict[str, list[str]]:
+    doc = yaml.safe_load((ROOT / name).read_text())
+    return {svc: spec["command"] for svc, spec in doc["services"].items() if "command" in spec}
+
+
+def test_compose_runs_every_daemon_and_real_modules() -> None:
+    dev, prod = _commands("compose.yaml"), _commands("compose.prod.yaml")
+    assert dev.keys() >= DAEMONS
+    assert prod.keys() >= DAEMONS
+    assert "seed" in dev
+    assert "seed" not in prod
+    for cmd in [*dev.values(), *prod.values()]:
+        assert cmd[:2] == ["python", "-m"]
+        assert (ROOT / cmd[2] / "__main__.py").is_file(), cmd
+    dev_doc = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert {"postgres", "rabbitmq", "mailpit", "migrate"} <= dev_doc["services"].keys()
+    prod_doc = yaml.safe_load((ROOT / "compose.prod.yaml").read_text())
+    assert prod_doc["services"]["worker"]["deploy"]["replicas"] >= 2
+    assert set(prod_doc["secrets"]) >= {"database_url", "amqp_url", "smtp_password"}
+
+
+def test_dockerfile_is_multistage_nonroot_and_copies_every_package() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, re.MULTILINE)) == 2
+    assert re.search(r"^USER app$", text, re.MULTILINE)
+    copied = set(re.findall(r"^COPY (\w+) ", text, re.MULTILINE))
+    for pkg in DAEMONS | {"core", "db", "broker", "migrations"}:
+        assert pkg in copied
+        assert (ROOT / pkg).is_dir()
+    cmd = re.search(r'^CMD \["python", "-m", "(\w+)"\]', text, re.MULTILINE)
+    assert cmd is not None
+    assert (ROOT / cmd.group(1) / "__main__.py").is_file()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()
+    assert "make test" in (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+
+
+async def test_migrate_twice_and_concurrently_is_a_no_op(database: str) -> None:
+    # `database` is already migrated (cloned from the template): nothing left to apply.
+    results = await asyncio.gather(migrate(database), migrate(database))
+    assert results == [[], []]
+    conn = await asyncpg.connect(database)
+    try:
+        versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+    finally:
+        await conn.close()
+    assert versions == [m.version for m in discover()]
+
+
+async def test_concurrent_migrations_on_an_empty_database(database: str) -> None:
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+    a, b = await asyncio.gather(migrate(database), migrate(database))
+    assert sorted([a, b], key=len) == [[], [m.version for m in discover()]]
