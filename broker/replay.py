@@ -24,6 +24,7 @@ async def replay_dead_letters(url: str, names: Names, limit: int | None = None) 
     try:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         topo = await declare(channel, names)
+        waiting = topo.dead_queue.declaration_result.message_count or 0
         replayed = 0
         while limit is None or replayed < limit:
             msg = await topo.dead_queue.get(no_ack=False, fail=False)
@@ -44,8 +45,6 @@ async def replay_dead_letters(url: str, names: Names, limit: int | None = None) 
             await msg.ack()
             replayed += 1
             log.info("dead_letter_replayed", outbox_id=msg.message_id)
-        declared = await channel.declare_queue(names.dead_queue, passive=True)
-        remaining = declared.declaration_result.message_count or 0
-        return ReplayReport(replayed=replayed, remaining=remaining)
+        return ReplayReport(replayed=replayed, remaining=max(waiting - replayed, 0))
     finally:
         await connection.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import asyncpg
 
@@ -266,12 +266,7 @@ async def record_rejected(
 ) -> None:
     """An event for a message that failed validation and went to the dead-letter queue."""
     async with pool.acquire() as conn:
-        exists = lead_id is not None and await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM leads WHERE id = $1)", lead_id
-        )
-        await events.insert(
-            conn, Event(lead_id if exists else None, None, "message_rejected", data), now
-        )
+        await events.insert(conn, Event(lead_id, None, "message_rejected", data), now)
 
 
 async def prune_sends(pool: asyncpg.Pool, now: datetime) -> None:
@@ -283,15 +278,3 @@ async def prune_sends(pool: asyncpg.Pool, now: datetime) -> None:
 def lease_for(timeout_seconds: float) -> float:
     """How long a claim stays live: longer than any one SMTP conversation can take."""
     return timeout_seconds * 3 + 30
-
-
-__all__ = [
-    "Claim",
-    "claim",
-    "lease_for",
-    "prune_sends",
-    "record_failure",
-    "record_rejected",
-    "record_sent",
-    "timedelta",
-]

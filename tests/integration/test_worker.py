@@ -1,0 +1,143 @@
+"""The worker against real services: poison messages, stops in flight, duplicates, ambiguity."""
+
+from __future__ import annotations
+
+import aio_pika
+import asyncpg
+
+from broker.replay import replay_dead_letters
+from broker.topology import ROUTING_KEY, Names
+from tests.conftest import AMQP_URL, wait_for
+from tests.integration.helpers import ONE_STEP, consuming, pipeline, settings_env
+from tests.smtp_server import SmtpServer
+
+
+async def test_poison_message_goes_to_dead_letters_with_event_and_can_be_replayed(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
+) -> None:
+    await pool.execute(
+        ONE_STEP + "INSERT INTO leads (sequence_id, sender_id, email, first_name)"
+        " VALUES (1, 1, 'bob@example.test', 'Bob');"
+    )
+    async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
+        garbage = [b"not json", b'{"lead_id": 1}', b"\xff\xfe"]
+        for i, body in enumerate(garbage):
+            await p.topology.exchange.publish(
+                aio_pika.Message(body, message_id=str(900 + i)), routing_key=ROUTING_KEY
+            )
+        await p.topology.exchange.publish(
+            aio_pika.Message(b"{}", message_id="nope"), routing_key=ROUTING_KEY
+        )
+        async with consuming(p):
+            # The good lead still goes through while garbage is rejected around it.
+            await p.scheduler.run_once()
+            await p.pump.run_once()
+            await wait_for(lambda: len(smtp.received) == 1)
+            await wait_for(lambda: _count(pool, "message_rejected", 4))
+        rejected = {
+            r["data"]["outbox_id"]: r
+            for r in await pool.fetch(
+                "SELECT lead_id, data FROM events WHERE type = 'message_rejected'"
+            )
+        }
+        assert rejected["901"]["lead_id"] == 1  # the readable lead id is kept
+        assert rejected["900"]["lead_id"] is None
+        assert "Field required" in rejected["901"]["data"]["error"]
+        assert "Invalid JSON" in rejected["902"]["data"]["error"]
+        assert "message_id must be the outbox id" in rejected["nope"]["data"]["error"]
+        report = await replay_dead_letters(AMQP_URL, Names.from_prefix(amqp_prefix), limit=2)
+        assert (report.replayed, report.remaining) == (2, 2)
+        await wait_for(lambda: _has_count(p, 2))
+    assert await pool.fetchval("SELECT status FROM leads") == "completed"
+
+
+async def test_lead_stopped_while_in_broker_is_not_sent(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
+) -> None:
+    await pool.execute(
+        ONE_STEP
+        + """INSERT INTO leads (sequence_id, sender_id, email, first_name)
+        VALUES (1, 1, 'bob@example.test', 'Bob'), (1, 1, 'carol@example.test', 'Carol'),
+               (1, 1, 'dan@other.test', 'Dan');"""
+    )
+    async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
+        await p.scheduler.run_once()
+        await p.pump.run_once()  # three messages sit in the queue now
+        assert await pool.fetchval("SELECT record_reply('bob@example.test')") == 1
+        assert await pool.fetchval("SELECT record_unsubscribe('carol@example.test')") == 1
+        await pool.execute("INSERT INTO suppressions (email) VALUES ('*@OTHER.test')")
+        async with consuming(p):
+            await wait_for(lambda: _all_terminal(pool))
+    assert smtp.received == []
+    rows = await pool.fetch("""SELECT l.email, l.status, e.data->>'reason' AS reason FROM leads l
+        JOIN events e ON e.lead_id = l.id AND e.type = 'stopped' ORDER BY l.id""")
+    assert [tuple(r) for r in rows] == [
+        ("bob@example.test", "stopped", "replied"),
+        ("carol@example.test", "stopped", "unsubscribed"),
+        ("dan@other.test", "stopped", "suppressed"),
+    ]
+
+
+async def test_duplicate_publish_sends_once_and_ambiguous_claim_is_not_resent(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
+) -> None:
+    await pool.execute(
+        ONE_STEP
+        + """INSERT INTO leads (sequence_id, sender_id, email, first_name)
+        VALUES (1, 1, 'bob@example.test', 'Bob'), (1, 1, 'amy@example.test', 'Amy');"""
+    )
+    async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
+        await p.scheduler.run_once()
+        await p.pump.run_once()
+        # The pump died after the confirm and before its commit: every row goes out again.
+        await pool.execute("UPDATE outbox SET published_at = NULL")
+        # And a worker died mid-send for amy: its claim is stale.
+        await pool.execute("""INSERT INTO deliveries (lead_id, step, message_id, status, attempts,
+                                  claim_token, claimed_at, lease_until)
+                              SELECT id, 1, '<x@y>', 'sending', 1, gen_random_uuid(),
+                                     now() - interval '1 hour', now() - interval '1 minute'
+                              FROM leads WHERE email = 'amy@example.test'""")
+        await p.pump.run_once()
+        async with consuming(p):
+            await wait_for(lambda: _all_terminal(pool))
+            await wait_for(lambda: _queue_empty(p))
+    assert [r.rcpt_to for r in smtp.received] == [["bob@example.test"]]
+    rows = {
+        r["email"]: (r["status"], r["d"])
+        for r in await pool.fetch(
+            "SELECT l.email, l.status, d.status AS d FROM leads l JOIN deliveries d ON d.lead_id = l.id"
+        )
+    }
+    assert rows == {
+        "bob@example.test": ("completed", "sent"),
+        "amy@example.test": ("completed", "unknown"),
+    }
+    assert await _count(pool, "send_ambiguous", 1)
+
+
+async def _queue_count(p) -> int:  # type: ignore[no-untyped-def]
+    ch = await p.connection.channel()
+    q = await ch.declare_queue(p.topology.queue.name, passive=True)
+    await ch.close()
+    return int(q.declaration_result.message_count or 0)
+
+
+async def _has_count(p, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return await _queue_count(p) == n
+
+
+async def _queue_empty(p) -> bool:  # type: ignore[no-untyped-def]
+    return await _queue_count(p) == 0
+
+
+async def _count(pool: asyncpg.Pool, event: str, n: int) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM events WHERE type = $1", event) == n
+
+
+async def _all_terminal(pool: asyncpg.Pool) -> bool:
+    return (
+        await pool.fetchval(
+            "SELECT count(*) FROM leads WHERE status NOT IN ('completed','stopped','failed')"
+        )
+        == 0
+    )
