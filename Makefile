@@ -38,7 +38,7 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install
+bench: install  ## needs postfix (smtp-sink): apt-get install postfix
 	$(BIN)/python -m bench
 
 clean:
