@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import os
 import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -117,13 +116,11 @@ class WorkerSettings(BrokerSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
-def load(cls: type[S], environ: dict[str, str] | None = None) -> S:
+def load(cls: type[S]) -> S:
     """Build settings, reading secret files from /run/secrets when that directory exists."""
     kwargs: dict[str, Any] = {}
     if SECRETS_DIR.is_dir():
         kwargs["_secrets_dir"] = SECRETS_DIR
-    if environ is not None:
-        return cls.model_validate({k.lower(): v for k, v in environ.items()})
     return cls(**kwargs)
 
 
@@ -144,8 +141,3 @@ def load_or_exit(cls: type[S]) -> S:
     except ValidationError as exc:
         print(describe(exc), file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def environ_snapshot() -> dict[str, str]:
-    """A copy of the environment (the only place allowed to read it besides pydantic)."""
-    return dict(os.environ)
