@@ -26,6 +26,15 @@ ONE_STEP = """
 """
 
 
+async def load_one_step(pool: asyncpg.Pool, *emails: str) -> None:
+    """A one-step sequence with one sender, and a lead per address (first name = local part)."""
+    await pool.execute(ONE_STEP)
+    await pool.executemany(
+        "INSERT INTO leads (sequence_id, sender_id, email, first_name) VALUES (1, 1, $1, $2)",
+        [(e, e.split("@")[0].title()) for e in emails],
+    )
+
+
 @dataclass
 class Pipeline:
     scheduler: Scheduler

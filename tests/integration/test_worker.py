@@ -8,17 +8,14 @@ import asyncpg
 from broker.replay import replay_dead_letters
 from broker.topology import ROUTING_KEY, Names
 from tests.conftest import AMQP_URL, wait_for
-from tests.integration.helpers import ONE_STEP, consuming, pipeline, settings_env
+from tests.integration.helpers import consuming, load_one_step, pipeline, settings_env
 from tests.smtp_server import SmtpServer
 
 
 async def test_poison_message_goes_to_dead_letters_with_event_and_can_be_replayed(
     pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
 ) -> None:
-    await pool.execute(
-        ONE_STEP + "INSERT INTO leads (sequence_id, sender_id, email, first_name)"
-        " VALUES (1, 1, 'bob@example.test', 'Bob');"
-    )
+    await load_one_step(pool, "bob@example.test")
     async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
         garbage = [b"not json", b'{"lead_id": 1}', b"\xff\xfe"]
         for i, body in enumerate(garbage):
@@ -54,12 +51,7 @@ async def test_poison_message_goes_to_dead_letters_with_event_and_can_be_replaye
 async def test_lead_stopped_while_in_broker_is_not_sent(
     pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
 ) -> None:
-    await pool.execute(
-        ONE_STEP
-        + """INSERT INTO leads (sequence_id, sender_id, email, first_name)
-        VALUES (1, 1, 'bob@example.test', 'Bob'), (1, 1, 'carol@example.test', 'Carol'),
-               (1, 1, 'dan@other.test', 'Dan');"""
-    )
+    await load_one_step(pool, "bob@example.test", "carol@example.test", "dan@other.test")
     async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
         await p.scheduler.run_once()
         await p.pump.run_once()  # three messages sit in the queue now
@@ -81,11 +73,7 @@ async def test_lead_stopped_while_in_broker_is_not_sent(
 async def test_duplicate_publish_sends_once_and_ambiguous_claim_is_not_resent(
     pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
 ) -> None:
-    await pool.execute(
-        ONE_STEP
-        + """INSERT INTO leads (sequence_id, sender_id, email, first_name)
-        VALUES (1, 1, 'bob@example.test', 'Bob'), (1, 1, 'amy@example.test', 'Amy');"""
-    )
+    await load_one_step(pool, "bob@example.test", "amy@example.test")
     async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
         await p.scheduler.run_once()
         await p.pump.run_once()
