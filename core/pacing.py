@@ -9,8 +9,14 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+
+class _Row(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -23,6 +29,11 @@ class Pacing:
     daily_new_limit: int | None = None
     min_gap_seconds: int = 0
     jitter_seconds: int = 0
+
+    @classmethod
+    def from_mapping(cls, row: _Row) -> Pacing:
+        """The rules from a senders row (or any mapping with the same column names)."""
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     @property
     def unlimited(self) -> bool:
@@ -77,3 +88,49 @@ def gap_after(pacing: Pacing, sent_at: datetime, rng: random.Random | None = Non
     """The end of the quiet period after a send: min gap plus a uniform 0..jitter."""
     jitter = (rng or random).uniform(0, pacing.jitter_seconds) if pacing.jitter_seconds else 0.0
     return sent_at + timedelta(seconds=pacing.min_gap_seconds + jitter)
+
+
+@dataclass(slots=True)
+class Forecast:
+    """A sender's hand-offs projected forward, so the scheduler can spread due leads over
+    the slots pacing will give them instead of queueing what the worker would turn back.
+
+    An estimate only: the worker's check under the sender's row lock stays the arbiter.
+    """
+
+    rules: Pacing
+    sends: list[datetime]
+    first_touches: list[datetime]
+    gap_until: datetime | None = None
+
+    def take(self, now: datetime, *, first_touch: bool) -> datetime:
+        """Book the next slot at or after `now` and return it."""
+        slot = next_slot(
+            self.rules,
+            now,
+            sends=self.sends,
+            first_touches=self.first_touches,
+            gap_until=self.gap_until,
+            first_touch=first_touch,
+        )
+        bisect.insort(self.sends, slot)
+        if first_touch:
+            bisect.insort(self.first_touches, slot)
+        # The expected gap: the worker draws the jitter when it hands the message over.
+        self.gap_until = slot + timedelta(
+            seconds=self.rules.min_gap_seconds + self.rules.jitter_seconds / 2
+        )
+        return slot
+
+
+@dataclass(slots=True)
+class RateForecast:
+    """The deployment-wide rate (`GLOBAL_RATE_PER_SECOND`) projected forward the same way."""
+
+    per_second: float
+    next_at: datetime
+
+    def take(self, now: datetime) -> datetime:
+        slot = max(now, self.next_at)
+        self.next_at = slot + timedelta(seconds=1 / self.per_second)
+        return slot

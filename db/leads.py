@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from core.pacing import Pacing
 from core.planner import DueLead
 from db.pool import Conn
 from db.queries import query
@@ -37,6 +38,19 @@ class SenderCandidate:
     daily_limit: int | None
     sent_last_day: int
     assigned: int
+
+
+@dataclass(frozen=True, slots=True)
+class PacingState:
+    """A paced sender as the scheduler sees it: rules, last day's hand-offs, in flight."""
+
+    sender_id: int
+    rules: Pacing
+    sends: list[datetime]
+    first_touches: list[datetime]
+    gap_until: datetime | None
+    queued_first: int
+    queued_followups: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +132,27 @@ async def backlog(conn: Conn, now: datetime) -> Backlog:
     r = await conn.fetchrow(query("leads", "backlog"), now)
     assert r is not None
     return Backlog(due=r["due"], queued=r["queued"], lag_s=float(r["lag_s"] or 0.0))
+
+
+async def pacing_state(conn: Conn, sender_ids: list[int], now: datetime) -> list[PacingState]:
+    """The paced senders among `sender_ids` (unpaced ones are left out)."""
+    rows = await conn.fetch(query("leads", "pacing_state"), sender_ids, now)
+    return [
+        PacingState(
+            sender_id=r["sender_id"],
+            rules=Pacing.from_mapping(r),
+            sends=list(r["sends"]),
+            first_touches=list(r["first_touches"]),
+            gap_until=r["next_send_at"],
+            queued_first=r["queued_first"],
+            queued_followups=r["queued_followups"],
+        )
+        for r in rows
+    ]
+
+
+async def global_pace_state(conn: Conn) -> tuple[datetime | None, int]:
+    """The deployment's next free hand-off slot and how many messages are in flight."""
+    r = await conn.fetchrow(query("leads", "global_pace_state"))
+    assert r is not None
+    return r["next_at"], r["queued"]

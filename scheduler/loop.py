@@ -8,12 +8,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
 
-from core import planner
+from core import pacing, planner
 from core.clock import utcnow
 from core.lifecycle import every, wait_first
 from core.settings import SchedulerSettings
@@ -30,6 +30,18 @@ LEADS_CHANNEL = "email_scheduler_leads"
 class BatchResult:
     claimed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+
+
+def _forecast(state: leads.PacingState, now: datetime) -> pacing.Forecast:
+    """A sender's forecast with its in-flight messages already booked."""
+    forecast = pacing.Forecast(
+        state.rules, list(state.sends), list(state.first_touches), state.gap_until
+    )
+    for _ in range(state.queued_followups):
+        forecast.take(now, first_touch=False)
+    for _ in range(state.queued_first):
+        forecast.take(now, first_touch=True)
+    return forecast
 
 
 class Scheduler:
@@ -65,8 +77,9 @@ class Scheduler:
             updates: list[leads.LeadUpdate] = []
             outbox: list[leads.OutboxRow] = []
             evs: list[Event] = []
-            for lead in due:
-                decision = planner.plan(lead, now, self.plan_settings)
+            planned = [(lead, planner.plan(lead, now, self.plan_settings)) for lead in due]
+            planned = await self._pace(conn, planned, now)
+            for lead, decision in planned:
                 step = lead.current_step
                 match decision:
                     case planner.Enqueue(job):
@@ -149,6 +162,52 @@ class Scheduler:
                 log.info(name, **fields)
         self.totals.update(result.outcomes)
         return result
+
+    async def _pace(
+        self,
+        conn: Conn,
+        planned: list[tuple[planner.DueLead, planner.Decision]],
+        now: datetime,
+    ) -> list[tuple[planner.DueLead, planner.Decision]]:
+        """Queue only what pacing lets go within the lookahead; the rest waits for its slot.
+
+        Leads come follow-ups first, so those take a scarce sender's slots before new leads.
+        Messages already in flight take the first slots. Forecast slots are spread like the
+        sends they stand for, so deferred leads come back one by one, not all at once.
+        """
+        jobs = [d.job for _, d in planned if isinstance(d, planner.Enqueue)]
+        if not jobs:
+            return planned
+        senders = {
+            st.sender_id: _forecast(st, now)
+            for st in await leads.pacing_state(conn, sorted({j.sender_id for j in jobs}), now)
+        }
+        rate = None
+        if self.settings.global_rate_per_second is not None:
+            per_second = self.settings.global_rate_per_second
+            next_at, in_flight = await leads.global_pace_state(conn)
+            # Messages in flight take the first slots.
+            start = max(now, next_at or now) + timedelta(seconds=in_flight / per_second)
+            rate = pacing.RateForecast(per_second, start)
+        if not senders and rate is None:
+            return planned
+        horizon = now + timedelta(seconds=self.settings.pacing_lookahead_seconds)
+        paced: list[tuple[planner.DueLead, planner.Decision]] = []
+        for lead, decision in planned:
+            if isinstance(decision, planner.Enqueue):
+                job = decision.job
+                forecast = senders.get(job.sender_id)
+                slot = now if forecast is None else forecast.take(now, first_touch=job.first_touch)
+                reason = "pacing"
+                if rate is not None:
+                    global_slot = rate.take(slot)
+                    if global_slot > slot:
+                        slot, reason = global_slot, "global_rate"
+                if slot > horizon:
+                    paced.append((lead, planner.Wait(slot, reason)))
+                    continue
+            paced.append((lead, decision))
+        return paced
 
     async def _assign_senders(
         self, conn: Conn, due: list[planner.DueLead], now: datetime

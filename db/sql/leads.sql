@@ -1,7 +1,27 @@
 -- Queries over leads, run by the scheduler. $now is always a parameter so tests can move time.
 
 -- name: claim_due_leads
--- Due leads of active sequences, oldest first, locked for this transaction.
+-- Due leads of active sequences, locked for this transaction: follow-ups first (they take
+-- a scarce sender's capacity before new leads do), then first touches, oldest first.
+WITH followups AS MATERIALIZED (
+    SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+    WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND l.next_run_at <= $1
+      AND seq.status = 'active'
+    ORDER BY l.next_run_at
+    LIMIT $2
+    FOR UPDATE OF l SKIP LOCKED
+), firsts AS MATERIALIZED (
+    SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+    WHERE l.status = 'active' AND l.last_sent_at IS NULL AND l.next_run_at <= $1
+      AND seq.status = 'active'
+    ORDER BY l.next_run_at
+    LIMIT greatest($2 - (SELECT count(*) FROM followups), 0)
+    FOR UPDATE OF l SKIP LOCKED
+), picked AS (
+    SELECT id, next_run_at, 0 AS rank FROM followups
+    UNION ALL
+    SELECT id, next_run_at, 1 AS rank FROM firsts
+)
 SELECT l.id, l.email, l.first_name, l.last_name, l.company, l.timezone, l.attributes,
        l.current_step, l.attempt, l.enrolled_at, l.sequence_id,
        seq.timezone AS sequence_timezone, seq.send_days, seq.send_from, seq.send_until,
@@ -10,7 +30,8 @@ SELECT l.id, l.email, l.first_name, l.last_name, l.company, l.timezone, l.attrib
        is_suppressed(l.email) AS suppressed,
        coalesce(thread.sent_steps, 0) AS sent_steps, thread.thread_subject,
        coalesce(thread.message_ids, '{}') AS thread_message_ids
-FROM leads l
+FROM picked
+JOIN leads l ON l.id = picked.id
 JOIN sequences seq ON seq.id = l.sequence_id
 LEFT JOIN senders snd ON snd.id = l.sender_id
 LEFT JOIN sequence_steps st ON st.sequence_id = l.sequence_id AND st.position = l.current_step
@@ -21,15 +42,41 @@ LEFT JOIN LATERAL (
     FROM deliveries d
     WHERE d.lead_id = l.id AND d.step < l.current_step AND d.status IN ('sent', 'unknown')
 ) thread ON true
-WHERE l.status = 'active' AND l.next_run_at <= $1 AND seq.status = 'active'
-ORDER BY l.next_run_at
-LIMIT $2
-FOR UPDATE OF l SKIP LOCKED
+ORDER BY picked.rank, picked.next_run_at
 
 -- name: next_due_at
-SELECT min(l.next_run_at)
-FROM leads l JOIN sequences seq ON seq.id = l.sequence_id AND seq.status = 'active'
-WHERE l.status = 'active'
+SELECT least(
+    (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+     WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND seq.status = 'active'),
+    (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+     WHERE l.status = 'active' AND l.last_sent_at IS NULL AND seq.status = 'active'))
+
+-- name: pacing_state
+-- For the paced senders of a batch: their rules, hand-offs in the last day, and how many
+-- of their leads are in flight (those take the next slots before anything planned now).
+SELECT s.id AS sender_id, s.hourly_limit, s.daily_limit, s.daily_new_limit,
+       s.min_gap_seconds, s.jitter_seconds, s.next_send_at,
+       coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
+       q.queued_first, q.queued_followups
+FROM senders s
+LEFT JOIN LATERAL (
+    SELECT array_agg(at ORDER BY at) AS sends,
+           array_agg(at ORDER BY at) FILTER (WHERE first_touch) AS first_touches
+    FROM sender_sends WHERE sender_id = s.id AND at > $2::timestamptz - interval '1 day'
+) x ON true
+CROSS JOIN LATERAL (
+    SELECT count(*) FILTER (WHERE last_sent_at IS NULL) AS queued_first,
+           count(*) FILTER (WHERE last_sent_at IS NOT NULL) AS queued_followups
+    FROM leads WHERE sender_id = s.id AND status = 'queued'
+) q
+WHERE s.id = ANY($1::bigint[])
+  AND (s.hourly_limit IS NOT NULL OR s.daily_limit IS NOT NULL OR s.daily_new_limit IS NOT NULL
+       OR s.min_gap_seconds > 0 OR s.jitter_seconds > 0)
+
+-- name: global_pace_state
+-- GLOBAL_RATE_PER_SECOND: the next free slot and the messages in flight that take it first.
+SELECT (SELECT next_at FROM global_pace) AS next_at,
+       (SELECT count(*) FROM leads WHERE status = 'queued') AS queued
 
 -- name: sender_candidates
 -- The senders of each sequence with their hand-offs in the last day, for lead assignment.

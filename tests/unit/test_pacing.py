@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.pacing import DAY, HOUR, Pacing, gap_after, next_slot
+from core.pacing import DAY, HOUR, Forecast, Pacing, RateForecast, gap_after, next_slot
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 
@@ -72,3 +72,58 @@ def test_gap_after_is_gap_plus_bounded_jitter(gap: int, jitter: int, seed: int) 
 def test_unlimited() -> None:
     assert Pacing().unlimited
     assert not Pacing(min_gap_seconds=1).unlimited
+
+
+@given(
+    rules(),
+    st.lists(st.booleans(), min_size=1, max_size=120),
+    st.integers(0, 20),
+    st.integers(0, 3 * 86400),
+)
+@settings(max_examples=200, deadline=None)
+def test_forecast_spreads_leads_over_slots_that_respect_every_rule(
+    p: Pacing, first_touch: list[bool], new_limit: int, offset: int
+) -> None:
+    """The scheduler's forecast books slots in order; booked slots obey gap and caps."""
+    p = Pacing(
+        hourly_limit=p.hourly_limit,
+        daily_limit=p.daily_limit,
+        daily_new_limit=new_limit or None,
+        min_gap_seconds=p.min_gap_seconds,
+        jitter_seconds=p.jitter_seconds,
+    )
+    now = T0 + timedelta(seconds=offset)
+    forecast = Forecast(p, [], [])
+    slots = [forecast.take(now, first_touch=ft) for ft in first_touch]
+    assert all(s >= now for s in slots)
+    assert slots == sorted(slots)  # booked in order: earlier in the batch, earlier slot
+    for a, b in itertools.pairwise(slots):
+        assert (b - a).total_seconds() >= p.min_gap_seconds - 1e-6
+    for i, s in enumerate(slots):
+        assert p.hourly_limit is None or sum(1 for x in slots[: i + 1] if x > s - HOUR) <= (
+            p.hourly_limit
+        )
+        assert p.daily_limit is None or sum(1 for x in slots[: i + 1] if x > s - DAY) <= (
+            p.daily_limit
+        )
+        firsts = [x for x, ft in zip(slots[: i + 1], first_touch, strict=False) if ft]
+        if first_touch[i] and p.daily_new_limit is not None:
+            assert sum(1 for x in firsts if x > s - DAY) <= p.daily_new_limit
+
+
+def test_forecast_puts_follow_ups_in_the_free_slot_and_first_touches_after_the_new_cap() -> None:
+    p = Pacing(daily_new_limit=1, min_gap_seconds=60)
+    forecast = Forecast(p, [T0 - HOUR], [T0 - HOUR])
+    assert forecast.take(T0, first_touch=False) == T0
+    assert forecast.take(T0, first_touch=False) == T0 + timedelta(seconds=60)
+    # The one first touch of the day went an hour ago: the next one waits for it to age out.
+    assert forecast.take(T0, first_touch=True) == T0 - HOUR + DAY
+
+
+@given(st.floats(0.1, 1000), st.integers(1, 200), st.integers(0, 100))
+def test_rate_forecast_never_books_closer_than_its_rate(rate: float, n: int, behind: int) -> None:
+    forecast = RateForecast(rate, T0 - timedelta(seconds=behind))
+    slots = [forecast.take(T0) for _ in range(n)]
+    assert slots[0] == T0
+    for a, b in itertools.pairwise(slots):
+        assert abs((b - a).total_seconds() - 1 / rate) < 1e-5
