@@ -40,6 +40,9 @@ class CommonSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
     summary_interval_seconds: float = Field(default=30.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Hand-offs per second for the whole deployment (relays that limit the account); None = off.
+    # The scheduler plans against it and the worker enforces it under a row lock.
+    global_rate_per_second: float | None = Field(default=None, gt=0)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -79,7 +82,8 @@ class SchedulerSettings(CommonSettings):
     unsubscribe_mailto: str | None = None
     unsubscribe_url: str | None = None
     unsubscribe_secret: SecretStr = SecretStr("")
-    # A first step is not planned for a sender whose pacing has no room within this horizon.
+    # A lead is queued when its sender's (and the global) pacing has a slot within this
+    # horizon; otherwise it waits for its forecast slot. Keep it below PACING_MAX_WAIT_SECONDS.
     pacing_lookahead_seconds: float = Field(default=1.0, ge=0)
 
     @field_validator("unsubscribe_url")
@@ -110,7 +114,8 @@ class WorkerSettings(BrokerSettings):
     retry_base_seconds: float = Field(default=60.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     ambiguous_send_policy: AmbiguousPolicy = AmbiguousPolicy.SKIP
-    global_rate_per_second: float | None = Field(default=None, gt=0)
+    # A pacing slot this close is waited for in the worker instead of going back to waiting.
+    pacing_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
 
 
 S = TypeVar("S", bound=BaseSettings)

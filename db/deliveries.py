@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
@@ -31,6 +32,7 @@ class Claim:
     attempts: int = 0
     reason: str | None = None
     events: list[Event] = field(default_factory=list)
+    not_before: datetime | None = None  # the booked pacing slot: hand over no earlier
 
 
 def _q(name: str) -> str:
@@ -55,37 +57,61 @@ async def _delivery_state(conn: Conn, job: SendJob) -> gate.DeliveryState | None
     return None if r is None else gate.DeliveryState(r["status"], r["lease_until"])
 
 
-async def _pacing_slot(
-    conn: Conn, job: SendJob, now: datetime, rng: random.Random
-) -> datetime | None:
-    """Reserve this send against the sender's pacing; return a later slot if it must wait."""
-    r = await conn.fetchrow(_q("lock_sender"), job.sender_id)
-    if r is None:
-        return None
-    rules = pacing.Pacing(
-        hourly_limit=r["hourly_limit"],
-        daily_limit=r["daily_limit"],
-        daily_new_limit=r["daily_new_limit"],
-        min_gap_seconds=r["min_gap_seconds"],
-        jitter_seconds=r["jitter_seconds"],
-    )
-    if rules.unlimited:
-        return None
-    recent = await conn.fetch(_q("recent_sends"), job.sender_id, now)
-    slot = pacing.next_slot(
-        rules,
-        now,
-        sends=[x["at"] for x in recent],
-        first_touches=[x["at"] for x in recent if x["first_touch"]],
-        gap_until=r["next_send_at"],
-        first_touch=job.first_touch,
-    )
-    if slot > now:
-        return slot
-    await conn.execute(
-        _q("record_send"), job.sender_id, now, job.first_touch, pacing.gap_after(rules, now, rng)
-    )
-    return None
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """How hand-offs are paced beyond each sender's rules."""
+
+    max_wait_seconds: float = 2.0  # a slot this close is waited for, not sent back
+    global_per_second: float | None = None  # GLOBAL_RATE_PER_SECOND
+
+
+async def _reserve(
+    conn: Conn, job: SendJob, clock: Callable[[], datetime], rng: random.Random, rate: Rate
+) -> tuple[datetime, bool]:
+    """Book this hand-off against its sender's pacing and the global rate.
+
+    Returns (slot, True) when booked: the caller hands the message over at `slot`, at most
+    `rate.max_wait_seconds` away. Returns (earliest slot, False) when it must go back to
+    waiting. The sender's row lock (and the global row's) serialise every replica.
+    """
+    r = await conn.fetchrow(_q("sender_rules"), job.sender_id)
+    rules = pacing.Pacing() if r is None else pacing.Pacing.from_mapping(r)
+    gap_until = None
+    if not rules.unlimited:
+        gap_until = await conn.fetchval(_q("lock_sender"), job.sender_id)
+    # Read the clock once the locks are held: a slot booked "now" is then as close as it
+    # can be to the hand-off, and the next sender's slot measures from there.
+    now = clock()
+    horizon = now + timedelta(seconds=rate.max_wait_seconds)
+    slot = now
+    if not rules.unlimited:
+        recent = await conn.fetch(_q("recent_sends"), job.sender_id, now)
+        slot = pacing.next_slot(
+            rules,
+            now,
+            sends=[x["at"] for x in recent],
+            first_touches=[x["at"] for x in recent if x["first_touch"]],
+            gap_until=gap_until,
+            first_touch=job.first_touch,
+        )
+        if slot > horizon:
+            return slot, False
+    if rate.global_per_second is not None:
+        step = 1 / rate.global_per_second
+        booked = await conn.fetchval(_q("reserve_global"), slot, horizon, step)
+        if booked is None:
+            return await conn.fetchval(_q("global_next")), False
+        slot = booked
+    if not rules.unlimited:
+        # Caps only free up as time passes, so the sender's slot still holds at a later one.
+        await conn.execute(
+            _q("record_send"),
+            job.sender_id,
+            slot,
+            job.first_touch,
+            pacing.gap_after(rules, slot, rng),
+        )
+    return slot, True
 
 
 async def claim(
@@ -93,13 +119,15 @@ async def claim(
     job: SendJob,
     outbox_id: int,
     *,
-    now: datetime,
+    clock: Callable[[], datetime],
     redelivered: bool,
     policy: AmbiguousPolicy,
     lease_seconds: float,
     rng: random.Random,
+    rate: Rate,
 ) -> Claim:
     """Decide and record, in one transaction, whether this message may go to SMTP now."""
+    now = clock()
     async with pool.acquire() as conn, conn.transaction():
         lead = await _lead_state(conn, job.lead_id)
         delivery = await _delivery_state(conn, job) if lead is not None else None
@@ -130,8 +158,8 @@ async def claim(
                 await events.insert_many(conn, evs, now)
                 return Claim(send=False, reason="ambiguous", events=evs)
             case gate.Send(reclaim):
-                slot = await _pacing_slot(conn, job, now, rng)
-                if slot is not None:
+                slot, booked = await _reserve(conn, job, clock, rng, rate)
+                if not booked:
                     return await _requeue(conn, job, slot, "pacing", now)
                 token = uuid.uuid4()
                 attempts = await conn.fetchval(
@@ -149,7 +177,7 @@ async def claim(
                 )
                 if attempts is None:  # a concurrent claim won the row
                     return Claim(send=False, reason="in_flight_elsewhere")
-                return Claim(send=True, token=token, attempts=attempts)
+                return Claim(send=True, token=token, attempts=attempts, not_before=slot)
     raise AssertionError("unreachable")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -91,6 +90,10 @@ class Worker:
         self.clock = clock
         self.rng = rng or random.Random()
         self.lease_seconds = deliveries.lease_for(settings.smtp_timeout_seconds)
+        self.rate = deliveries.Rate(
+            max_wait_seconds=settings.pacing_max_wait_seconds,
+            global_per_second=settings.global_rate_per_second,
+        )
         self.counts: Counter[str] = Counter()
         self.in_flight = 0
         self._stop = asyncio.Event()
@@ -125,11 +128,12 @@ class Worker:
                     self.pool,
                     job,
                     outbox_id,
-                    now=self.clock(),
+                    clock=self.clock,
                     redelivered=bool(message.redelivered),
                     policy=self.settings.ambiguous_send_policy,
                     lease_seconds=self.lease_seconds,
                     rng=self.rng,
+                    rate=self.rate,
                 )
         _log_events(claim.events, outbox_id=outbox_id, message_id=job.message_id)
         if not claim.send:
@@ -138,10 +142,14 @@ class Worker:
             await message.ack()
             return claim.reason or "skipped"
         assert claim.token is not None
+        not_before = None
+        if claim.not_before is not None:
+            # A booked pacing slot a moment away: hand over at it, never before.
+            wait = (claim.not_before - self.clock()).total_seconds()
+            if wait > 0:
+                not_before = asyncio.get_running_loop().time() + wait
 
-        started = time.perf_counter()
-        outcome = await self._send(job)
-        duration_ms = round((time.perf_counter() - started) * 1000, 1)
+        outcome, duration_ms = await self._send(job, not_before)
 
         async for attempt in self._db_retry():
             with attempt:
@@ -161,7 +169,8 @@ class Worker:
         self.counts[result] += 1
         return result
 
-    async def _send(self, job: SendJob) -> SendError | None:
+    async def _send(self, job: SendJob, not_before: float | None) -> tuple[SendError | None, float]:
+        """Build and hand over one message; return the failure (or None) and SMTP time in ms."""
         data = email.build(
             email.Email(
                 from_address=job.from_address,
@@ -178,10 +187,12 @@ class Worker:
             )
         )
         try:
-            await self.smtp.send(job.from_address, job.to_address, data)
+            accepted = await self.smtp.send(
+                job.from_address, job.to_address, data, not_before=not_before
+            )
         except SendError as exc:
-            return exc
-        return None
+            return exc, exc.duration_ms
+        return None, accepted.duration_ms
 
     async def _record(
         self, job: SendJob, token: uuid.UUID, attempts: int, error: SendError | None
@@ -290,7 +301,8 @@ class Worker:
 
     async def run(self, queue: AbstractQueue, stop: asyncio.Event) -> None:
         """Consume until stopped, with a periodic summary and sender-ledger pruning."""
-        log.info("worker_started", concurrency=self.settings.worker_concurrency)
+        warm = await self.smtp.warm(min(2, self.settings.worker_concurrency))
+        log.info("worker_started", concurrency=self.settings.worker_concurrency, smtp_ready=warm)
 
         async def prune() -> None:
             try:

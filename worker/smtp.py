@@ -15,15 +15,17 @@ from core.settings import SmtpTls, WorkerSettings
 class SendError(Exception):
     """One SMTP attempt failed; `failure` says how, independent of the client library."""
 
-    def __init__(self, failure: SmtpFailure) -> None:
+    def __init__(self, failure: SmtpFailure, duration_ms: float = 0.0) -> None:
         super().__init__(f"{failure.code or 'no reply'}: {failure.message}")
         self.failure = failure
+        self.duration_ms = duration_ms
 
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
     code: int
     message: str
+    duration_ms: float  # the SMTP conversation, without any wait for a pacing slot
 
 
 def _failure(exc: BaseException) -> SmtpFailure:
@@ -35,12 +37,17 @@ def _failure(exc: BaseException) -> SmtpFailure:
     return SmtpFailure(None, f"{type(exc).__name__}: {exc}")
 
 
+# A connection idle longer than this is checked with NOOP before use: servers drop idle
+# sessions, and a message must not fail (and wait for a retry) because of that.
+IDLE_CHECK_SECONDS = 10.0
+
+
 class SmtpPool:
     """Up to `size` open connections handed out one at a time; a broken one is discarded."""
 
     def __init__(self, settings: WorkerSettings, size: int) -> None:
         self._settings = settings
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._idle: asyncio.LifoQueue[tuple[aiosmtplib.SMTP, float]] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(size)
 
     def _client(self) -> aiosmtplib.SMTP:
@@ -60,33 +67,80 @@ class SmtpPool:
             local_hostname=s.smtp_local_hostname,
         )
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Accepted:
-        """Hand one message to the server; raise SendError on any failure."""
-        async with self._slots:
+    async def _ready(self) -> aiosmtplib.SMTP:
+        """An idle connection that still answers, or a new one."""
+        loop = asyncio.get_running_loop()
+        while True:
             try:
-                client = self._idle.get_nowait()
+                client, idle_since = self._idle.get_nowait()
             except asyncio.QueueEmpty:
-                client = self._client()
+                break
+            if loop.time() - idle_since < IDLE_CHECK_SECONDS:
+                return client
             try:
-                if not client.is_connected:
-                    await client.connect()
+                await client.noop()
+                return client
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                await _discard(client)
+        client = self._client()
+        await client.connect()
+        return client
+
+    async def send(
+        self, sender: str, recipient: str, data: bytes, *, not_before: float | None = None
+    ) -> Accepted:
+        """Hand one message to the server; raise SendError on any failure.
+
+        `not_before` (event-loop time): the connection is made ready first and the message
+        handed over no earlier than that, so a pacing slot holds as the server sees it.
+        """
+        loop = asyncio.get_running_loop()
+        async with self._slots:
+            client: aiosmtplib.SMTP | None = None
+            started = loop.time()
+            try:
+                client = await self._ready()
+                if not_before is not None and (wait := not_before - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                started = loop.time()
                 errors, response = await client.sendmail(sender, [recipient], data)
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                await _discard(client)
-                raise SendError(_failure(exc)) from exc
+                if client is not None:
+                    await _discard(client)
+                raise SendError(_failure(exc), _ms(loop.time() - started)) from exc
             except BaseException:
-                await _discard(client)
+                if client is not None:
+                    await _discard(client)
                 raise
-            self._idle.put_nowait(client)
+            self._idle.put_nowait((client, loop.time()))
+            duration_ms = _ms(loop.time() - started)
             if errors:
                 refused = next(iter(errors.values()))
-                raise SendError(SmtpFailure(refused.code, refused.message))
-            return Accepted(250, response)
+                raise SendError(SmtpFailure(refused.code, refused.message), duration_ms)
+            return Accepted(250, response, duration_ms)
+
+    async def warm(self, count: int) -> int:
+        """Open up to `count` connections ahead of the first message; return how many opened.
+
+        Best effort: an unreachable server shows up (and is handled) on the first send.
+        """
+        opened = 0
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            client = self._client()
+            try:
+                await client.connect()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                await _discard(client)
+                break
+            self._idle.put_nowait((client, loop.time()))
+            opened += 1
+        return opened
 
     async def close(self) -> None:
         """QUIT every idle connection."""
         while not self._idle.empty():
-            client = self._idle.get_nowait()
+            client, _ = self._idle.get_nowait()
             try:
                 await asyncio.wait_for(client.quit(), timeout=5)
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
@@ -96,3 +150,7 @@ class SmtpPool:
 async def _discard(client: aiosmtplib.SMTP) -> None:
     if client.is_connected:
         client.close()
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)

@@ -72,9 +72,13 @@ WHERE id = $1 AND status IN ('queued', 'active') AND current_step = $2
 -- name: suppress
 INSERT INTO suppressions (email, reason) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING
 
--- name: lock_sender
-SELECT hourly_limit, daily_limit, daily_new_limit, min_gap_seconds, jitter_seconds, next_send_at
+-- name: sender_rules
+SELECT hourly_limit, daily_limit, daily_new_limit, min_gap_seconds, jitter_seconds
 FROM senders WHERE id = $1
+
+-- name: lock_sender
+-- Paced senders only: their hand-offs serialise on this row lock across all workers.
+SELECT next_send_at FROM senders WHERE id = $1
 FOR UPDATE
 
 -- name: recent_sends
@@ -85,6 +89,19 @@ ORDER BY at
 -- name: record_send
 WITH ins AS (INSERT INTO sender_sends (sender_id, at, first_touch) VALUES ($1, $2, $3))
 UPDATE senders SET next_send_at = $4 WHERE id = $1
+
+-- name: reserve_global
+-- Book the deployment's next free slot at or after $1 if it is no later than $2; each booking
+-- moves the slot on by $3 seconds (1 / GLOBAL_RATE_PER_SECOND). No row: the slot is too far.
+INSERT INTO global_pace AS g (id, next_at)
+VALUES (true, $1::timestamptz + make_interval(secs => $3::float8))
+ON CONFLICT (id) DO UPDATE
+SET next_at = greatest(g.next_at, $1::timestamptz) + make_interval(secs => $3::float8)
+WHERE greatest(g.next_at, $1::timestamptz) <= $2::timestamptz
+RETURNING next_at - make_interval(secs => $3::float8)
+
+-- name: global_next
+SELECT next_at FROM global_pace
 
 -- name: prune_sends
 DELETE FROM sender_sends WHERE at < $1::timestamptz - interval '1 day'

@@ -12,6 +12,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from broker.topology import Names, Topology, connect, declare
 from core.settings import PumpSettings, SchedulerSettings, WorkerSettings
+from db.pool import create_pool
 from pump.loop import Pump
 from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL
@@ -82,3 +83,49 @@ async def consuming(p: Pipeline) -> AsyncIterator[None]:
     finally:
         stop.set()
         await task
+
+
+@asynccontextmanager
+async def replicas(
+    env: dict[str, object], *, schedulers: int = 2, pumps: int = 1, workers: int = 2
+) -> AsyncIterator[None]:
+    """The daemons' own `run` loops as replicas in this process, each with its own pool
+    and broker channel, as separate processes would have them; stopped on exit."""
+    stop = asyncio.Event()
+    opened: list[asyncpg.Pool] = []
+    smtps: list[SmtpPool] = []
+    conn = await connect(AMQP_URL, name="test-replicas")
+    names = Names.from_prefix(str(env["amqp_prefix"]))
+
+    async def own_pool() -> asyncpg.Pool:
+        p = await create_pool(str(env["database_url"]), max_size=5)
+        opened.append(p)
+        return p
+
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        ss = SchedulerSettings.model_validate(env)
+        for _ in range(schedulers):
+            tasks.append(asyncio.create_task(Scheduler(await own_pool(), ss).run(stop)))
+        ps = PumpSettings.model_validate(env)
+        for _ in range(pumps):
+            ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
+            topo = await declare(ch, names)
+            tasks.append(asyncio.create_task(Pump(await own_pool(), topo.exchange, ps).run(stop)))
+        ws = WorkerSettings.model_validate(env)
+        for _ in range(workers):
+            ch = await conn.channel()
+            await ch.set_qos(prefetch_count=ws.worker_concurrency)
+            topo = await declare(ch, names)
+            smtps.append(SmtpPool(ws, ws.worker_concurrency))
+            worker = Worker(await own_pool(), smtps[-1], ws)
+            tasks.append(asyncio.create_task(worker.run(topo.queue, stop)))
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for s in smtps:
+            await s.close()
+        for p in opened:
+            await p.close()
+        await conn.close()
