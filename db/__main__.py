@@ -1,4 +1,8 @@
-"""`python -m db migrate` applies migrations; `python -m db seed-demo` loads the demo data."""
+"""Database commands.
+
+`python -m db migrate` applies migrations; `python -m db seed-demo` loads the demo data;
+`python -m db unsubscribe TOKEN` applies a one-click unsubscribe token (UNSUBSCRIBE_SECRET).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ from pathlib import Path
 import asyncpg
 
 from core import logs
-from core.settings import CommonSettings, load_or_exit
+from core.settings import CommonSettings, SchedulerSettings, load_or_exit
+from core.unsubscribe import InvalidToken
+from db import stops
 from db.migrate import migrate
 
 DEMO_SQL = Path(__file__).with_name("demo.sql")
@@ -27,6 +33,19 @@ async def _seed(dsn: str) -> None:
         await conn.close()
 
 
+async def _unsubscribe(dsn: str, secret: str, token: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        done = await stops.apply_unsubscribe_token(conn, secret, token)
+    except InvalidToken as exc:
+        print(f"unsubscribe: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await conn.close()
+    print(f"unsubscribed {done.email} (lead {done.lead_id}): {done.stopped} lead(s) stopped")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     settings = load_or_exit(CommonSettings)
     logs.configure("db", settings.log_level, settings.log_format)
@@ -38,7 +57,13 @@ def main(argv: list[str]) -> int:
         case ["seed-demo"]:
             asyncio.run(_seed(settings.database_url))
             return 0
-    print("usage: python -m db migrate | seed-demo", file=sys.stderr)
+        case ["unsubscribe", token]:
+            secret = load_or_exit(SchedulerSettings).unsubscribe_secret.get_secret_value()
+            if not secret:
+                print("invalid settings: UNSUBSCRIBE_SECRET is required", file=sys.stderr)
+                return 2
+            return asyncio.run(_unsubscribe(settings.database_url, secret, token))
+    print("usage: python -m db migrate | seed-demo | unsubscribe TOKEN", file=sys.stderr)
     return 2
 
 
