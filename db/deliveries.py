@@ -57,6 +57,9 @@ async def _delivery_state(conn: Conn, job: SendJob) -> gate.DeliveryState | None
     return None if r is None else gate.DeliveryState(r["status"], r["lease_until"])
 
 
+HANDOFF_MARGIN = timedelta(milliseconds=50)
+
+
 @dataclass(frozen=True, slots=True)
 class Rate:
     """How hand-offs are paced beyond each sender's rules."""
@@ -79,9 +82,12 @@ async def _reserve(
     gap_until = None
     if not rules.unlimited:
         gap_until = await conn.fetchval(_q("lock_sender"), job.sender_id)
-    # Read the clock once the locks are held: a slot booked "now" is then as close as it
-    # can be to the hand-off, and the next sender's slot measures from there.
+    # Read the clock once the locks are held, and book no earlier than the commit will be
+    # done: every paced hand-off then waits for its slot, so booked gaps are the gaps the
+    # server sees (a slot booked in the past would make the next gap short by the commit).
     now = clock()
+    if not rules.unlimited or rate.global_per_second is not None:
+        now += HANDOFF_MARGIN
     horizon = now + timedelta(seconds=rate.max_wait_seconds)
     slot = now
     if not rules.unlimited:
