@@ -11,6 +11,9 @@ class Outcome(enum.StrEnum):
     TRANSIENT = "transient"  # try again later (4xx, timeouts, refused connections)
     PERMANENT = "permanent"  # never retry this message (5xx)
     BOUNCE = "bounce"  # permanent and the address itself is bad: suppress it
+    # The whole message went out and no reply came back (connection lost, timeout): the server
+    # may have accepted it. Handled like a worker lost mid-send (DESIGN's ambiguous case).
+    AMBIGUOUS = "ambiguous"
 
 
 # Basic and enhanced (RFC 3463) codes that mean the mailbox or address does not exist.
@@ -24,6 +27,7 @@ class SmtpFailure:
 
     code: int | None  # reply code, None for network errors and timeouts
     message: str
+    after_data: bool = False  # the message content had been transmitted when it failed
 
     @property
     def enhanced(self) -> str | None:
@@ -37,6 +41,8 @@ class SmtpFailure:
 def classify(failure: SmtpFailure) -> Outcome:
     """Decide whether a failed attempt is retried, failed, or a bounce."""
     code = failure.code
+    if code is None and failure.after_data:
+        return Outcome.AMBIGUOUS
     if code is None or 400 <= code < 500:
         return Outcome.TRANSIENT
     if 500 <= code < 600:

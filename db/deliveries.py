@@ -243,6 +243,30 @@ async def record_sent(
         return evs
 
 
+async def record_ambiguous(
+    pool: asyncpg.Pool, job: SendJob, token: uuid.UUID, *, now: datetime, error: str
+) -> list[Event] | None:
+    """The content went out and no reply came: the delivery is `unknown`, the lead moves on
+    (at most once, as for a worker lost mid-send); None if the claim was lost meanwhile."""
+    async with pool.acquire() as conn, conn.transaction():
+        attempts = await conn.fetchval(
+            _q("finish_delivery"), job.lead_id, job.step, "unknown", now, None, error[:1000], token
+        )
+        if attempts is None:
+            return None
+        evs = [
+            Event(
+                job.lead_id,
+                job.step,
+                "send_ambiguous",
+                {"message_id": job.message_id, "attempts": attempts, "error": error[:500]},
+            )
+        ]
+        evs += await _advance(conn, job, now)
+        await events.insert_many(conn, evs, now)
+        return evs
+
+
 async def record_failure(
     pool: asyncpg.Pool,
     job: SendJob,

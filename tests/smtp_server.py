@@ -32,11 +32,14 @@ class Rules:
 
     rcpt: dict[str, str] = field(default_factory=dict)
     data_failures: dict[str, list[str]] = field(default_factory=dict)
+    # Recipients whose next message is read in full, then the connection dropped, no reply.
+    drop_after_data: dict[str, int] = field(default_factory=dict)
 
 
 class Handler:
     def __init__(self) -> None:
         self.received: list[Received] = []
+        self.dropped: list[Received] = []  # read in full, then the connection dropped
         self.rules = Rules()
         self.lock = threading.Lock()
 
@@ -52,18 +55,26 @@ class Handler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
             for rcpt in envelope.rcpt_tos:
+                if self.rules.drop_after_data.get(rcpt, 0) > 0:
+                    self.rules.drop_after_data[rcpt] -= 1
+                    self.dropped.append(_received(envelope))
+                    server.transport.abort()
+                    return "421 closing"  # never reaches the client
+            for rcpt in envelope.rcpt_tos:
                 pending = self.rules.data_failures.get(rcpt)
                 if pending:
                     return pending.pop(0)
-            self.received.append(
-                Received(
-                    envelope.mail_from,
-                    list(envelope.rcpt_tos),
-                    envelope.original_content or envelope.content,
-                    time.time(),
-                )
-            )
+            self.received.append(_received(envelope))
         return "250 2.0.0 OK queued"
+
+
+def _received(envelope: Any) -> Received:
+    return Received(
+        envelope.mail_from,
+        list(envelope.rcpt_tos),
+        envelope.original_content or envelope.content,
+        time.time(),
+    )
 
 
 class SmtpServer:

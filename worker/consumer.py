@@ -29,7 +29,7 @@ from core.backoff import Outcome, classify, retry_delay
 from core.clock import utcnow
 from core.lifecycle import every
 from core.schemas import SendJob
-from core.settings import WorkerSettings
+from core.settings import AmbiguousPolicy, WorkerSettings
 from db import deliveries
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS
@@ -201,6 +201,12 @@ class Worker:
         if error is None:
             return await deliveries.record_sent(self.pool, job, token, now=now, smtp_code=250)
         outcome = classify(error.failure)
+        if outcome is Outcome.AMBIGUOUS:
+            if self.settings.ambiguous_send_policy is AmbiguousPolicy.SKIP:
+                return await deliveries.record_ambiguous(
+                    self.pool, job, token, now=now, error=error.failure.message
+                )
+            outcome = Outcome.TRANSIENT  # resend: same Message-ID, receivers can de-duplicate
         retry_at = None
         if outcome is Outcome.TRANSIENT and attempts < self.settings.send_max_attempts:
             delay = retry_delay(

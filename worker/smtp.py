@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from dataclasses import dataclass
 
@@ -28,7 +29,46 @@ class Accepted:
     duration_ms: float  # the SMTP conversation, without any wait for a pacing slot
 
 
+class _NoReplyAfterData(Exception):
+    """The message content was written and the reply never came."""
+
+
+# RFC 5321 4.5.2: a line that starts with a period gets one more.
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+async def _transact(
+    client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes, reply_within: float
+) -> str:
+    """MAIL, RCPT, DATA on an open connection; return the server's final reply text.
+
+    Unlike `sendmail`, this tells apart a failure before the content went out (safe to
+    retry) from a lost reply after it (the server may have the message).
+    """
+    await client.mail(sender)
+    await client.rcpt(recipient)
+    start = await client.execute_command(b"DATA")
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    payload = _LEADING_DOT.sub(b"..", data)
+    if not payload.endswith(b"\r\n"):
+        payload += b"\r\n"
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost before the content")
+    try:
+        protocol.write(payload + b".\r\n")
+        reply = await protocol.read_response(timeout=reply_within)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+        raise _NoReplyAfterData(f"{type(exc).__name__}: {exc}") from exc
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply.message
+
+
 def _failure(exc: BaseException) -> SmtpFailure:
+    if isinstance(exc, _NoReplyAfterData):
+        return SmtpFailure(None, f"no reply after the message was sent ({exc})", after_data=True)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
         first = exc.recipients[0]
         return SmtpFailure(first.code, first.message)
@@ -103,8 +143,10 @@ class SmtpPool:
                 if not_before is not None and (wait := not_before - loop.time()) > 0:
                     await asyncio.sleep(wait)
                 started = loop.time()
-                errors, response = await client.sendmail(sender, [recipient], data)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                response = await _transact(
+                    client, sender, recipient, data, self._settings.smtp_timeout_seconds
+                )
+            except (aiosmtplib.SMTPException, OSError, TimeoutError, _NoReplyAfterData) as exc:
                 if client is not None:
                     await _discard(client)
                 raise SendError(_failure(exc), _ms(loop.time() - started)) from exc
@@ -113,11 +155,7 @@ class SmtpPool:
                     await _discard(client)
                 raise
             self._idle.put_nowait((client, loop.time()))
-            duration_ms = _ms(loop.time() - started)
-            if errors:
-                refused = next(iter(errors.values()))
-                raise SendError(SmtpFailure(refused.code, refused.message), duration_ms)
-            return Accepted(250, response, duration_ms)
+            return Accepted(250, response, _ms(loop.time() - started))
 
     async def warm(self, count: int) -> int:
         """Open up to `count` connections ahead of the first message; return how many opened.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aio_pika
 import asyncpg
 
@@ -129,3 +131,37 @@ async def _all_terminal(pool: asyncpg.Pool) -> bool:
         )
         == 0
     )
+
+
+async def test_reply_lost_after_the_content_is_unknown_and_not_resent(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
+) -> None:
+    """The server reads the whole message and drops the connection before its reply: it may
+    have the message, so the delivery is `unknown` and no second copy is sent."""
+    smtp.handler.rules.drop_after_data["bob@example.test"] = 1
+    smtp.handler.rules.data_failures["carol@example.test"] = ["451 4.3.0 busy"]
+    await load_one_step(pool, "bob@example.test", "carol@example.test")
+    env = settings_env(database, amqp_prefix, smtp.port, retry_base_seconds=0.1)
+    async with pipeline(pool, env) as p:
+        await p.scheduler.run_once()
+        await p.pump.run_once()
+        async with consuming(p):
+            await wait_for(lambda: pool.fetchval("SELECT count(*) = 2 FROM deliveries"))
+            for _ in range(20):  # carol's retry comes back through the scheduler
+                await p.scheduler.run_once()
+                await p.pump.run_once()
+                if await _all_terminal(pool):
+                    break
+                await asyncio.sleep(0.2)
+            await wait_for(lambda: _all_terminal(pool))
+    assert [r.rcpt_to for r in smtp.handler.dropped] == [["bob@example.test"]]
+    assert [r.rcpt_to for r in smtp.received] == [["carol@example.test"]]  # retried: a reply came
+    rows = await pool.fetch(
+        "SELECT l.email, l.status, d.status AS delivery FROM leads l"
+        " JOIN deliveries d ON d.lead_id = l.id ORDER BY l.id"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("bob@example.test", "completed", "unknown"),
+        ("carol@example.test", "completed", "sent"),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE type = 'send_ambiguous'") == 1

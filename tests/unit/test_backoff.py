@@ -50,3 +50,11 @@ def test_attempt_counts_from_one() -> None:
 )
 def test_classify(code: int | None, text: str, outcome: Outcome) -> None:
     assert classify(SmtpFailure(code, text)) is outcome
+
+
+def test_lost_reply_after_the_content_is_ambiguous_not_retried() -> None:
+    assert classify(SmtpFailure(None, "no reply", after_data=True)) is Outcome.AMBIGUOUS
+    # A lost connection before the content went out is safe to retry.
+    assert classify(SmtpFailure(None, "connection lost")) is Outcome.TRANSIENT
+    # A reply, even after the content, is an answer.
+    assert classify(SmtpFailure(451, "4.3.0 later", after_data=True)) is Outcome.TRANSIENT
