@@ -41,5 +41,11 @@ fmt: install
 bench: install  ## needs postfix (smtp-sink): apt-get install postfix
 	$(BIN)/python -m bench
 
+# The fault suite's long form: SEED and DURATION (seconds of continuous faults) to choose.
+SEED ?= $(shell python3 -c "import random; print(random.SystemRandom().randrange(1, 10**6))")
+DURATION ?= 1200
+fault-long: install  ## needs rabbitmq-server and PostgreSQL's initdb (private instances)
+	$(BIN)/python -m tests.fault --seed $(SEED) --duration $(DURATION)
+
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -27,6 +27,9 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # Raised by the pool when it resets a connection the server just dropped mid-reply
+    # (seen across a PostgreSQL restart); the next acquire gets a fresh connection.
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
