@@ -5,7 +5,7 @@ SELECT l.status, l.current_step, l.attempt, l.email, seq.status AS sequence_stat
        is_suppressed(l.email) AS suppressed
 FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
 WHERE l.id = $1
-FOR UPDATE OF l
+FOR NO KEY UPDATE OF l
 
 -- name: get_delivery
 SELECT status, attempts, lease_until, outbox_id, claim_token

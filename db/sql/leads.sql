@@ -1,7 +1,8 @@
 -- Queries over leads, run by the scheduler. $now is always a parameter so tests can move time.
 
 -- name: claim_due_leads
--- Due leads of active sequences, locked for this transaction: follow-ups first (they take
+-- Due leads of active sequences, locked for this transaction (NO KEY UPDATE: rows that only
+-- gain a referencing event or outbox row meanwhile stay claimable): follow-ups first (they take
 -- a scarce sender's capacity before new leads do), then first touches, oldest first.
 WITH followups AS MATERIALIZED (
     SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
@@ -9,14 +10,14 @@ WITH followups AS MATERIALIZED (
       AND seq.status = 'active'
     ORDER BY l.next_run_at
     LIMIT $2
-    FOR UPDATE OF l SKIP LOCKED
+    FOR NO KEY UPDATE OF l SKIP LOCKED
 ), firsts AS MATERIALIZED (
     SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
     WHERE l.status = 'active' AND l.last_sent_at IS NULL AND l.next_run_at <= $1
       AND seq.status = 'active'
     ORDER BY l.next_run_at
     LIMIT greatest($2 - (SELECT count(*) FROM followups), 0)
-    FOR UPDATE OF l SKIP LOCKED
+    FOR NO KEY UPDATE OF l SKIP LOCKED
 ), picked AS (
     SELECT id, next_run_at, 0 AS rank FROM followups
     UNION ALL
@@ -125,7 +126,7 @@ WITH stuck AS (
                         AND d.status = 'sending' AND d.lease_until > $1::timestamptz)
     ORDER BY l.queued_at
     LIMIT $3
-    FOR UPDATE OF l SKIP LOCKED
+    FOR NO KEY UPDATE OF l SKIP LOCKED
 )
 UPDATE leads l SET status = 'active', next_run_at = $1::timestamptz, updated_at = $1::timestamptz
 FROM stuck WHERE l.id = stuck.id AND l.status = 'queued'
