@@ -33,7 +33,9 @@ from tests.fault.services import PrivatePostgres, PrivateRabbit
 ROOT = Path(__file__).resolve().parents[2]
 REPLICAS = {"scheduler": 2, "pump": 2, "worker": 3}
 PACED_GAP = 1  # seconds between sends of the paced sender
-HANDOFF_JITTER = 0.25  # seconds between a booked slot and MAIL FROM on a loaded 2-core machine
+# Seconds between a booked slot and MAIL FROM at the server when the 2 cores are overloaded
+# (a sanity bound; the exact check is on the hand-offs booked under the sender's lock).
+HANDOFF_JITTER = 0.5
 WINDOW_DELAY = 15.0  # the windowed sequence opens this long after the run starts
 FAULTS = ("kill9", "sigterm", "broker_restart", "pg_terminate", "pg_restart", "garbage")
 
@@ -93,9 +95,11 @@ class Fleet:
         self.report = report
         self.procs: dict[tuple[str, int], subprocess.Popen[bytes]] = {}
         self.planned: set[tuple[str, int]] = set()  # stops we caused
+        self.started: dict[tuple[str, int], float] = {}
 
     def start(self, key: tuple[str, int]) -> None:
         module, i = key
+        self.started[key] = time.monotonic()
         with (self.log_dir / f"{module}-{i}.log").open("ab") as out:
             self.procs[key] = subprocess.Popen(
                 [sys.executable, "-m", module],
@@ -133,7 +137,10 @@ class Fleet:
         return f"kill -9 {key[0]}#{key[1]}"
 
     async def sigterm(self, rng: random.Random) -> str:
-        key = rng.choice(sorted(self.procs))
+        # A process still importing has no handler yet (it would die of the signal, which
+        # says nothing about shutdown): pick among those up for a few seconds.
+        up = [k for k in sorted(self.procs) if time.monotonic() - self.started[k] > 5]
+        key = rng.choice(up or sorted(self.procs))
         self.planned.add(key)
         p = self.procs[key]
         p.send_signal(signal.SIGTERM)
