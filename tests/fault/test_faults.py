@@ -20,7 +20,9 @@ pytestmark = [
 
 
 async def test_guarantees_hold_under_faults() -> None:
-    seed = int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(1, 10**6))
+    # A fixed seed by default, so CI runs are reproducible; FAULT_SEED=random explores.
+    given = os.environ.get("FAULT_SEED", "777")
+    seed = random.SystemRandom().randrange(1, 10**6) if given == "random" else int(given)
     report = await run(
         Config(
             seed=seed, duration=float(os.environ.get("FAULT_DURATION", "50")), leads_per_batch=40
