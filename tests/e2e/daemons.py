@@ -8,7 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.conftest import AMQP_URL
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def daemon_env(database: str, amqp_prefix: str, smtp_port: int, **extra: str) -> dict[str, str]:
+    """The settings every e2e run gives its daemons (fast polls), plus `extra`."""
+    return {
+        "DATABASE_URL": database,
+        "AMQP_URL": AMQP_URL,
+        "AMQP_PREFIX": amqp_prefix,
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(smtp_port),
+        "SCHEDULER_POLL_SECONDS": "1",
+        "PUMP_POLL_SECONDS": "1",
+        **extra,
+    }
 
 
 class Daemons:

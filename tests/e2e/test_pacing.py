@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from core.unsubscribe import verify_token
-from tests.conftest import AMQP_URL, wait_for
-from tests.e2e.daemons import Daemons
+from tests.conftest import wait_for
+from tests.e2e.daemons import Daemons, daemon_env
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -52,18 +52,14 @@ async def test_replicas_keep_gaps_caps_threads_and_unsubscribe_headers(
         for r in await pool.fetch("SELECT at FROM sender_sends WHERE sender_id = 2 ORDER BY at")
     ]
     capped_until = old_sends[0] + timedelta(hours=1)
-    env = {
-        "DATABASE_URL": database,
-        "AMQP_URL": AMQP_URL,
-        "AMQP_PREFIX": amqp_prefix,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp.port),
-        "SCHEDULER_POLL_SECONDS": "1",
-        "PUMP_POLL_SECONDS": "1",
-        "UNSUBSCRIBE_MAILTO": "unsubscribe@acme.test",
-        "UNSUBSCRIBE_URL": "https://acme.test/u",
-        "UNSUBSCRIBE_SECRET": SECRET,
-    }
+    env = daemon_env(
+        database,
+        amqp_prefix,
+        smtp.port,
+        UNSUBSCRIBE_MAILTO="unsubscribe@acme.test",
+        UNSUBSCRIBE_URL="https://acme.test/u",
+        UNSUBSCRIBE_SECRET=SECRET,
+    )
     daemons = Daemons(env, tmp_path)
     for module, replicas in (("scheduler", 2), ("pump", 1), ("worker", 2)):
         for i in range(replicas):

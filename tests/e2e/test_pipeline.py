@@ -15,8 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import AMQP_URL, wait_for
-from tests.e2e.daemons import Daemons
+from tests.conftest import wait_for
+from tests.e2e.daemons import Daemons, daemon_env
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -60,21 +60,17 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
             (1, 1, 'gone@example.test', 'Gone', 'X', NULL, '{{"plan": "p"}}'),
             (1, 1, 'not-an-address', 'Bad', 'X', NULL, '{{"plan": "p"}}');
     """)
-    env = {
-        "DATABASE_URL": database,
-        "AMQP_URL": AMQP_URL,
-        "AMQP_PREFIX": amqp_prefix,
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": str(smtp.port),
-        "SMTP_TLS": "none",
-        "RETRY_BASE_SECONDS": "0.3",
-        "RETRY_MAX_SECONDS": "1",
-        "SEND_MAX_ATTEMPTS": "4",
-        "SCHEDULER_POLL_SECONDS": "1",
-        "PUMP_POLL_SECONDS": "1",
-        "SUMMARY_INTERVAL_SECONDS": "1",
-        "WORKER_CONCURRENCY": "8",
-    }
+    env = daemon_env(
+        database,
+        amqp_prefix,
+        smtp.port,
+        SMTP_TLS="none",
+        RETRY_BASE_SECONDS="0.3",
+        RETRY_MAX_SECONDS="1",
+        SEND_MAX_ATTEMPTS="4",
+        SUMMARY_INTERVAL_SECONDS="1",
+        WORKER_CONCURRENCY="8",
+    )
     daemons = Daemons(env, tmp_path)
     for module in ("scheduler", "pump", "worker"):
         daemons.start(module)
