@@ -220,27 +220,47 @@ async def _advance(conn: Conn, job: SendJob, now: datetime) -> list[Event]:
     ]
 
 
+async def _finish_and_advance(
+    pool: asyncpg.Pool,
+    job: SendJob,
+    token: uuid.UUID,
+    *,
+    status: str,
+    now: datetime,
+    smtp_code: int | None,
+    error: str | None,
+    event: str,
+    data: dict[str, object],
+) -> list[Event] | None:
+    """Finish the claim with `status`, write `event` and move the lead to its next step;
+    None if the claim was lost meanwhile."""
+    async with pool.acquire() as conn, conn.transaction():
+        attempts = await conn.fetchval(
+            _q("finish_delivery"), job.lead_id, job.step, status, now, smtp_code, error, token
+        )
+        if attempts is None:
+            return None
+        evs = [Event(job.lead_id, job.step, event, {**data, "attempts": attempts})]
+        evs += await _advance(conn, job, now)
+        await events.insert_many(conn, evs, now)
+        return evs
+
+
 async def record_sent(
     pool: asyncpg.Pool, job: SendJob, token: uuid.UUID, *, now: datetime, smtp_code: int | None
 ) -> list[Event] | None:
     """Mark the delivery sent and move the lead on; None if the claim was lost meanwhile."""
-    async with pool.acquire() as conn, conn.transaction():
-        done = await conn.fetchval(
-            _q("finish_delivery"), job.lead_id, job.step, "sent", now, smtp_code, None, token
-        )
-        if done is None:
-            return None
-        evs = [
-            Event(
-                job.lead_id,
-                job.step,
-                "sent",
-                {"message_id": job.message_id, "attempts": done, "smtp_code": smtp_code},
-            )
-        ]
-        evs += await _advance(conn, job, now)
-        await events.insert_many(conn, evs, now)
-        return evs
+    return await _finish_and_advance(
+        pool,
+        job,
+        token,
+        status="sent",
+        now=now,
+        smtp_code=smtp_code,
+        error=None,
+        event="sent",
+        data={"message_id": job.message_id, "smtp_code": smtp_code},
+    )
 
 
 async def record_ambiguous(
@@ -248,23 +268,17 @@ async def record_ambiguous(
 ) -> list[Event] | None:
     """The content went out and no reply came: the delivery is `unknown`, the lead moves on
     (at most once, as for a worker lost mid-send); None if the claim was lost meanwhile."""
-    async with pool.acquire() as conn, conn.transaction():
-        attempts = await conn.fetchval(
-            _q("finish_delivery"), job.lead_id, job.step, "unknown", now, None, error[:1000], token
-        )
-        if attempts is None:
-            return None
-        evs = [
-            Event(
-                job.lead_id,
-                job.step,
-                "send_ambiguous",
-                {"message_id": job.message_id, "attempts": attempts, "error": error[:500]},
-            )
-        ]
-        evs += await _advance(conn, job, now)
-        await events.insert_many(conn, evs, now)
-        return evs
+    return await _finish_and_advance(
+        pool,
+        job,
+        token,
+        status="unknown",
+        now=now,
+        smtp_code=None,
+        error=error[:1000],
+        event="send_ambiguous",
+        data={"message_id": job.message_id, "error": error[:500]},
+    )
 
 
 async def record_failure(
