@@ -14,6 +14,13 @@ log = structlog.get_logger()
 Main = Callable[[asyncio.Event], Awaitable[None]]
 
 
+_early_signal: list[int] = []
+
+
+def _note_early_signal(signum: int, frame: object) -> None:
+    _early_signal.append(signum)
+
+
 async def _supervise(main: Main, shutdown_timeout: float) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -39,6 +46,8 @@ async def _supervise(main: Main, shutdown_timeout: float) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
+    if _early_signal:  # asked to stop while the loop was starting
+        on_signal(_early_signal[0])
     main_task = asyncio.ensure_future(main(stop))
     try:
         await main_task
@@ -50,6 +59,7 @@ async def _supervise(main: Main, shutdown_timeout: float) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping already
     log.info("stopped")
     return 0
 
@@ -62,12 +72,18 @@ def run(main: Main, *, shutdown_timeout: float) -> int:
         factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         factory = None
+    # From here until the loop's own handlers take over, a stop request is remembered, and
+    # once the daemon has stopped a late one no longer matters: either way the exit status
+    # is the daemon's own, never "killed by SIGTERM".
+    signal.signal(signal.SIGTERM, _note_early_signal)
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(_supervise(main, shutdown_timeout))
     except Exception:
         log.exception("crashed")
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 async def wait_first(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:

@@ -101,6 +101,9 @@ class Fleet:
         module, i = key
         self.started[key] = time.monotonic()
         with (self.log_dir / f"{module}-{i}.log").open("ab") as out:
+            # One file per replica across restarts: mark where each process begins.
+            out.write(f"--- start t={time.monotonic():.3f}\n".encode())
+            out.flush()
             self.procs[key] = subprocess.Popen(
                 [sys.executable, "-m", module],
                 cwd=ROOT,
@@ -143,6 +146,8 @@ class Fleet:
         key = rng.choice(up or sorted(self.procs))
         self.planned.add(key)
         p = self.procs[key]
+        with (self.log_dir / f"{key[0]}-{key[1]}.log").open("ab") as out:
+            out.write(f"--- SIGTERM pid={p.pid} t={time.monotonic():.3f}\n".encode())
         p.send_signal(signal.SIGTERM)
         try:
             code = await asyncio.to_thread(p.wait, 60)
