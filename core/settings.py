@@ -110,6 +110,8 @@ class WorkerSettings(BrokerSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     smtp_local_hostname: str | None = None
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    # Messages that arrive together are claimed, and recorded, in one transaction each.
+    worker_batch_size: int = Field(default=64, ge=1, le=1000)
     send_max_attempts: int = Field(default=5, ge=1)
     retry_base_seconds: float = Field(default=60.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)

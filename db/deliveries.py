@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -138,53 +138,177 @@ async def claim(
         lead = await _lead_state(conn, job.lead_id)
         delivery = await _delivery_state(conn, job) if lead is not None else None
         decision = gate.decide(job, lead, delivery, now=now, redelivered=redelivered, policy=policy)
-        match decision:
-            case gate.Drop(reason):
-                return Claim(send=False, reason=reason)
-            case gate.StopLead(reason):
-                await conn.execute(_q("end_lead"), job.lead_id, job.step, "stopped", now)
-                evs = [Event(job.lead_id, job.step, "stopped", {"reason": reason})]
-                await events.insert_many(conn, evs, now)
-                return Claim(send=False, reason=reason, events=evs)
-            case gate.Requeue(at, reason):
-                return await _requeue(conn, job, at, reason, now)
-            case gate.Settle(status):
-                return await _settle(conn, job, status, now)
-            case gate.Ambiguous():
-                await conn.execute(_q("mark_unknown"), job.lead_id, job.step, now)
-                evs = [
-                    Event(
-                        job.lead_id,
-                        job.step,
-                        "send_ambiguous",
-                        {"message_id": job.message_id, "outbox_id": outbox_id},
-                    )
-                ]
-                evs += await _advance(conn, job, now)
-                await events.insert_many(conn, evs, now)
-                return Claim(send=False, reason="ambiguous", events=evs)
-            case gate.Send(reclaim):
-                slot, booked = await _reserve(conn, job, clock, rng, rate)
-                if not booked:
-                    return await _requeue(conn, job, slot, "pacing", now)
-                token = uuid.uuid4()
-                attempts = await conn.fetchval(
-                    _q("claim_delivery"),
+        if not isinstance(decision, gate.Send):
+            return await _settle_decision(conn, job, outbox_id, decision, now)
+        slot, booked = await _reserve(conn, job, clock, rng, rate)
+        if not booked:
+            return await _requeue(conn, job, slot, "pacing", now)
+        token = uuid.uuid4()
+        attempts = await conn.fetchval(
+            _q("claim_delivery"),
+            job.lead_id,
+            job.step,
+            job.sender_id,
+            job.message_id,
+            job.subject,
+            outbox_id,
+            token,
+            now,
+            lease_seconds,
+            decision.reclaim,
+        )
+        if attempts is None:  # a concurrent claim won the row
+            return Claim(send=False, reason="in_flight_elsewhere")
+        return Claim(send=True, token=token, attempts=attempts, not_before=slot)
+
+
+async def _settle_decision(
+    conn: Conn, job: SendJob, outbox_id: int, decision: gate.Gate, now: datetime
+) -> Claim:
+    """Carry out every decision but Send; the caller holds the lead's row lock."""
+    match decision:
+        case gate.Drop(reason):
+            return Claim(send=False, reason=reason)
+        case gate.StopLead(reason):
+            await conn.execute(_q("end_lead"), job.lead_id, job.step, "stopped", now)
+            evs = [Event(job.lead_id, job.step, "stopped", {"reason": reason})]
+            await events.insert_many(conn, evs, now)
+            return Claim(send=False, reason=reason, events=evs)
+        case gate.Requeue(at, reason):
+            return await _requeue(conn, job, at, reason, now)
+        case gate.Settle(status):
+            return await _settle(conn, job, status, now)
+        case gate.Ambiguous():
+            await conn.execute(_q("mark_unknown"), job.lead_id, job.step, now)
+            evs = [
+                Event(
                     job.lead_id,
                     job.step,
-                    job.sender_id,
-                    job.message_id,
-                    job.subject,
-                    outbox_id,
-                    token,
-                    now,
-                    lease_seconds,
-                    reclaim,
+                    "send_ambiguous",
+                    {"message_id": job.message_id, "outbox_id": outbox_id},
                 )
-                if attempts is None:  # a concurrent claim won the row
-                    return Claim(send=False, reason="in_flight_elsewhere")
-                return Claim(send=True, token=token, attempts=attempts, not_before=slot)
-    raise AssertionError("unreachable")
+            ]
+            evs += await _advance(conn, job, now)
+            await events.insert_many(conn, evs, now)
+            return Claim(send=False, reason="ambiguous", events=evs)
+    raise AssertionError(f"not a settling decision: {decision!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message taken from the queue, as `claim_many` sees it."""
+
+    job: SendJob
+    outbox_id: int
+    redelivered: bool
+
+
+async def claim_many(
+    pool: asyncpg.Pool,
+    items: Sequence[Incoming],
+    *,
+    clock: Callable[[], datetime],
+    policy: AmbiguousPolicy,
+    lease_seconds: float,
+    rng: random.Random,
+    rate: Rate,
+) -> list[Claim]:
+    """`claim` for a batch: one transaction decides and claims every message it can.
+
+    The same decisions as `claim`, message by message. What needs more than the batch
+    gives (a paced sender's booking under its row lock, taking over a stale claim, a second
+    message for a lead already in the batch) goes through `claim` right after the commit.
+    """
+    claims: list[Claim | None] = [None] * len(items)
+    first: dict[int, int] = {}  # lead id -> index of its first message in the batch
+    alone: list[int] = []
+    for i, it in enumerate(items):
+        if it.job.lead_id in first:
+            alone.append(i)
+        else:
+            first[it.job.lead_id] = i
+    if first:
+        now = clock()
+        async with pool.acquire() as conn, conn.transaction():
+            batch = [items[i] for i in first.values()]
+            rows = {
+                r["lead_id"]: r
+                for r in await conn.fetch(
+                    _q("lock_leads_for_jobs"),
+                    [it.job.lead_id for it in batch],
+                    [it.job.step for it in batch],
+                    [it.job.sender_id for it in batch],
+                )
+            }
+            sends: list[int] = []
+            for i in first.values():
+                it = items[i]
+                r = rows.get(it.job.lead_id)
+                lead = delivery = None
+                if r is not None:
+                    lead = gate.LeadState(
+                        status=r["status"],
+                        current_step=r["current_step"],
+                        attempt=r["attempt"],
+                        sequence_status=r["sequence_status"],
+                        suppressed=r["suppressed"],
+                    )
+                    if r["delivery_status"] is not None:
+                        delivery = gate.DeliveryState(r["delivery_status"], r["lease_until"])
+                decision = gate.decide(
+                    it.job, lead, delivery, now=now, redelivered=it.redelivered, policy=policy
+                )
+                if isinstance(decision, gate.Send):
+                    # A lead row is there (Send); a sender row may not be (as in _reserve).
+                    assert r is not None
+                    paced = r["min_gap_seconds"] is not None and not (
+                        pacing.Pacing.from_mapping(r).unlimited
+                    )
+                    if decision.reclaim or paced or rate.global_per_second is not None:
+                        alone.append(i)
+                    else:
+                        sends.append(i)
+                    continue
+                claims[i] = await _settle_decision(conn, it.job, it.outbox_id, decision, now)
+            if sends:
+                tokens = {i: uuid.uuid4() for i in sends}
+                won = {
+                    r["lead_id"]: r["attempts"]
+                    for r in await conn.fetch(
+                        _q("claim_deliveries"),
+                        [items[i].job.lead_id for i in sends],
+                        [items[i].job.step for i in sends],
+                        [items[i].job.sender_id for i in sends],
+                        [items[i].job.message_id for i in sends],
+                        [items[i].job.subject for i in sends],
+                        [items[i].outbox_id for i in sends],
+                        [tokens[i] for i in sends],
+                        now,
+                        lease_seconds,
+                    )
+                }
+                for i in sends:
+                    attempts = won.get(items[i].job.lead_id)
+                    claims[i] = (
+                        Claim(send=False, reason="in_flight_elsewhere")
+                        if attempts is None
+                        else Claim(send=True, token=tokens[i], attempts=attempts)
+                    )
+    for i in sorted(alone):
+        it = items[i]
+        claims[i] = await claim(
+            pool,
+            it.job,
+            it.outbox_id,
+            clock=clock,
+            redelivered=it.redelivered,
+            policy=policy,
+            lease_seconds=lease_seconds,
+            rng=rng,
+            rate=rate,
+        )
+    assert all(c is not None for c in claims)
+    return [c for c in claims if c is not None]
 
 
 async def _requeue(conn: Conn, job: SendJob, at: datetime, reason: str, now: datetime) -> Claim:
@@ -206,61 +330,26 @@ async def _settle(conn: Conn, job: SendJob, status: str, now: datetime) -> Claim
 
 async def _advance(conn: Conn, job: SendJob, now: datetime) -> list[Event]:
     r = await conn.fetchrow(_q("advance_lead"), job.lead_id, job.step, now)
-    if r is None:
-        return []
+    return [] if r is None else [_advanced(job, r)]
+
+
+def _advanced(job: SendJob, r: asyncpg.Record) -> Event:
+    """The event for a lead that moved on after `job`'s step: completed, or scheduled."""
     if r["status"] == "completed":
-        return [Event(job.lead_id, job.step, "completed")]
-    return [
-        Event(
-            job.lead_id,
-            r["current_step"],
-            "scheduled",
-            {"next_run_at": r["next_run_at"].isoformat()},
-        )
-    ]
-
-
-async def _finish_and_advance(
-    pool: asyncpg.Pool,
-    job: SendJob,
-    token: uuid.UUID,
-    *,
-    status: str,
-    now: datetime,
-    smtp_code: int | None,
-    error: str | None,
-    event: str,
-    data: dict[str, object],
-) -> list[Event] | None:
-    """Finish the claim with `status`, write `event` and move the lead to its next step;
-    None if the claim was lost meanwhile."""
-    async with pool.acquire() as conn, conn.transaction():
-        attempts = await conn.fetchval(
-            _q("finish_delivery"), job.lead_id, job.step, status, now, smtp_code, error, token
-        )
-        if attempts is None:
-            return None
-        evs = [Event(job.lead_id, job.step, event, {**data, "attempts": attempts})]
-        evs += await _advance(conn, job, now)
-        await events.insert_many(conn, evs, now)
-        return evs
+        return Event(job.lead_id, job.step, "completed")
+    return Event(
+        job.lead_id, r["current_step"], "scheduled", {"next_run_at": r["next_run_at"].isoformat()}
+    )
 
 
 async def record_sent(
     pool: asyncpg.Pool, job: SendJob, token: uuid.UUID, *, now: datetime, smtp_code: int | None
 ) -> list[Event] | None:
     """Mark the delivery sent and move the lead on; None if the claim was lost meanwhile."""
-    return await _finish_and_advance(
-        pool,
-        job,
-        token,
-        status="sent",
-        now=now,
-        smtp_code=smtp_code,
-        error=None,
-        event="sent",
-        data={"message_id": job.message_id, "smtp_code": smtp_code},
+    done = await record_finished_many(
+        pool, [Finished(job, token, "sent", smtp_code=smtp_code)], now=now
     )
+    return done[0]
 
 
 async def record_ambiguous(
@@ -268,17 +357,98 @@ async def record_ambiguous(
 ) -> list[Event] | None:
     """The content went out and no reply came: the delivery is `unknown`, the lead moves on
     (at most once, as for a worker lost mid-send); None if the claim was lost meanwhile."""
-    return await _finish_and_advance(
-        pool,
-        job,
-        token,
-        status="unknown",
-        now=now,
-        smtp_code=None,
-        error=error[:1000],
-        event="send_ambiguous",
-        data={"message_id": job.message_id, "error": error[:500]},
-    )
+    done = await record_finished_many(pool, [Finished(job, token, "unknown", error=error)], now=now)
+    return done[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A claim whose message left: `sent` (accepted) or `unknown` (no reply after content)."""
+
+    job: SendJob
+    token: uuid.UUID
+    status: str
+    smtp_code: int | None = None
+    error: str | None = None
+
+
+async def record_finished_many(
+    pool: asyncpg.Pool, items: Sequence[Finished], *, now: datetime
+) -> list[list[Event] | None]:
+    """`record_sent` / `record_ambiguous` for a batch, in one transaction; None for each
+    claim lost meanwhile."""
+    if not items:
+        return []
+    async with pool.acquire() as conn, conn.transaction():
+        # Lead rows first and in id order, as claims take them: no lock cycle between workers.
+        await conn.execute(_q("lock_leads"), sorted({it.job.lead_id for it in items}))
+        done = {
+            (r["lead_id"], r["step"]): r["attempts"]
+            for r in await conn.fetch(
+                _q("finish_deliveries"),
+                [it.job.lead_id for it in items],
+                [it.job.step for it in items],
+                [it.token for it in items],
+                [it.status for it in items],
+                [it.smtp_code for it in items],
+                [None if it.error is None else it.error[:1000] for it in items],
+                now,
+            )
+        }
+        finished = [it for it in items if (it.job.lead_id, it.job.step) in done]
+        moved = (
+            {
+                r["id"]: r
+                for r in await conn.fetch(
+                    _q("advance_leads"),
+                    [it.job.lead_id for it in finished],
+                    [it.job.step for it in finished],
+                    now,
+                )
+            }
+            if finished
+            else {}
+        )
+        out: list[list[Event] | None] = []
+        every: list[Event] = []
+        for it in items:
+            attempts = done.get((it.job.lead_id, it.job.step))
+            if attempts is None:
+                out.append(None)
+                continue
+            job = it.job
+            if it.status == "sent":
+                evs = [
+                    Event(
+                        job.lead_id,
+                        job.step,
+                        "sent",
+                        {
+                            "message_id": job.message_id,
+                            "smtp_code": it.smtp_code,
+                            "attempts": attempts,
+                        },
+                    )
+                ]
+            else:
+                evs = [
+                    Event(
+                        job.lead_id,
+                        job.step,
+                        "send_ambiguous",
+                        {
+                            "message_id": job.message_id,
+                            "error": (it.error or "")[:500],
+                            "attempts": attempts,
+                        },
+                    )
+                ]
+            if (r := moved.get(job.lead_id)) is not None:
+                evs.append(_advanced(job, r))
+            out.append(evs)
+            every += evs
+        await events.insert_many(conn, every, now)
+        return out
 
 
 async def record_failure(
@@ -295,6 +465,7 @@ async def record_failure(
 ) -> list[Event] | None:
     """Record a failed attempt: schedule the retry, or fail the lead (and suppress a bounce)."""
     async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_q("lock_leads"), [job.lead_id])  # first, as every writer does
         final = permanent or retry_at is None
         attempts = await conn.fetchval(
             _q("finish_delivery"),

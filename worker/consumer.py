@@ -8,6 +8,7 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -33,6 +34,7 @@ from core.settings import AmbiguousPolicy, WorkerSettings
 from db import deliveries
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS
+from worker.batch import MicroBatcher
 from worker.smtp import SendError, SmtpPool
 
 log = structlog.get_logger()
@@ -97,6 +99,9 @@ class Worker:
         self.counts: Counter[str] = Counter()
         self.in_flight = 0
         self._stop = asyncio.Event()
+        # Messages that arrive together share one claim and one record transaction.
+        self._claims = MicroBatcher(self._claim_batch, max_size=settings.worker_batch_size)
+        self._records = MicroBatcher(self._record_batch, max_size=settings.worker_batch_size)
 
     def _db_retry(self) -> AsyncRetrying:
         # Keep trying while the database is away, but give up at shutdown: the unacked
@@ -122,19 +127,9 @@ class Worker:
             message_id=job.message_id,
             sender_id=job.sender_id,
         )
-        async for attempt in self._db_retry():
-            with attempt:
-                claim = await deliveries.claim(
-                    self.pool,
-                    job,
-                    outbox_id,
-                    clock=self.clock,
-                    redelivered=bool(message.redelivered),
-                    policy=self.settings.ambiguous_send_policy,
-                    lease_seconds=self.lease_seconds,
-                    rng=self.rng,
-                    rate=self.rate,
-                )
+        claim = await self._claims.submit(
+            deliveries.Incoming(job, outbox_id, redelivered=bool(message.redelivered))
+        )
         _log_events(claim.events, outbox_id=outbox_id, message_id=job.message_id)
         if not claim.send:
             if not claim.events:
@@ -151,9 +146,7 @@ class Worker:
 
         outcome, duration_ms = await self._send(job, not_before)
 
-        async for attempt in self._db_retry():
-            with attempt:
-                evs = await self._record(job, claim.token, claim.attempts, outcome)
+        evs = await self._records.submit(_Outcome(job, claim.token, claim.attempts, outcome))
         if evs is None:
             bound.warning("delivery_claim_lost", attempt=claim.attempts, duration_ms=duration_ms)
         else:
@@ -194,23 +187,63 @@ class Worker:
             return exc, exc.duration_ms
         return None, accepted.duration_ms
 
-    async def _record(
-        self, job: SendJob, token: uuid.UUID, attempts: int, error: SendError | None
-    ) -> list[Event] | None:
-        now = self.clock()
-        if error is None:
-            return await deliveries.record_sent(self.pool, job, token, now=now, smtp_code=250)
-        outcome = classify(error.failure)
-        if outcome is Outcome.AMBIGUOUS:
-            if self.settings.ambiguous_send_policy is AmbiguousPolicy.SKIP:
-                return await deliveries.record_ambiguous(
-                    self.pool, job, token, now=now, error=error.failure.message
+    async def _claim_batch(self, items: list[deliveries.Incoming]) -> list[deliveries.Claim]:
+        async for attempt in self._db_retry():
+            with attempt:
+                return await deliveries.claim_many(
+                    self.pool,
+                    items,
+                    clock=self.clock,
+                    policy=self.settings.ambiguous_send_policy,
+                    lease_seconds=self.lease_seconds,
+                    rng=self.rng,
+                    rate=self.rate,
                 )
-            outcome = Outcome.TRANSIENT  # resend: same Message-ID, receivers can de-duplicate
+        raise AssertionError("unreachable")
+
+    async def _record_batch(self, items: list[_Outcome]) -> list[list[Event] | None]:
+        async for attempt in self._db_retry():
+            with attempt:
+                return await self._record(items)
+        raise AssertionError("unreachable")
+
+    async def _record(self, items: list[_Outcome]) -> list[list[Event] | None]:
+        """Record what SMTP said for each claim: the messages that left in one
+        transaction, each failure in its own."""
+        now = self.clock()
+        results: list[list[Event] | None] = [None] * len(items)
+        left: list[tuple[int, deliveries.Finished]] = []
+        for i, it in enumerate(items):
+            if it.error is None:
+                left.append((i, deliveries.Finished(it.job, it.token, "sent", smtp_code=250)))
+                continue
+            outcome = classify(it.error.failure)
+            if outcome is Outcome.AMBIGUOUS:
+                if self.settings.ambiguous_send_policy is AmbiguousPolicy.SKIP:
+                    left.append(
+                        (
+                            i,
+                            deliveries.Finished(
+                                it.job, it.token, "unknown", error=it.error.failure.message
+                            ),
+                        )
+                    )
+                    continue
+                outcome = Outcome.TRANSIENT  # resend: same Message-ID, receivers can de-duplicate
+            results[i] = await self._record_failure(it, outcome, now)
+        done = await deliveries.record_finished_many(self.pool, [f for _, f in left], now=now)
+        for (i, _), evs in zip(left, done, strict=True):
+            results[i] = evs
+        return results
+
+    async def _record_failure(
+        self, it: _Outcome, outcome: Outcome, now: datetime
+    ) -> list[Event] | None:
+        assert it.error is not None
         retry_at = None
-        if outcome is Outcome.TRANSIENT and attempts < self.settings.send_max_attempts:
+        if outcome is Outcome.TRANSIENT and it.attempts < self.settings.send_max_attempts:
             delay = retry_delay(
-                attempts,
+                it.attempts,
                 base=self.settings.retry_base_seconds,
                 cap=self.settings.retry_max_seconds,
                 rng=self.rng,
@@ -218,11 +251,11 @@ class Worker:
             retry_at = now + timedelta(seconds=delay)
         return await deliveries.record_failure(
             self.pool,
-            job,
-            token,
+            it.job,
+            it.token,
             now=now,
-            smtp_code=error.failure.code,
-            error=error.failure.message,
+            smtp_code=it.error.failure.code,
+            error=it.error.failure.message,
             permanent=outcome is not Outcome.TRANSIENT,
             bounce=outcome is Outcome.BOUNCE,
             retry_at=retry_at,
@@ -302,6 +335,8 @@ class Worker:
         log.info(
             "worker_summary",
             in_flight=self.in_flight,
+            claim_batch_mean=self._claims.mean_size,
+            record_batch_mean=self._records.mean_size,
             **{f"total_{k}": v for k, v in sorted(self.counts.items())},
         )
 
@@ -324,6 +359,16 @@ class Worker:
             await self.consume(queue, stop)
             summary.cancel()
             pruner.cancel()
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What SMTP said for one claimed message (error None: accepted)."""
+
+    job: SendJob
+    token: uuid.UUID
+    attempts: int
+    error: SendError | None
 
 
 def _list_headers(job: SendJob) -> list[tuple[str, str]]:

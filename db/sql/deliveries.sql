@@ -105,3 +105,95 @@ SELECT next_at FROM global_pace
 
 -- name: prune_sends
 DELETE FROM sender_sends WHERE at < $1::timestamptz - interval '1 day'
+
+-- name: lock_leads_for_jobs
+-- The batch form of lock_lead, with each job's delivery row and sender rules. Rows lock in
+-- lead id order, as every batch does, so two workers never wait on each other in a cycle.
+SELECT x.lead_id, l.status, l.current_step, l.attempt, seq.status AS sequence_status,
+       is_suppressed(l.email) AS suppressed,
+       d.status AS delivery_status, d.lease_until,
+       s.hourly_limit, s.daily_limit, s.daily_new_limit, s.min_gap_seconds, s.jitter_seconds
+FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS x(lead_id, step, sender_id)
+JOIN leads l ON l.id = x.lead_id
+JOIN sequences seq ON seq.id = l.sequence_id
+-- One primary-key probe per job whatever the statistics say (OFFSET 0 keeps the planner from
+-- turning it into a join, which it would hash over a scan of the whole table while the
+-- table's statistics still say it is small).
+LEFT JOIN LATERAL (
+    SELECT status, lease_until FROM deliveries
+    WHERE lead_id = x.lead_id AND step = x.step
+    OFFSET 0
+) d ON true
+LEFT JOIN senders s ON s.id = x.sender_id
+ORDER BY l.id
+FOR NO KEY UPDATE OF l
+
+-- name: claim_deliveries
+-- The batch form of claim_delivery for first claims and retries (never a reclaim).
+INSERT INTO deliveries (lead_id, step, sender_id, message_id, subject, status, attempts,
+                        outbox_id, claim_token, claimed_at, lease_until, updated_at)
+SELECT x.lead_id, x.step, x.sender_id, x.message_id, x.subject, 'sending', 1, x.outbox_id,
+       x.token, $8::timestamptz, $8::timestamptz + make_interval(secs => $9::float8),
+       $8::timestamptz
+FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
+            $7::uuid[]) AS x(lead_id, step, sender_id, message_id, subject, outbox_id, token)
+ON CONFLICT (lead_id, step) DO UPDATE
+SET status = 'sending', attempts = deliveries.attempts + 1, outbox_id = excluded.outbox_id,
+    claim_token = excluded.claim_token, claimed_at = excluded.claimed_at,
+    lease_until = excluded.lease_until, subject = excluded.subject,
+    sender_id = excluded.sender_id, updated_at = excluded.updated_at
+WHERE deliveries.status = 'deferred'
+RETURNING lead_id, step, attempts
+
+-- name: lock_leads
+SELECT id FROM leads WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
+
+-- name: finish_deliveries
+-- The batch form of finish_delivery: only the holder of each claim may finish it. Rows are
+-- found by primary key and tested once fetched (see advance_leads); the caller holds the
+-- leads' row locks, which every writer of a delivery takes first, so the test is current.
+UPDATE deliveries d
+SET status = x.status, sent_at = CASE WHEN x.status = 'sent' THEN $7::timestamptz ELSE d.sent_at END,
+    smtp_code = x.smtp_code, error = x.error, updated_at = $7::timestamptz, lease_until = NULL
+FROM (
+    SELECT x.*, cur.status AS current_status, cur.claim_token AS current_token
+    FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::text[])
+         AS x(lead_id, step, token, status, smtp_code, error)
+    CROSS JOIN LATERAL (
+        SELECT status, claim_token FROM deliveries
+        WHERE lead_id = x.lead_id AND step = x.step
+        OFFSET 0
+    ) cur
+    OFFSET 0
+) x
+WHERE d.lead_id = x.lead_id AND d.step = x.step
+  AND x.current_status = 'sending' AND x.current_token = x.token
+RETURNING d.lead_id, d.step, d.attempts
+
+-- name: advance_leads
+-- The batch form of advance_lead. Leads are found by primary key only: the state test runs
+-- on the fetched rows (OFFSET 0 keeps it out of the scans), so the planner cannot pick the
+-- partial index of every queued lead, which its statistics may think is small.
+UPDATE leads l
+SET current_step = coalesce(a.position, l.current_step),
+    status = CASE WHEN a.position IS NULL THEN 'completed' ELSE 'active' END,
+    next_run_at = CASE WHEN a.position IS NULL THEN l.next_run_at
+                       ELSE $3::timestamptz + make_interval(secs => a.wait_seconds) END,
+    attempt = CASE WHEN a.position IS NULL THEN l.attempt ELSE 0 END,
+    last_sent_at = $3::timestamptz,
+    updated_at = $3::timestamptz
+FROM (
+    SELECT x.lead_id, x.step, cur.status, cur.current_step, nxt.position, nxt.wait_seconds
+    FROM unnest($1::bigint[], $2::int[]) AS x(lead_id, step)
+    CROSS JOIN LATERAL (
+        SELECT status, current_step, sequence_id FROM leads WHERE id = x.lead_id OFFSET 0
+    ) cur
+    LEFT JOIN LATERAL (
+        SELECT position, wait_seconds FROM sequence_steps s
+        WHERE s.sequence_id = cur.sequence_id AND s.position > x.step
+        ORDER BY position LIMIT 1
+    ) nxt ON true
+    OFFSET 0
+) a
+WHERE l.id = a.lead_id AND a.status = 'queued' AND a.current_step = a.step
+RETURNING l.id, l.status, l.current_step, l.next_run_at
