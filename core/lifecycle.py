@@ -86,8 +86,8 @@ def run(main: Main, *, shutdown_timeout: float) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-async def wait_first(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> None:
-    """Sleep until `stop` or `wake` is set or `seconds` pass; clear `wake`."""
+async def wait_first(stop: asyncio.Event, wake: asyncio.Event | None, seconds: float) -> bool:
+    """Sleep until `stop` or `wake` is set or `seconds` pass; clear `wake`. True if woken."""
     waiters = [asyncio.ensure_future(stop.wait())]
     if wake is not None:
         waiters.append(asyncio.ensure_future(wake.wait()))
@@ -97,8 +97,10 @@ async def wait_first(stop: asyncio.Event, wake: asyncio.Event | None, seconds: f
         for w in waiters:
             w.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
+    woken = wake is not None and wake.is_set()
     if wake is not None:
         wake.clear()
+    return woken
 
 
 async def every(

@@ -75,6 +75,8 @@ class BrokerSettings(CommonSettings):
 class SchedulerSettings(CommonSettings):
     scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)
     scheduler_poll_seconds: float = Field(default=5.0, gt=0)
+    # After a wake-up, wait this long for more changes so one batch plans them together.
+    scheduler_linger_seconds: float = Field(default=0.02, ge=0, le=1)
     # A lead queued longer than this with no unpublished outbox row and no live claim is
     # re-enqueued (its message was lost); the worker refuses the stale copy if it turns up.
     rescue_after_seconds: float = Field(default=900.0, gt=0)
@@ -97,6 +99,8 @@ class SchedulerSettings(CommonSettings):
 class PumpSettings(BrokerSettings):
     pump_batch_size: int = Field(default=500, ge=1, le=10_000)
     pump_poll_seconds: float = Field(default=5.0, gt=0)
+    # After a wake-up, wait this long for more rows so one batch publishes them together.
+    pump_linger_seconds: float = Field(default=0.01, ge=0, le=1)
     outbox_retention_hours: float = Field(default=24.0, ge=0)
     outbox_prune_batch: int = Field(default=5_000, ge=1)
 

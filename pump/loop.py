@@ -110,7 +110,9 @@ class Pump:
                 backoff = 0.2
                 if n >= self.settings.pump_batch_size:
                     continue
-                await wait_first(stop, wake, self.settings.pump_poll_seconds)
+                if await wait_first(stop, wake, self.settings.pump_poll_seconds):
+                    # Woken by new rows: let the rows around them land too (one batch).
+                    await wait_first(stop, None, self.settings.pump_linger_seconds)
             except RETRYABLE as exc:
                 log.warning("broker_unavailable", error=str(exc), retry_in_s=backoff)
                 await wait_first(stop, None, backoff)

@@ -264,7 +264,10 @@ class Scheduler:
                 backoff = 0.2
                 if result.claimed >= self.settings.scheduler_batch_size:
                     continue  # more is due right now
-                await wait_first(stop, wake, await self._sleep_for())
+                if await wait_first(stop, wake, await self._sleep_for()):
+                    # Woken by a change: let the changes around it land too, so one batch
+                    # (one transaction) plans them all instead of one batch each.
+                    await wait_first(stop, None, self.settings.scheduler_linger_seconds)
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("database_unavailable", error=str(exc), retry_in_s=backoff)
                 await wait_first(stop, None, backoff)
