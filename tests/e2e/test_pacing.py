@@ -24,7 +24,9 @@ pytestmark = pytest.mark.e2e
 
 SECRET = "e2e-secret"
 GAP, JITTER = 1, 1
-TOLERANCE = 0.05  # hand-off jitter between the booked slot and the server's clock
+# At the server a gap can be short by how late the previous hand-off was (the process was
+# not scheduled at its slot); the ledger, booked under the sender's lock, is exact.
+TOLERANCE = 0.1
 
 
 async def test_replicas_keep_gaps_caps_threads_and_unsubscribe_headers(
@@ -84,9 +86,15 @@ async def test_replicas_keep_gaps_caps_threads_and_unsubscribe_headers(
 
     # Pacing measured at the server: 9 sends of gap@ at least GAP apart (jitter on top).
     gaps = [b - a for a, b in itertools.pairwise(sorted(by_sender["gap@acme.test"]))]
+    booked = [
+        r["at"]
+        for r in await pool.fetch("SELECT at FROM sender_sends WHERE sender_id = 1 ORDER BY at")
+    ]
+    ledger = [(b - a).total_seconds() for a, b in itertools.pairwise(booked)]
     print(f"gap@: {len(gaps) + 1} sends, gaps min {min(gaps):.3f} s, max {max(gaps):.3f} s")
-    assert min(gaps) >= GAP - TOLERANCE
-    assert max(gaps) <= GAP + JITTER + 1.0  # paced, not stalled
+    assert min(ledger) >= GAP, ledger
+    assert min(gaps) >= GAP - TOLERANCE, gaps
+    assert max(gaps) <= GAP + JITTER + 1.0, gaps  # paced, not stalled
     # Each send of the capped sender waited for one old send to leave the rolling hour...
     cap_sends = sorted(by_sender["cap@acme.test"])
     assert len(cap_sends) == 3
