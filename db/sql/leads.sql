@@ -54,7 +54,9 @@ SELECT least(
 
 -- name: pacing_state
 -- For the paced senders of a batch: their rules, hand-offs in the last day, and how many
--- of their leads are in flight (those take the next slots before anything planned now).
+-- of their leads are in flight (those take the next slots before anything planned now). A
+-- lead a worker has claimed already booked its slot (in sender_sends and next_send_at):
+-- counted there, not again here.
 SELECT s.id AS sender_id, s.hourly_limit, s.daily_limit, s.daily_new_limit,
        s.min_gap_seconds, s.jitter_seconds, s.next_send_at,
        coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
@@ -68,16 +70,21 @@ LEFT JOIN LATERAL (
 CROSS JOIN LATERAL (
     SELECT count(*) FILTER (WHERE last_sent_at IS NULL) AS queued_first,
            count(*) FILTER (WHERE last_sent_at IS NOT NULL) AS queued_followups
-    FROM leads WHERE sender_id = s.id AND status = 'queued'
+    FROM leads l WHERE l.sender_id = s.id AND l.status = 'queued'
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_id = l.id
+                      AND d.step = l.current_step AND d.status = 'sending')
 ) q
 WHERE s.id = ANY($1::bigint[])
   AND (s.hourly_limit IS NOT NULL OR s.daily_limit IS NOT NULL OR s.daily_new_limit IS NOT NULL
        OR s.min_gap_seconds > 0 OR s.jitter_seconds > 0)
 
 -- name: global_pace_state
--- GLOBAL_RATE_PER_SECOND: the next free slot and the messages in flight that take it first.
+-- GLOBAL_RATE_PER_SECOND: the next free slot and the messages in flight that take it first
+-- (a claimed one booked its slot in global_pace already).
 SELECT (SELECT next_at FROM global_pace) AS next_at,
-       (SELECT count(*) FROM leads WHERE status = 'queued') AS queued
+       (SELECT count(*) FROM leads l WHERE l.status = 'queued'
+          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_id = l.id
+                          AND d.step = l.current_step AND d.status = 'sending')) AS queued
 
 -- name: sender_candidates
 -- The senders of each sequence with their hand-offs in the last day, for lead assignment.
@@ -93,10 +100,12 @@ WHERE ss.sequence_id = ANY($1::bigint[])
 -- name: assign_senders
 UPDATE leads l SET sender_id = a.sender_id, updated_at = $3
 FROM unnest($1::bigint[], $2::bigint[]) AS a(lead_id, sender_id)
-WHERE l.id = a.lead_id
+WHERE l.id = a.lead_id AND l.id = ANY($1::bigint[])
 
 -- name: apply_decisions
 -- One statement for every lead of a batch: new status, due time and attempt counter.
+-- `l.id = ANY($1)` gives the planner the batch's keys, so the cost follows the batch, never
+-- the table (a hash join would otherwise scan every lead while the table looks small).
 UPDATE leads l
 SET status = d.status,
     next_run_at = coalesce(d.next_run_at, l.next_run_at),
@@ -105,7 +114,7 @@ SET status = d.status,
     updated_at = $5::timestamptz
 FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[])
      AS d(lead_id, status, next_run_at, attempt_inc)
-WHERE l.id = d.lead_id
+WHERE l.id = d.lead_id AND l.id = ANY($1::bigint[])
 
 -- name: insert_outbox
 INSERT INTO outbox (lead_id, step, attempt, payload, available_at)

@@ -72,6 +72,32 @@ async def test_follow_ups_take_scarce_slots_before_first_touches(
     assert [r["reason"] for r in reasons] == ["pacing", "pacing"]
 
 
+async def test_a_claimed_message_takes_its_booked_slot_once(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    # One lead is claimed by a worker: its hand-off is booked at T+5 s (ledger and
+    # next_send_at), the lead still `queued`. The next lead's slot is one gap after that
+    # booking, not two (the claimed lead must not count as booked and in flight at once).
+    await pool.execute(
+        TWO_STEPS
+        + """
+        INSERT INTO senders (email, min_gap_seconds, next_send_at)
+        VALUES ('s@acme.test', 60, '2026-11-23 12:01:05+00');
+        INSERT INTO sender_sends (sender_id, at, first_touch)
+        VALUES (1, '2026-11-23 12:00:05+00', true);
+        INSERT INTO leads (sequence_id, sender_id, email) VALUES
+            (1, 1, 'claimed@example.test'), (1, 1, 'next@example.test');
+        UPDATE leads SET status = 'queued', next_run_at = '2026-11-23 11:59+00' WHERE id = 1;
+        UPDATE leads SET next_run_at = '2026-11-23 11:59+00' WHERE id = 2;
+        INSERT INTO deliveries (lead_id, step, sender_id, message_id, subject, status, lease_until)
+        VALUES (1, 1, 1, '<m1@acme.test>', 'Hi', 'sending', '2026-11-23 12:05+00');
+        """
+    )
+    result = await scheduler(pool, database).run_once(now=T)
+    assert result.outcomes == {"deferred": 1}
+    assert (await _due(pool))["next@example.test"] == ("active", T + timedelta(seconds=65))
+
+
 async def test_resumed_sequence_is_spread_over_pacing_not_burst(
     pool: asyncpg.Pool, database: str
 ) -> None:
