@@ -203,7 +203,7 @@ def _env(dsn: str, port: int, prefix: str, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
         "SUMMARY_INTERVAL_SECONDS": "5",
-        "WORKER_CONCURRENCY": "32",
+        "WORKER_CONCURRENCY": os.environ.get("BENCH_WORKER_CONCURRENCY", "32"),
         **extra,
     }
 

@@ -123,6 +123,12 @@ class WorkerSettings(BrokerSettings):
     # A pacing slot this close is waited for in the worker instead of going back to waiting.
     pacing_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
 
+    @property
+    def prefetch(self) -> int:
+        """Messages a worker holds at once: while some are with SMTP, as many are being
+        claimed or recorded (in batches) and have no connection to wait for."""
+        return 2 * self.worker_concurrency
+
 
 S = TypeVar("S", bound=BaseSettings)
 

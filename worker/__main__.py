@@ -37,7 +37,7 @@ def main(argv: list[str]) -> int:
         smtp = SmtpPool(settings, size=settings.worker_concurrency)
         try:
             channel = await connection.channel()
-            await channel.set_qos(prefetch_count=settings.worker_concurrency)
+            await channel.set_qos(prefetch_count=settings.prefetch)
             topology = await declare(channel, names)
             await Worker(pool, smtp, settings).run(topology.queue, stop)
         finally:

@@ -32,6 +32,8 @@ class MicroBatcher(Generic[T, R]):
         return await fut
 
     async def _drain(self) -> None:
+        # One turn of the loop first: callers woken by the same event join this batch.
+        await asyncio.sleep(0)
         while self._pending:
             batch, self._pending = self._pending[: self._max], self._pending[self._max :]
             self.batches += 1

@@ -289,7 +289,7 @@ class Worker:
     async def consume(self, queue: AbstractQueue, stop: asyncio.Event) -> None:
         """Take messages until `stop`; then finish what is in flight."""
         self._stop = stop
-        slots = asyncio.Semaphore(self.settings.worker_concurrency)
+        slots = asyncio.Semaphore(self.settings.prefetch)
         tasks: set[asyncio.Task[None]] = set()
         async with queue.iterator() as it:
             while not stop.is_set():

@@ -166,7 +166,7 @@ FROM (
     ) cur
     OFFSET 0
 ) x
-WHERE d.lead_id = x.lead_id AND d.step = x.step
+WHERE d.lead_id = x.lead_id AND d.step = x.step AND d.lead_id = ANY($1::bigint[])
   AND x.current_status = 'sending' AND x.current_token = x.token
 RETURNING d.lead_id, d.step, d.attempts
 
@@ -195,5 +195,6 @@ FROM (
     ) nxt ON true
     OFFSET 0
 ) a
-WHERE l.id = a.lead_id AND a.status = 'queued' AND a.current_step = a.step
+WHERE l.id = a.lead_id AND l.id = ANY($1::bigint[])
+  AND a.status = 'queued' AND a.current_step = a.step
 RETURNING l.id, l.status, l.current_step, l.next_run_at

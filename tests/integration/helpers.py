@@ -115,7 +115,7 @@ async def replicas(
         ws = WorkerSettings.model_validate(env)
         for _ in range(workers):
             ch = await conn.channel()
-            await ch.set_qos(prefetch_count=ws.worker_concurrency)
+            await ch.set_qos(prefetch_count=ws.prefetch)
             topo = await declare(ch, names)
             smtps.append(SmtpPool(ws, ws.worker_concurrency))
             worker = Worker(await own_pool(), smtps[-1], ws)
