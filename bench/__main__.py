@@ -47,6 +47,7 @@ from core import logs, message
 from core.settings import PumpSettings, SchedulerSettings
 from db.migrate import migrate
 from db.pool import create_pool
+from db.queries import query
 from pump.loop import Pump
 from scheduler.loop import Scheduler
 
@@ -427,18 +428,11 @@ async def _scale_point(dsn: str, future_rows: int) -> dict[str, Any]:
                SELECT 1, 1, 'd' || i || '@example.test', 'D' FROM generate_series(1, $1) i""",
             DUE,
         )
-        plan_claim = await _plan(
-            conn,
-            "SELECT * FROM leads l WHERE l.status = 'active' AND l.last_sent_at IS NULL"
-            " AND l.next_run_at <= now() ORDER BY l.next_run_at LIMIT 500"
-            " FOR NO KEY UPDATE OF l SKIP LOCKED",
-        )
+        now = datetime.now(UTC)
+        # The scheduler's and the pump's own claim statements, as they run.
+        plan_claim = await _plan(conn, query("leads", "claim_due_leads"), now, 500)
         sched_wall, sched_cpu = await _scheduler_cost(dsn, DUE)
-        plan_pump = await _plan(
-            conn,
-            "SELECT id, payload::text AS body FROM outbox WHERE published_at IS NULL"
-            " AND available_at <= now() ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
-        )
+        plan_pump = await _plan(conn, query("outbox", "claim_unpublished"), 500, datetime.now(UTC))
         pump_wall, pump_cpu = await _pump_cost(dsn, DUE)
         # Leave the table as it was for the next point: the due leads go.
         await conn.execute("DELETE FROM events")
@@ -468,8 +462,8 @@ async def scale(big: int) -> dict[str, Any]:
         large = await _scale_point(dsn, big)
     for point in (small, large):
         print(f"--- plans with {point['rows']:,} not-yet-due leads ({point['leads_size']})")
-        print("scheduler, due first touches:\n" + point.pop("plan_claim_due"))
-        print("pump, unpublished rows:\n" + point.pop("plan_pump_claim"))
+        print("scheduler, claim_due_leads:\n" + point.pop("plan_claim_due"))
+        print("pump, claim_unpublished:\n" + point.pop("plan_pump_claim"))
     return {
         "scale_rows": big,
         "scheduler_ms_per_lead_small": small["scheduler_ms_per_lead"],
