@@ -212,21 +212,19 @@ async def claim_many(
     lease_seconds: float,
     rng: random.Random,
     rate: Rate,
-) -> list[Claim]:
+) -> list[Claim | None]:
     """`claim` for a batch: one transaction decides and claims every message it can.
 
     The same decisions as `claim`, message by message. What needs more than the batch
     gives (a paced sender's booking under its row lock, taking over a stale claim, a second
-    message for a lead already in the batch) goes through `claim` right after the commit.
+    message for a lead already in the batch) is left None: the caller claims it with
+    `claim` after this commit, each in its own transaction (retried on its own, so a retry
+    never re-runs a claim that already committed).
     """
     claims: list[Claim | None] = [None] * len(items)
     first: dict[int, int] = {}  # lead id -> index of its first message in the batch
-    alone: list[int] = []
     for i, it in enumerate(items):
-        if it.job.lead_id in first:
-            alone.append(i)
-        else:
-            first[it.job.lead_id] = i
+        first.setdefault(it.job.lead_id, i)
     if first:
         now = clock()
         async with pool.acquire() as conn, conn.transaction():
@@ -264,9 +262,7 @@ async def claim_many(
                     paced = r["min_gap_seconds"] is not None and not (
                         pacing.Pacing.from_mapping(r).unlimited
                     )
-                    if decision.reclaim or paced or rate.global_per_second is not None:
-                        alone.append(i)
-                    else:
+                    if not (decision.reclaim or paced or rate.global_per_second is not None):
                         sends.append(i)
                     continue
                 claims[i] = await _settle_decision(conn, it.job, it.outbox_id, decision, now)
@@ -294,21 +290,7 @@ async def claim_many(
                         if attempts is None
                         else Claim(send=True, token=tokens[i], attempts=attempts)
                     )
-    for i in sorted(alone):
-        it = items[i]
-        claims[i] = await claim(
-            pool,
-            it.job,
-            it.outbox_id,
-            clock=clock,
-            redelivered=it.redelivered,
-            policy=policy,
-            lease_seconds=lease_seconds,
-            rng=rng,
-            rate=rate,
-        )
-    assert all(c is not None for c in claims)
-    return [c for c in claims if c is not None]
+    return claims
 
 
 async def _requeue(conn: Conn, job: SendJob, at: datetime, reason: str, now: datetime) -> Claim:

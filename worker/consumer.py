@@ -7,9 +7,11 @@ import json
 import random
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 import asyncpg
 import structlog
@@ -38,6 +40,7 @@ from worker.batch import MicroBatcher
 from worker.smtp import SendError, SmtpPool
 
 log = structlog.get_logger()
+R = TypeVar("R")
 
 
 class _Stopping(stop_base):
@@ -187,29 +190,50 @@ class Worker:
             return exc, exc.duration_ms
         return None, accepted.duration_ms
 
-    async def _claim_batch(self, items: list[deliveries.Incoming]) -> list[deliveries.Claim]:
+    async def _retrying(self, fn: Callable[[], Awaitable[R]]) -> R:
+        """`fn()` (one transaction), retried while the database is away."""
         async for attempt in self._db_retry():
             with attempt:
-                return await deliveries.claim_many(
-                    self.pool,
-                    items,
-                    clock=self.clock,
-                    policy=self.settings.ambiguous_send_policy,
-                    lease_seconds=self.lease_seconds,
-                    rng=self.rng,
-                    rate=self.rate,
-                )
+                return await fn()
         raise AssertionError("unreachable")
+
+    async def _claim_batch(self, items: list[deliveries.Incoming]) -> list[deliveries.Claim]:
+        claims = await self._retrying(
+            partial(
+                deliveries.claim_many,
+                self.pool,
+                items,
+                clock=self.clock,
+                policy=self.settings.ambiguous_send_policy,
+                lease_seconds=self.lease_seconds,
+                rng=self.rng,
+                rate=self.rate,
+            )
+        )
+        done: list[deliveries.Claim] = []
+        for it, batched in zip(items, claims, strict=True):
+            if batched is not None:
+                done.append(batched)
+                continue
+            # One of its own (paced, a reclaim, a lead twice in the batch): own transaction.
+            claim_alone = partial(
+                deliveries.claim,
+                self.pool,
+                it.job,
+                it.outbox_id,
+                clock=self.clock,
+                redelivered=it.redelivered,
+                policy=self.settings.ambiguous_send_policy,
+                lease_seconds=self.lease_seconds,
+                rng=self.rng,
+                rate=self.rate,
+            )
+            done.append(await self._retrying(claim_alone))
+        return done
 
     async def _record_batch(self, items: list[_Outcome]) -> list[list[Event] | None]:
-        async for attempt in self._db_retry():
-            with attempt:
-                return await self._record(items)
-        raise AssertionError("unreachable")
-
-    async def _record(self, items: list[_Outcome]) -> list[list[Event] | None]:
-        """Record what SMTP said for each claim: the messages that left in one
-        transaction, each failure in its own."""
+        """Record what SMTP said for each claim: the messages that left in one transaction,
+        each failure in its own; each retried on its own while the database is away."""
         now = self.clock()
         results: list[list[Event] | None] = [None] * len(items)
         left: list[tuple[int, deliveries.Finished]] = []
@@ -220,20 +244,18 @@ class Worker:
             outcome = classify(it.error.failure)
             if outcome is Outcome.AMBIGUOUS:
                 if self.settings.ambiguous_send_policy is AmbiguousPolicy.SKIP:
-                    left.append(
-                        (
-                            i,
-                            deliveries.Finished(
-                                it.job, it.token, "unknown", error=it.error.failure.message
-                            ),
-                        )
-                    )
+                    error = it.error.failure.message
+                    left.append((i, deliveries.Finished(it.job, it.token, "unknown", error=error)))
                     continue
                 outcome = Outcome.TRANSIENT  # resend: same Message-ID, receivers can de-duplicate
-            results[i] = await self._record_failure(it, outcome, now)
-        done = await deliveries.record_finished_many(self.pool, [f for _, f in left], now=now)
-        for (i, _), evs in zip(left, done, strict=True):
-            results[i] = evs
+            results[i] = await self._retrying(partial(self._record_failure, it, outcome, now))
+        if left:
+            finished = [f for _, f in left]
+            done = await self._retrying(
+                partial(deliveries.record_finished_many, self.pool, finished, now=now)
+            )
+            for (i, _), evs in zip(left, done, strict=True):
+                results[i] = evs
         return results
 
     async def _record_failure(
