@@ -311,8 +311,8 @@ async def _settle(conn: Conn, job: SendJob, status: str, now: datetime) -> Claim
 
 
 async def _advance(conn: Conn, job: SendJob, now: datetime) -> list[Event]:
-    r = await conn.fetchrow(_q("advance_lead"), job.lead_id, job.step, now)
-    return [] if r is None else [_advanced(job, r)]
+    rows = await conn.fetch(_q("advance_leads"), [job.lead_id], [job.step], now)
+    return [_advanced(job, r) for r in rows]
 
 
 def _advanced(job: SendJob, r: asyncpg.Record) -> Event:

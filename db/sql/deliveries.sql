@@ -40,26 +40,6 @@ SET status = 'unknown', error = 'worker lost between SMTP hand-off and commit',
     updated_at = $3, lease_until = NULL
 WHERE lead_id = $1 AND step = $2 AND status = 'sending'
 
--- name: advance_lead
--- After a step left: due time of the next step, or completed. Only a lead still queued for
--- this step moves (an operator may have stopped or paused it meanwhile).
-UPDATE leads l
-SET current_step = coalesce(nxt.position, l.current_step),
-    status = CASE WHEN nxt.position IS NULL THEN 'completed' ELSE 'active' END,
-    next_run_at = CASE WHEN nxt.position IS NULL THEN l.next_run_at
-                       ELSE $3::timestamptz + make_interval(secs => nxt.wait_seconds) END,
-    attempt = CASE WHEN nxt.position IS NULL THEN l.attempt ELSE 0 END,
-    last_sent_at = $3::timestamptz,
-    updated_at = $3::timestamptz
-FROM leads cur
-LEFT JOIN LATERAL (
-    SELECT position, wait_seconds FROM sequence_steps s
-    WHERE s.sequence_id = cur.sequence_id AND s.position > cur.current_step
-    ORDER BY position LIMIT 1
-) nxt ON true
-WHERE l.id = $1 AND cur.id = l.id AND l.status = 'queued' AND l.current_step = $2
-RETURNING l.status, l.current_step, l.next_run_at
-
 -- name: requeue_lead
 -- Back to waiting (retry, window missed, pacing): the scheduler plans it again at $3.
 UPDATE leads SET status = 'active', next_run_at = $3, updated_at = $4
@@ -171,7 +151,9 @@ WHERE d.lead_id = x.lead_id AND d.step = x.step AND d.lead_id = ANY($1::bigint[]
 RETURNING d.lead_id, d.step, d.attempts
 
 -- name: advance_leads
--- The batch form of advance_lead. Leads are found by primary key only: the state test runs
+-- After a step left: due time of each lead's next step, or completed. Only a lead still
+-- queued for that step moves (an operator may have stopped or paused it meanwhile); the
+-- caller holds the leads' row locks. Leads are found by primary key only: the state test runs
 -- on the fetched rows (OFFSET 0 keeps it out of the scans), so the planner cannot pick the
 -- partial index of every queued lead, which its statistics may think is small.
 UPDATE leads l
