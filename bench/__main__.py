@@ -114,6 +114,20 @@ async def database(prefix: str = "es_bench"):  # type: ignore[no-untyped-def]
         await admin.close()
 
 
+async def drop_topology(prefix: str) -> None:
+    """Delete what the daemons declared under `prefix`: the broker keeps no trace of a run."""
+    names = Names.from_prefix(prefix)
+    connection = await connect(AMQP_URL, name="bench-cleanup")
+    try:
+        channel = await connection.channel()
+        for queue in (names.queue, names.dead_queue):
+            await channel.queue_delete(queue)
+        for exchange in (names.exchange, names.dead_exchange):
+            await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
+
+
 # 1. ceiling ------------------------------------------------------------------------------
 
 
@@ -221,7 +235,8 @@ async def end_to_end(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
     async with database() as dsn:
         conn = await asyncpg.connect(dsn)
         await conn.execute(SEQUENCE_SQL)
-        env = _env(dsn, port, f"es_bench_{uuid.uuid4().hex[:8]}")
+        prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
+        env = _env(dsn, port, prefix)
         modules = ("scheduler", "pump", "worker")
         procs = {m: _spawn(env, m, log_dir) for m in modules}
         spies: list[subprocess.Popen[bytes]] = []
@@ -267,6 +282,7 @@ async def end_to_end(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
             for s in spies:
                 s.wait(30)
             await conn.close()
+            await drop_topology(prefix)
     out: dict[str, Any] = {
         "emails": sent,
         "e2e_seconds": elapsed,
@@ -297,7 +313,8 @@ async def latency(port: int, n: int, log_dir: Path) -> dict[str, float]:
     async with database() as dsn:
         conn = await asyncpg.connect(dsn)
         await conn.execute(SEQUENCE_SQL + "DELETE FROM sequence_steps WHERE position > 1;")
-        env = _env(dsn, port, f"es_bench_{uuid.uuid4().hex[:8]}", LOG_LEVEL="WARNING")
+        prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
+        env = _env(dsn, port, prefix, LOG_LEVEL="WARNING")
         procs = [_spawn(env, m, log_dir) for m in ("scheduler", "pump", "worker")]
         samples: list[float] = []
         try:
@@ -324,6 +341,7 @@ async def latency(port: int, n: int, log_dir: Path) -> dict[str, float]:
             for p in procs:
                 p.wait(60)
             await conn.close()
+            await drop_topology(prefix)
     samples.sort()
     return {
         "latency_p50_ms": statistics.median(samples) * 1000,
@@ -382,13 +400,11 @@ async def _pump_cost(dsn: str, rows: int) -> tuple[float, float]:
         done = 0
         while done < rows:
             done += await pump.run_once()
-        per = (time.perf_counter() - wall) / rows, (time.process_time() - cpu) / rows
-        await topology.queue.purge()
-        await topology.queue.delete(if_unused=False, if_empty=False)
-        return per
+        return (time.perf_counter() - wall) / rows, (time.process_time() - cpu) / rows
     finally:
         await connection.close()
         await pool.close()
+        await drop_topology(settings.amqp_prefix)
 
 
 DUE = 10_000
