@@ -358,79 +358,33 @@ async def record_finished_many(
     pool: asyncpg.Pool, items: Sequence[Finished], *, now: datetime
 ) -> list[list[Event] | None]:
     """`record_sent` / `record_ambiguous` for a batch, in one transaction; None for each
-    claim lost meanwhile."""
+    claim lost meanwhile.
+
+    One call of the database function `record_finished` (migration 0003): it locks the leads,
+    finishes the deliveries, moves the leads on and writes the events, and returns those
+    events, which are what the caller logs.
+    """
     if not items:
         return []
-    async with pool.acquire() as conn, conn.transaction():
-        # Lead rows first and in id order, as claims take them: no lock cycle between workers.
-        await conn.execute(_q("lock_leads"), sorted({it.job.lead_id for it in items}))
-        done = {
-            (r["lead_id"], r["step"]): r["attempts"]
-            for r in await conn.fetch(
-                _q("finish_deliveries"),
-                [it.job.lead_id for it in items],
-                [it.job.step for it in items],
-                [it.token for it in items],
-                [it.status for it in items],
-                [it.smtp_code for it in items],
-                [None if it.error is None else it.error[:1000] for it in items],
-                now,
-            )
-        }
-        finished = [it for it in items if (it.job.lead_id, it.job.step) in done]
-        moved = (
-            {
-                r["id"]: r
-                for r in await conn.fetch(
-                    _q("advance_leads"),
-                    [it.job.lead_id for it in finished],
-                    [it.job.step for it in finished],
-                    now,
-                )
-            }
-            if finished
-            else {}
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            _q("record_finished"),
+            [it.job.lead_id for it in items],
+            [it.job.step for it in items],
+            [it.token for it in items],
+            [it.status for it in items],
+            [it.smtp_code for it in items],
+            [None if it.error is None else it.error[:1000] for it in items],
+            [it.job.message_id for it in items],
+            now,
         )
-        out: list[list[Event] | None] = []
-        every: list[Event] = []
-        for it in items:
-            attempts = done.get((it.job.lead_id, it.job.step))
-            if attempts is None:
-                out.append(None)
-                continue
-            job = it.job
-            if it.status == "sent":
-                evs = [
-                    Event(
-                        job.lead_id,
-                        job.step,
-                        "sent",
-                        {
-                            "message_id": job.message_id,
-                            "smtp_code": it.smtp_code,
-                            "attempts": attempts,
-                        },
-                    )
-                ]
-            else:
-                evs = [
-                    Event(
-                        job.lead_id,
-                        job.step,
-                        "send_ambiguous",
-                        {
-                            "message_id": job.message_id,
-                            "error": (it.error or "")[:500],
-                            "attempts": attempts,
-                        },
-                    )
-                ]
-            if (r := moved.get(job.lead_id)) is not None:
-                evs.append(_advanced(job, r))
-            out.append(evs)
-            every += evs
-        await events.insert_many(conn, every, now)
-        return out
+    out: list[list[Event] | None] = [None] * len(items)
+    for r in rows:
+        evs = out[r["item"] - 1]
+        if evs is None:
+            evs = out[r["item"] - 1] = []
+        evs.append(Event(r["lead_id"], r["step"], r["type"], r["data"]))
+    return out
 
 
 async def record_failure(

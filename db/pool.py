@@ -49,12 +49,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-# Every statement is planned for the arrays it is given and the tables as they are now.
-# A cached generic plan is built once, often while a table is still small, and then kept:
-# a batch update planned against an almost empty `deliveries` went on scanning the whole
-# table for every row of every batch (40 ms a batch at 15,000 rows). Planning each
-# execution costs a fraction of that and follows the table as it grows.
-_SESSION = {"plan_cache_mode": "force_custom_plan"}
+# Times cross the wire in UTC, and "1 day" in SQL is always 24 hours.
+_SESSION = {"TimeZone": "UTC"}
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

@@ -128,55 +128,12 @@ RETURNING lead_id, step, attempts
 -- name: lock_leads
 SELECT id FROM leads WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE
 
--- name: finish_deliveries
--- The batch form of finish_delivery: only the holder of each claim may finish it. Rows are
--- found by primary key and tested once fetched (see advance_leads); the caller holds the
--- leads' row locks, which every writer of a delivery takes first, so the test is current.
-UPDATE deliveries d
-SET status = x.status, sent_at = CASE WHEN x.status = 'sent' THEN $7::timestamptz ELSE d.sent_at END,
-    smtp_code = x.smtp_code, error = x.error, updated_at = $7::timestamptz, lease_until = NULL
-FROM (
-    SELECT x.*, cur.status AS current_status, cur.claim_token AS current_token
-    FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::text[])
-         AS x(lead_id, step, token, status, smtp_code, error)
-    CROSS JOIN LATERAL (
-        SELECT status, claim_token FROM deliveries
-        WHERE lead_id = x.lead_id AND step = x.step
-        OFFSET 0
-    ) cur
-    OFFSET 0
-) x
-WHERE d.lead_id = x.lead_id AND d.step = x.step AND d.lead_id = ANY($1::bigint[])
-  AND x.current_status = 'sending' AND x.current_token = x.token
-RETURNING d.lead_id, d.step, d.attempts
-
 -- name: advance_leads
--- After a step left: due time of each lead's next step, or completed. Only a lead still
--- queued for that step moves (an operator may have stopped or paused it meanwhile); the
--- caller holds the leads' row locks. Leads are found by primary key only: the state test runs
--- on the fetched rows (OFFSET 0 keeps it out of the scans), so the planner cannot pick the
--- partial index of every queued lead, which its statistics may think is small.
-UPDATE leads l
-SET current_step = coalesce(a.position, l.current_step),
-    status = CASE WHEN a.position IS NULL THEN 'completed' ELSE 'active' END,
-    next_run_at = CASE WHEN a.position IS NULL THEN l.next_run_at
-                       ELSE $3::timestamptz + make_interval(secs => a.wait_seconds) END,
-    attempt = CASE WHEN a.position IS NULL THEN l.attempt ELSE 0 END,
-    last_sent_at = $3::timestamptz,
-    updated_at = $3::timestamptz
-FROM (
-    SELECT x.lead_id, x.step, cur.status, cur.current_step, nxt.position, nxt.wait_seconds
-    FROM unnest($1::bigint[], $2::int[]) AS x(lead_id, step)
-    CROSS JOIN LATERAL (
-        SELECT status, current_step, sequence_id FROM leads WHERE id = x.lead_id OFFSET 0
-    ) cur
-    LEFT JOIN LATERAL (
-        SELECT position, wait_seconds FROM sequence_steps s
-        WHERE s.sequence_id = cur.sequence_id AND s.position > x.step
-        ORDER BY position LIMIT 1
-    ) nxt ON true
-    OFFSET 0
-) a
-WHERE l.id = a.lead_id AND l.id = ANY($1::bigint[])
-  AND a.status = 'queued' AND a.current_step = a.step
-RETURNING l.id, l.status, l.current_step, l.next_run_at
+SELECT id, status, current_step, next_run_at
+FROM advance_leads($1::bigint[], $2::int[], $3::timestamptz)
+
+-- name: record_finished
+-- The events written for each item (1-based position); none for an item whose claim was lost.
+SELECT item, lead_id, step, type, data
+FROM record_finished($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::text[],
+                     $7::text[], $8::timestamptz)

@@ -20,28 +20,6 @@ async def test_every_query_prepares(pool: asyncpg.Pool, table: str) -> None:
                 pytest.fail(f"{table}.{name}: {exc}")
 
 
-async def test_daemon_connections_plan_every_execution(pool: asyncpg.Pool) -> None:
-    """A batch statement run many times never settles on a cached generic plan.
-
-    A generic plan is built once, possibly while the table is nearly empty, and kept as the
-    table grows; PostgreSQL counts which kind each execution used.
-    """
-    finish = load("deliveries")["finish_deliveries"]
-    async with pool.acquire() as conn:
-        ids = list(range(1, 51))  # a batch larger than a generic plan's guess of 10 rows
-        n = len(ids)
-        for _ in range(10):
-            await conn.fetch(
-                finish, ids, [1] * n, [None] * n, ["sent"] * n, [250] * n, [None] * n, None
-            )
-        plans = await conn.fetchrow(
-            "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
-            finish,
-        )
-    assert plans is not None
-    assert (plans["generic_plans"], plans["custom_plans"]) == (0, 10)
-
-
 async def test_a_released_connection_keeps_no_open_transaction(pool: asyncpg.Pool) -> None:
     """Release skips the reset query, but a transaction left open is still rolled back."""
     async with pool.acquire() as conn:
