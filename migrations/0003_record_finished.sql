@@ -146,7 +146,12 @@ BEGIN
                CASE WHEN m.status = 'completed' THEN p_steps[f.item] ELSE m.current_step END,
                CASE WHEN m.status = 'completed' THEN 'completed' ELSE 'scheduled' END,
                CASE WHEN m.status = 'completed' THEN '{}'::jsonb
-                    ELSE jsonb_build_object('next_run_at', m.next_run_at) END
+                    -- as Python's isoformat() writes it, like every other time in events
+                    ELSE jsonb_build_object('next_run_at', to_char(
+                        m.next_run_at AT TIME ZONE 'UTC',
+                        CASE WHEN extract(microseconds FROM m.next_run_at)::bigint % 1000000 = 0
+                             THEN 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"'
+                             ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"' END)) END
         FROM unnest(done_items) AS f(item)
         JOIN unnest(moved_ids, moved_status, moved_steps, moved_next)
              AS m(id, status, current_step, next_run_at) ON m.id = p_lead_ids[f.item]
