@@ -252,6 +252,12 @@ def _env(dsn: str, port: int, prefix: str, **extra: str) -> dict[str, str]:
     }
 
 
+def _check_alive(procs: dict[str, subprocess.Popen[bytes]], log_dir: Path) -> None:
+    """Stop waiting as soon as a daemon has exited: nothing will finish the run."""
+    if dead := [m for m, p in procs.items() if p.poll() is not None]:
+        raise RuntimeError(f"{', '.join(dead)} exited; see its log in {log_dir}")
+
+
 def _last_summary(log: Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for line in log.read_text().splitlines():
@@ -297,6 +303,7 @@ async def end_to_end(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
                 "SELECT EXISTS (SELECT 1 FROM leads WHERE status <> 'completed')"
             ):
                 await asyncio.sleep(0.25)
+                _check_alive(procs, log_dir)
                 if time.perf_counter() - last >= 1:
                     last = time.perf_counter()
                     for m, p in procs.items():
@@ -348,7 +355,7 @@ async def latency(port: int, n: int, log_dir: Path) -> dict[str, float]:
         await conn.execute(SEQUENCE_SQL + "DELETE FROM sequence_steps WHERE position > 1;")
         prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
         env = _env(dsn, port, prefix, LOG_LEVEL="WARNING")
-        procs = [_spawn(env, m, log_dir) for m in ("scheduler", "pump", "worker")]
+        procs = {m: _spawn(env, m, log_dir) for m in ("scheduler", "pump", "worker")}
         samples: list[float] = []
         try:
             await asyncio.sleep(3)
@@ -365,13 +372,14 @@ async def latency(port: int, n: int, log_dir: Path) -> dict[str, float]:
                         lead,
                     )
                 ) is None:
+                    _check_alive(procs, log_dir)
                     await asyncio.sleep(0.002)
                 samples.append((at - t).total_seconds())
                 await asyncio.sleep(0.02)
         finally:
-            for p in procs:
+            for p in procs.values():
                 p.terminate()
-            for p in procs:
+            for p in procs.values():
                 p.wait(60)
             await conn.close()
             await drop_topology(prefix)
