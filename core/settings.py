@@ -123,11 +123,15 @@ class WorkerSettings(BrokerSettings):
     # A pacing slot this close is waited for in the worker instead of going back to waiting.
     pacing_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
 
+    # Messages a worker holds at once (unacked); 0: four per SMTP connection.
+    worker_prefetch: int = Field(default=0, ge=0, le=10_000)
+
     @property
     def prefetch(self) -> int:
-        """Messages a worker holds at once: while some are with SMTP, as many are being
-        claimed or recorded (in batches) and have no connection to wait for."""
-        return 2 * self.worker_concurrency
+        """Messages a worker holds at once. While some are with SMTP, the rest are being
+        claimed or recorded, in batches, and need no connection: a worker that held only
+        as many messages as it has connections would leave them idle between batches."""
+        return self.worker_prefetch or 4 * self.worker_concurrency
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -23,6 +23,16 @@ def test_defaults_and_parsing() -> None:
     assert s.worker_concurrency == 16
 
 
+def test_prefetch_is_four_per_connection_unless_set() -> None:
+    assert WorkerSettings.model_validate({**BASE, "worker_concurrency": 8}).prefetch == 32
+    explicit = WorkerSettings.model_validate(
+        {**BASE, "worker_concurrency": 8, "worker_prefetch": 5}
+    )
+    assert explicit.prefetch == 5
+    with pytest.raises(ValidationError, match="worker_prefetch"):
+        WorkerSettings.model_validate({**BASE, "worker_prefetch": -1})
+
+
 def test_bad_values_are_named() -> None:
     with pytest.raises(ValidationError) as err:
         WorkerSettings.model_validate({**BASE, "smtp_port": "seventy", "smtp_tls": "maybe"})
