@@ -36,6 +36,13 @@ class Rules:
     drop_after_data: dict[str, int] = field(default_factory=dict)
 
 
+async def advertise_pipelining(session: Any, hostname: str, responses: list[str]) -> list[str]:
+    """aiosmtpd's EHLO answer with PIPELINING (RFC 2920) added: aiosmtpd reads commands
+    one line at a time, so a client may send a group at once; it just does not say so."""
+    session.host_name = hostname
+    return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
 class Handler:
     def __init__(self) -> None:
         self.received: list[Received] = []
@@ -77,9 +84,18 @@ def _received(envelope: Any) -> Received:
     )
 
 
+class PipeliningHandler(Handler):
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return await advertise_pipelining(session, hostname, responses)
+
+
 class SmtpServer:
-    def __init__(self, port: int = 0) -> None:
-        self.handler = Handler()
+    """Offers PIPELINING unless told not to, as postfix and most relays do."""
+
+    def __init__(self, port: int = 0, *, pipelining: bool = True) -> None:
+        self.handler = PipeliningHandler() if pipelining else Handler()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port())
 
     @property

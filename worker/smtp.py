@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+from collections import deque
 from dataclasses import dataclass
+from typing import cast
 
 import aiosmtplib
 
 from core.backoff import SmtpFailure
+from core.message import check_address
 from core.settings import SmtpTls, WorkerSettings
 
 
@@ -35,43 +38,189 @@ class _NoReplyAfterData(Exception):
 
 # RFC 5321 4.5.2: a line that starts with a period gets one more.
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+# RFC 5321 4.5.3.1.5: a reply line is at most 512 octets; a reply, a few lines of those.
+_MAX_REPLY_BYTES = 64 * 1024
 
 
-async def _transact(
-    client: aiosmtplib.SMTP, sender: str, recipient: str, data: bytes, reply_within: float
-) -> str:
-    """MAIL, RCPT, DATA on an open connection; return the server's final reply text.
+class MalformedReply(aiosmtplib.SMTPException):
+    """The server sent something that is not an SMTP reply; the connection is dropped."""
 
-    Unlike `sendmail`, this tells apart a failure before the content went out (safe to
-    retry) from a lost reply after it (the server may have the message).
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    code: int
+    message: str
+
+
+class ReplyReader(asyncio.Protocol):
+    """The replies on one connection, parsed as they arrive and handed out in order.
+
+    aiosmtplib reads one reply per command it wrote and drops anything that comes while
+    none is awaited, so it cannot wait for the three replies to a pipelined MAIL, RCPT and
+    DATA. Once a connection is open (greeting, EHLO, STARTTLS, AUTH done by aiosmtplib),
+    its transport is handed to this protocol, which keeps every reply until it is read.
     """
-    await client.mail(sender)
-    await client.rcpt(recipient)
-    start = await client.execute_command(b"DATA")
-    if start.code != 354:
-        raise aiosmtplib.SMTPDataError(start.code, start.message)
-    payload = _LEADING_DOT.sub(b"..", data)
-    if not payload.endswith(b"\r\n"):
-        payload += b"\r\n"
-    protocol = client.protocol
-    if protocol is None:
-        raise aiosmtplib.SMTPServerDisconnected("connection lost before the content")
-    try:
-        protocol.write(payload + b".\r\n")
-        reply = await protocol.read_response(timeout=reply_within)
-    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
-        raise _NoReplyAfterData(f"{type(exc).__name__}: {exc}") from exc
-    if reply.code != 250:
-        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
-    return reply.message
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self._buffer = bytearray()
+        self._replies: deque[Reply] = deque()
+        self._lines: list[str] = []  # the lines so far of a multi-line reply
+        self._waiter: asyncio.Future[None] | None = None
+        self._error: aiosmtplib.SMTPException | None = None
+        transport.set_protocol(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        try:
+            self._parse()
+        except aiosmtplib.SMTPException as exc:
+            self._fail(exc)
+            self.transport.close()
+            return
+        if self._replies:
+            self._wake()
+
+    def _parse(self) -> None:
+        while (end := self._buffer.find(b"\n")) >= 0:
+            line = bytes(self._buffer[: end + 1])
+            del self._buffer[: end + 1]
+            code = line[:3]
+            if not code.isdigit() or line[3:4] not in (b" ", b"-", b"\r", b"\n"):
+                raise MalformedReply(f"malformed reply line: {line[:100]!r}")
+            self._lines.append(line[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape"))
+            if line[3:4] != b"-":
+                self._replies.append(Reply(int(code), "\n".join(self._lines)))
+                self._lines = []
+        if len(self._buffer) > _MAX_REPLY_BYTES:
+            raise MalformedReply("reply too long")
+
+    def _fail(self, exc: aiosmtplib.SMTPException) -> None:
+        if self._error is None:
+            self._error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def eof_received(self) -> bool:
+        self._fail(aiosmtplib.SMTPServerDisconnected("the server closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = f": {exc}" if exc else ""
+        self._fail(aiosmtplib.SMTPServerDisconnected(f"connection lost{reason}"))
+
+    @property
+    def is_open(self) -> bool:
+        return self._error is None and not self.transport.is_closing()
+
+    def write(self, data: bytes) -> None:
+        if not self.is_open:
+            raise self._error or aiosmtplib.SMTPServerDisconnected("connection closed")
+        self.transport.write(data)
+
+    async def read(self, count: int, within: float) -> list[Reply]:
+        """The next `count` replies; raise on a lost connection or after `within` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while len(self._replies) < count:
+            if self._error is not None:
+                raise self._error
+            left = deadline - loop.time()
+            if left <= 0:
+                raise aiosmtplib.SMTPReadTimeoutError("timed out waiting for the server's reply")
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(left, self._wake)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return [self._replies.popleft() for _ in range(count)]
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class Connection:
+    """One open SMTP session: transactions, pipelined when the server offers PIPELINING."""
+
+    def __init__(self, client: aiosmtplib.SMTP, reply_within: float) -> None:
+        # uvloop's transports are asyncio transports in all but their class.
+        transport = cast(asyncio.Transport | None, client.transport)
+        if transport is None or transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("connection lost while opening")
+        self.pipelining = client.supports_extension("pipelining")
+        self.reply_within = reply_within
+        self.replies = ReplyReader(transport)
+
+    @property
+    def is_open(self) -> bool:
+        return self.replies.is_open
+
+    async def _command(self, line: bytes) -> Reply:
+        self.replies.write(line)
+        return (await self.replies.read(1, self.reply_within))[0]
+
+    async def transact(self, sender: str, recipient: str, data: bytes) -> str:
+        """MAIL, RCPT, DATA; return the server's final reply text.
+
+        Unlike `sendmail`, this tells apart a failure before the content went out (safe to
+        retry) from a lost reply after it (the server may have the message). With PIPELINING
+        (RFC 2920) the three commands go in one write and their replies are read together:
+        DATA is the last command of the group, and the content follows only its 354.
+        """
+        mail = b"MAIL FROM:<" + check_address(sender).encode("ascii") + b">\r\n"
+        rcpt = b"RCPT TO:<" + check_address(recipient).encode("ascii") + b">\r\n"
+        if self.pipelining:
+            self.replies.write(mail + rcpt + b"DATA\r\n")
+            replies = await self.replies.read(3, self.reply_within)
+        else:
+            replies = [await self._command(mail)]
+            if replies[0].code == 250:
+                replies.append(await self._command(rcpt))
+                if replies[1].code in (250, 251):
+                    replies.append(await self._command(b"DATA\r\n"))
+        # The first reply that says no is the failure (after it, a pipelining server answers
+        # the rest with 503 / 554, which say nothing more).
+        if replies[0].code != 250:
+            raise aiosmtplib.SMTPSenderRefused(replies[0].code, replies[0].message, sender)
+        if replies[1].code not in (250, 251):
+            raise aiosmtplib.SMTPRecipientRefused(replies[1].code, replies[1].message, recipient)
+        if replies[2].code != 354:
+            raise aiosmtplib.SMTPDataError(replies[2].code, replies[2].message)
+        payload = _LEADING_DOT.sub(b"..", data)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        try:
+            self.replies.write(payload + b".\r\n")
+            (reply,) = await self.replies.read(1, self.reply_within)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise _NoReplyAfterData(f"{type(exc).__name__}: {exc}") from exc
+        if reply.code != 250:
+            raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+        return reply.message
+
+    async def noop(self) -> None:
+        reply = await self._command(b"NOOP\r\n")
+        if reply.code != 250:
+            raise aiosmtplib.SMTPResponseException(reply.code, reply.message)
+
+    async def quit(self) -> None:
+        try:
+            await self._command(b"QUIT\r\n")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.replies.close()
 
 
 def _failure(exc: BaseException) -> SmtpFailure:
     if isinstance(exc, _NoReplyAfterData):
         return SmtpFailure(None, f"no reply after the message was sent ({exc})", after_data=True)
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
-        first = exc.recipients[0]
-        return SmtpFailure(first.code, first.message)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return SmtpFailure(exc.code, exc.message)
     return SmtpFailure(None, f"{type(exc).__name__}: {exc}")
@@ -87,13 +236,14 @@ class SmtpPool:
 
     def __init__(self, settings: WorkerSettings, size: int) -> None:
         self._settings = settings
-        self._idle: asyncio.LifoQueue[tuple[aiosmtplib.SMTP, float]] = asyncio.LifoQueue()
+        self._idle: asyncio.LifoQueue[tuple[Connection, float]] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(size)
 
-    def _client(self) -> aiosmtplib.SMTP:
+    async def _open(self) -> Connection:
+        """A new session: connected, EHLO (HELO if refused), STARTTLS and AUTH as set."""
         s = self._settings
         tls_context = ssl.create_default_context() if s.smtp_tls is not SmtpTls.NONE else None
-        return aiosmtplib.SMTP(
+        client = aiosmtplib.SMTP(
             hostname=s.smtp_host,
             port=s.smtp_port,
             username=s.smtp_username,
@@ -106,25 +256,36 @@ class SmtpPool:
             tls_context=tls_context,
             local_hostname=s.smtp_local_hostname,
         )
+        try:
+            await client.connect()
+            if client.is_ehlo_or_helo_needed:  # connect() greets only for STARTTLS / AUTH
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
+            return Connection(client, s.smtp_timeout_seconds)
+        except BaseException:
+            client.close()
+            raise
 
-    async def _ready(self) -> aiosmtplib.SMTP:
+    async def _ready(self) -> Connection:
         """An idle connection that still answers, or a new one."""
         loop = asyncio.get_running_loop()
         while True:
             try:
-                client, idle_since = self._idle.get_nowait()
+                conn, idle_since = self._idle.get_nowait()
             except asyncio.QueueEmpty:
                 break
+            if not conn.is_open:
+                continue
             if loop.time() - idle_since < IDLE_CHECK_SECONDS:
-                return client
+                return conn
             try:
-                await client.noop()
-                return client
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                await _discard(client)
-        client = self._client()
-        await client.connect()
-        return client
+                await conn.noop()
+                return conn
+            except (aiosmtplib.SMTPException, OSError):
+                conn.close()
+        return await self._open()
 
     async def send(
         self, sender: str, recipient: str, data: bytes, *, not_before: float | None = None
@@ -136,25 +297,23 @@ class SmtpPool:
         """
         loop = asyncio.get_running_loop()
         async with self._slots:
-            client: aiosmtplib.SMTP | None = None
+            conn: Connection | None = None
             started = loop.time()
             try:
-                client = await self._ready()
+                conn = await self._ready()
                 if not_before is not None and (wait := not_before - loop.time()) > 0:
                     await asyncio.sleep(wait)
                 started = loop.time()
-                response = await _transact(
-                    client, sender, recipient, data, self._settings.smtp_timeout_seconds
-                )
+                response = await conn.transact(sender, recipient, data)
             except (aiosmtplib.SMTPException, OSError, TimeoutError, _NoReplyAfterData) as exc:
-                if client is not None:
-                    await _discard(client)
+                if conn is not None:
+                    conn.close()
                 raise SendError(_failure(exc), _ms(loop.time() - started)) from exc
             except BaseException:
-                if client is not None:
-                    await _discard(client)
+                if conn is not None:
+                    conn.close()
                 raise
-            self._idle.put_nowait((client, loop.time()))
+            self._idle.put_nowait((conn, loop.time()))
             return Accepted(250, response, _ms(loop.time() - started))
 
     async def warm(self, count: int) -> int:
@@ -165,29 +324,22 @@ class SmtpPool:
         opened = 0
         loop = asyncio.get_running_loop()
         for _ in range(count):
-            client = self._client()
             try:
-                await client.connect()
+                conn = await self._open()
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                await _discard(client)
                 break
-            self._idle.put_nowait((client, loop.time()))
+            self._idle.put_nowait((conn, loop.time()))
             opened += 1
         return opened
 
     async def close(self) -> None:
         """QUIT every idle connection."""
         while not self._idle.empty():
-            client, _ = self._idle.get_nowait()
+            conn, _ = self._idle.get_nowait()
             try:
-                await asyncio.wait_for(client.quit(), timeout=5)
+                await asyncio.wait_for(conn.quit(), timeout=5)
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                client.close()
-
-
-async def _discard(client: aiosmtplib.SMTP) -> None:
-    if client.is_connected:
-        client.close()
+                conn.close()
 
 
 def _ms(seconds: float) -> float:

@@ -16,6 +16,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 from tests.fault.services import free_port
+from tests.smtp_server import advertise_pipelining
 
 _MESSAGE_ID = re.compile(rb"^Message-ID:\s*(<[^>]+>)", re.MULTILINE | re.IGNORECASE)
 
@@ -53,6 +54,11 @@ class _Handler:
     def _roll(self, p: float) -> bool:
         with self.lock:
             return self.hostile and self.rng.random() < p
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        return await advertise_pipelining(session, hostname, responses)
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
