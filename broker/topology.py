@@ -17,6 +17,9 @@ from tenacity import (
     stop_after_delay,
     wait_exponential_jitter,
 )
+from yarl import URL
+
+from broker.transport import CoalescingTransportFactory, RobustConnection
 
 ROUTING_KEY = "send"
 # A message redelivered this many times (its consumers keep dying on it) is dead-lettered.
@@ -65,7 +68,13 @@ async def connect(url: str, *, name: str) -> AbstractRobustConnection:
         reraise=True,
     ):
         with attempt:
-            return await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+            connection = RobustConnection(
+                URL(url),
+                client_properties={"connection_name": name},
+                transport_factory=CoalescingTransportFactory(),
+            )
+            await connection.connect()
+            return connection
     raise AssertionError("unreachable")
 
 
