@@ -101,6 +101,9 @@ class PumpSettings(BrokerSettings):
     pump_poll_seconds: float = Field(default=5.0, gt=0)
     # After a wake-up, wait this long for more rows so one batch publishes them together.
     pump_linger_seconds: float = Field(default=0.01, ge=0, le=1)
+    # Publishes in flight at once: each channel has one (aio-pika publishes one at a time
+    # per channel), and what all of them write in one event-loop turn leaves in one call.
+    pump_channels: int = Field(default=8, ge=1, le=64)
     outbox_retention_hours: float = Field(default=24.0, ge=0)
     outbox_prune_batch: int = Field(default=5_000, ge=1)
 

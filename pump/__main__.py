@@ -19,9 +19,16 @@ def main() -> int:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
         connection = await connect(settings.amqp_url, name="email-scheduler-pump")
         try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            topology = await declare(channel, Names.from_prefix(settings.amqp_prefix))
-            await Pump(pool, topology.exchange, settings).run(stop)
+            names = Names.from_prefix(settings.amqp_prefix)
+            channels = [
+                await connection.channel(publisher_confirms=True, on_return_raises=True)
+                for _ in range(settings.pump_channels)
+            ]
+            topology = await declare(channels[0], names)
+            exchanges = [topology.exchange]
+            for ch in channels[1:]:
+                exchanges.append(await ch.get_exchange(names.exchange, ensure=False))
+            await Pump(pool, exchanges, settings).run(stop)
         finally:
             await connection.close()
             await pool.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -35,12 +35,13 @@ class Pump:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        exchange: AbstractExchange,
+        exchange: AbstractExchange | Sequence[AbstractExchange],
         settings: PumpSettings,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`exchange`: the send exchange, or one handle on it per channel to publish over."""
         self.pool = pool
-        self.exchange = exchange
+        self.exchanges = (exchange,) if isinstance(exchange, AbstractExchange) else tuple(exchange)
         self.settings = settings
         self.clock = clock
         self.published_total = 0
@@ -57,12 +58,13 @@ class Pump:
             if not rows:
                 return 0
             started = time.perf_counter()
+            n = len(self.exchanges)
             results = await asyncio.gather(
                 *(
-                    self.exchange.publish(
+                    self.exchanges[i % n].publish(
                         send_message(r.body, r.id), routing_key=ROUTING_KEY, mandatory=True
                     )
-                    for r in rows
+                    for i, r in enumerate(rows)
                 ),
                 return_exceptions=True,
             )

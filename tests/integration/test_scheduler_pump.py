@@ -136,3 +136,31 @@ async def test_pump_publishes_confirmed_rows_and_prunes_old_ones(
         assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 1
     finally:
         await conn.close()
+
+
+async def test_a_batch_published_over_several_channels_arrives_whole(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str
+) -> None:
+    await pool.execute("""
+        INSERT INTO senders (email) VALUES ('s@acme.test');
+        INSERT INTO sequences (name) VALUES ('S');
+        INSERT INTO leads (sequence_id, sender_id, email) SELECT 1, 1, 'l' || i || '@x.test' FROM generate_series(1, 50) i;
+        INSERT INTO outbox (lead_id, step, attempt, payload) SELECT id, 1, 1, '{}' FROM leads;
+    """)
+    env = {"database_url": database, "amqp_url": AMQP_URL, "amqp_prefix": amqp_prefix}
+    conn = await connect(AMQP_URL, name="test")
+    try:
+        names = Names.from_prefix(amqp_prefix)
+        channels = [await conn.channel(publisher_confirms=True) for _ in range(3)]
+        topo = await declare(channels[0], names)
+        exchanges = [topo.exchange] + [
+            await ch.get_exchange(names.exchange, ensure=False) for ch in channels[1:]
+        ]
+        pump = Pump(pool, exchanges, PumpSettings.model_validate(env))
+        assert await pump.run_once() == 50
+        got = [await topo.queue.get(timeout=5) for _ in range(50)]
+        assert sorted(int(m.message_id or 0) for m in got) == list(range(1, 51))
+        assert await topo.queue.get(fail=False, timeout=1) is None  # each row once
+        assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    finally:
+        await conn.close()
