@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -213,7 +213,8 @@ async def claim_many(
     rng: random.Random,
     rate: Rate,
 ) -> list[Claim | None]:
-    """`claim` for a batch: one transaction decides and claims every message it can.
+    """`claim` for a batch: one call claims the plain sends, one transaction decides and
+    claims every other message it can.
 
     The same decisions as `claim`, message by message. What needs more than the batch
     gives (a paced sender's booking under its row lock, taking over a stale claim, a second
@@ -225,6 +226,13 @@ async def claim_many(
     first: dict[int, int] = {}  # lead id -> index of its first message in the batch
     for i, it in enumerate(items):
         first.setdefault(it.job.lead_id, i)
+    if first and rate.global_per_second is None:
+        # The common case in one call: plain sends of unpaced senders (migration 0004).
+        for i, claim in (
+            await _claim_sends(pool, items, first.values(), clock(), lease_seconds)
+        ).items():
+            claims[i] = claim
+        first = {lead: i for lead, i in first.items() if claims[i] is None}
     if first:
         now = clock()
         async with pool.acquire() as conn, conn.transaction():
@@ -291,6 +299,39 @@ async def claim_many(
                         else Claim(send=True, token=tokens[i], attempts=attempts)
                     )
     return claims
+
+
+async def _claim_sends(
+    pool: asyncpg.Pool,
+    items: Sequence[Incoming],
+    which: Iterable[int],
+    now: datetime,
+    lease_seconds: float,
+) -> dict[int, Claim]:
+    """Claim, in one call, each of `items[which]` that the gate would send as it stands and
+    whose sender is unpaced; return the claims by index (the rest take the general path)."""
+    batch = [(i, items[i].job, items[i].outbox_id, uuid.uuid4()) for i in which]
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            _q("claim_sends"),
+            [job.lead_id for _, job, _, _ in batch],
+            [job.step for _, job, _, _ in batch],
+            [job.attempt for _, job, _, _ in batch],
+            [job.sender_id for _, job, _, _ in batch],
+            [job.message_id for _, job, _, _ in batch],
+            [job.subject for _, job, _, _ in batch],
+            [outbox_id for _, _, outbox_id, _ in batch],
+            [token for _, _, _, token in batch],
+            [job.not_after for _, job, _, _ in batch],
+            now,
+            lease_seconds,
+        )
+    won = {r["lead_id"]: r["attempts"] for r in rows}
+    return {
+        i: Claim(send=True, token=token, attempts=won[job.lead_id])
+        for i, job, _, token in batch
+        if job.lead_id in won
+    }
 
 
 async def _requeue(conn: Conn, job: SendJob, at: datetime, reason: str, now: datetime) -> Claim:

@@ -137,3 +137,9 @@ FROM advance_leads($1::bigint[], $2::int[], $3::timestamptz)
 SELECT item, lead_id, step, type, data
 FROM record_finished($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::int[], $6::text[],
                      $7::text[], $8::timestamptz)
+
+-- name: claim_sends
+-- The plain sends of a batch claimed in one call (migration 0004); the leads claimed.
+SELECT lead_id, attempts
+FROM claim_sends($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::text[], $6::text[],
+                 $7::bigint[], $8::uuid[], $9::timestamptz[], $10::timestamptz, $11::float8)
