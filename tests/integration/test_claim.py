@@ -6,6 +6,7 @@ everything else is left for the general path."""
 from __future__ import annotations
 
 import itertools
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from core.schemas import SendJob
 from core.settings import AmbiguousPolicy
 from db import deliveries
 from db.deliveries import Incoming
+from db.queries import query
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LEAD_STATUSES = ("queued", "active", "paused", "completed")
@@ -152,3 +154,49 @@ async def test_the_one_call_claim_agrees_with_the_gate(pool: asyncpg.Pool) -> No
             [i + 1 for i in expected],
         )
         assert untouched == 0
+
+
+async def test_the_one_call_claim_stays_on_key_lookups_as_the_tables_grow(
+    pool: asyncpg.Pool,
+) -> None:
+    """Its plans are cached (planning it on every call cost more than running it); they
+    were made while the tables were empty, and must not scan them once they are full."""
+    await _load(pool, [])
+    n = 50
+    ids = list(range(1, n + 1))
+    claim = query("deliveries", "claim_sends")
+
+    async def call(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        return await conn.fetch(
+            claim, ids, [1] * n, [1] * n, [1] * n, [f"<{i}@a>" for i in ids], ["s"] * n, ids,
+            [uuid.uuid4() for _ in ids], [None] * n, NOW, 300.0,
+        )  # fmt: skip
+
+    async with pool.acquire() as conn:
+        for _ in range(10):  # enough for a cached plan to settle in
+            assert await call(conn) == []
+        await conn.execute("""
+            INSERT INTO leads (sequence_id, sender_id, email)
+            SELECT 1, 1, 'lead' || i || '@example.test' FROM generate_series(1, 20000) i;
+            UPDATE leads SET status = 'queued', attempt = 1;
+            INSERT INTO deliveries (lead_id, step, message_id, status)
+            SELECT id, 2, '<' || id || '@example.test>', 'sent' FROM leads""")
+        notices: list[str] = []
+
+        def keep(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
+            notices.append(str(message.message))
+
+        conn.add_log_listener(keep)
+        await conn.execute("""LOAD 'auto_explain';
+            SET auto_explain.log_min_duration = 0;
+            SET auto_explain.log_nested_statements = on;
+            SET auto_explain.log_level = 'notice'""")
+        try:
+            assert len(await call(conn)) == n
+        finally:
+            conn.remove_log_listener(keep)
+            await conn.execute("RESET ALL")
+    plans = "\n".join(notices)
+    assert "on deliveries" in plans
+    assert "on leads" in plans
+    assert "Seq Scan" not in plans, plans
