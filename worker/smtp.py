@@ -114,11 +114,17 @@ class ReplyReader(asyncio.Protocol):
 
     @property
     def is_open(self) -> bool:
-        return self._error is None and not self.transport.is_closing()
+        """Connected and in step: every reply so far has been read. A reply nobody asked
+        for (some servers announce an idle timeout) would be taken for the next command's."""
+        return self._error is None and not self._replies and not self.transport.is_closing()
 
     def write(self, data: bytes) -> None:
-        if not self.is_open:
-            raise self._error or aiosmtplib.SMTPServerDisconnected("connection closed")
+        if self._error is not None:
+            raise self._error
+        if self._replies:
+            raise MalformedReply(f"a reply nobody asked for: {self._replies[0]}")
+        if self.transport.is_closing():
+            raise aiosmtplib.SMTPServerDisconnected("connection closed")
         self.transport.write(data)
 
     async def read(self, count: int, within: float) -> list[Reply]:

@@ -182,3 +182,16 @@ async def test_a_sender_refusal_in_a_pipelined_group_is_the_reported_failure(
         await _send(port)
     assert err.value.failure.code == 553
     assert classify(err.value.failure) is Outcome.PERMANENT
+
+
+async def test_a_reply_nobody_asked_for_retires_the_connection(scripted: Scripted) -> None:
+    # Each message is answered twice: the second reply would be taken for the next MAIL's.
+    script = Script(after_data=[b"250 queued\r\n421 idle too long\r\n"])
+    port = await scripted(script)
+    pool = SmtpPool(_settings(port), size=1)
+    try:
+        for _ in range(3):
+            assert (await pool.send("a@example.test", "b@example.test", MESSAGE)).code == 250
+    finally:
+        await pool.close()
+    assert sum(line.startswith(b"MAIL") for line in script.seen) == 3
