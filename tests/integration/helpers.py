@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -25,6 +25,27 @@ ONE_STEP = """
     INSERT INTO sequence_steps (sequence_id, position, wait_seconds, subject, body_text)
     VALUES (1, 1, 0, 'Hi {{ first_name }}', 'Hello');
 """
+
+
+async def nested_plans(conn: asyncpg.Connection, call: Callable[[], Awaitable[object]]) -> str:
+    """Run `call()` on `conn` and return the plan of every statement it ran, nested ones
+    (inside database functions) included, as auto_explain prints them."""
+    notices: list[str] = []
+
+    def keep(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
+        notices.append(str(message.message))
+
+    conn.add_log_listener(keep)
+    await conn.execute("""LOAD 'auto_explain';
+        SET auto_explain.log_min_duration = 0;
+        SET auto_explain.log_nested_statements = on;
+        SET auto_explain.log_level = 'notice'""")
+    try:
+        await call()
+    finally:
+        conn.remove_log_listener(keep)  # before the connection goes back to the pool
+        await conn.execute("RESET ALL")
+    return "\n".join(notices)
 
 
 async def load_one_step(pool: asyncpg.Pool, *emails: str) -> None:

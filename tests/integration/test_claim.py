@@ -18,6 +18,7 @@ from core.settings import AmbiguousPolicy
 from db import deliveries
 from db.deliveries import Incoming
 from db.queries import query
+from tests.integration.helpers import nested_plans
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 LEAD_STATUSES = ("queued", "active", "paused", "completed")
@@ -181,22 +182,11 @@ async def test_the_one_call_claim_stays_on_key_lookups_as_the_tables_grow(
             UPDATE leads SET status = 'queued', attempt = 1;
             INSERT INTO deliveries (lead_id, step, message_id, status)
             SELECT id, 2, '<' || id || '@example.test>', 'sent' FROM leads""")
-        notices: list[str] = []
 
-        def keep(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
-            notices.append(str(message.message))
-
-        conn.add_log_listener(keep)
-        await conn.execute("""LOAD 'auto_explain';
-            SET auto_explain.log_min_duration = 0;
-            SET auto_explain.log_nested_statements = on;
-            SET auto_explain.log_level = 'notice'""")
-        try:
+        async def claimed_all() -> None:
             assert len(await call(conn)) == n
-        finally:
-            conn.remove_log_listener(keep)
-            await conn.execute("RESET ALL")
-    plans = "\n".join(notices)
+
+        plans = await nested_plans(conn, claimed_all)
     assert "on deliveries" in plans
     assert "on leads" in plans
     assert "Seq Scan" not in plans, plans

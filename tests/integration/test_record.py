@@ -13,7 +13,7 @@ from core.settings import AmbiguousPolicy
 from db import deliveries
 from db.deliveries import Finished, Incoming, Rate
 from db.queries import query
-from tests.integration.helpers import load_one_step, pipeline, settings_env
+from tests.integration.helpers import load_one_step, nested_plans, pipeline, settings_env
 from tests.smtp_server import SmtpServer
 
 
@@ -122,22 +122,11 @@ async def test_recording_stays_on_key_lookups_as_the_tables_grow(pool: asyncpg.P
             SELECT 1, 1, 'lead' || i || '@example.test' FROM generate_series(1, 20000) i;
             INSERT INTO deliveries (lead_id, step, message_id, status)
             SELECT id, 1, '<' || id || '@example.test>', 'sent' FROM leads""")
-        notices: list[str] = []
 
-        def keep(_conn: object, message: asyncpg.PostgresLogMessage) -> None:
-            notices.append(str(message.message))
-
-        conn.add_log_listener(keep)
-        await conn.execute("""LOAD 'auto_explain';
-            SET auto_explain.log_min_duration = 0;
-            SET auto_explain.log_nested_statements = on;
-            SET auto_explain.log_level = 'notice'""")
-        try:
+        async def recorded_none() -> None:
             assert await conn.fetch(record, *args, datetime.now(UTC)) == []
-        finally:
-            conn.remove_log_listener(keep)
-            await conn.execute("RESET ALL")
-    plans = "\n".join(notices)
+
+        plans = await nested_plans(conn, recorded_none)
     assert "on deliveries" in plans
     assert "on leads" in plans
     assert "Seq Scan" not in plans, plans
