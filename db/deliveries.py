@@ -310,26 +310,28 @@ async def _claim_sends(
 ) -> dict[int, Claim]:
     """Claim, in one call, each of `items[which]` that the gate would send as it stands and
     whose sender is unpaced; return the claims by index (the rest take the general path)."""
-    batch = [(i, items[i].job, items[i].outbox_id, uuid.uuid4()) for i in which]
+    idx = list(which)
+    jobs = [items[i].job for i in idx]
+    tokens = [uuid.uuid4() for _ in idx]
     async with pool.acquire() as conn:
         rows = await conn.fetch(
             _q("claim_sends"),
-            [job.lead_id for _, job, _, _ in batch],
-            [job.step for _, job, _, _ in batch],
-            [job.attempt for _, job, _, _ in batch],
-            [job.sender_id for _, job, _, _ in batch],
-            [job.message_id for _, job, _, _ in batch],
-            [job.subject for _, job, _, _ in batch],
-            [outbox_id for _, _, outbox_id, _ in batch],
-            [token for _, _, _, token in batch],
-            [job.not_after for _, job, _, _ in batch],
+            [j.lead_id for j in jobs],
+            [j.step for j in jobs],
+            [j.attempt for j in jobs],
+            [j.sender_id for j in jobs],
+            [j.message_id for j in jobs],
+            [j.subject for j in jobs],
+            [items[i].outbox_id for i in idx],
+            tokens,
+            [j.not_after for j in jobs],
             now,
             lease_seconds,
         )
     won = {r["lead_id"]: r["attempts"] for r in rows}
     return {
         i: Claim(send=True, token=token, attempts=won[job.lead_id])
-        for i, job, _, token in batch
+        for i, job, token in zip(idx, jobs, tokens, strict=True)
         if job.lead_id in won
     }
 
