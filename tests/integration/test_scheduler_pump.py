@@ -93,16 +93,27 @@ async def test_rescuer_requeues_only_lost_messages(pool: asyncpg.Pool, database:
     assert [tuple(r) for r in rows] == [(1, 1), (2, 1), (3, 1), (1, 2)]
 
 
+async def _unpublished(pool: asyncpg.Pool, n: int) -> None:
+    """`n` leads, each with one unpublished outbox row (ids 1..n)."""
+    await pool.execute(
+        """INSERT INTO senders (email) VALUES ('s@acme.test');
+           INSERT INTO sequences (name) VALUES ('S');"""
+    )
+    await pool.execute(
+        """INSERT INTO leads (sequence_id, sender_id, email)
+           SELECT 1, 1, 'l' || i || '@x.test' FROM generate_series(1, $1::int) i""",
+        n,
+    )
+    await pool.execute(
+        """INSERT INTO outbox (lead_id, step, attempt, payload)
+           SELECT id, 1, 1, '{"k": 1}' FROM leads ORDER BY id"""
+    )
+
+
 async def test_pump_publishes_confirmed_rows_and_prunes_old_ones(
     pool: asyncpg.Pool, database: str, amqp_prefix: str
 ) -> None:
-    await pool.execute("""
-        INSERT INTO senders (email) VALUES ('s@acme.test');
-        INSERT INTO sequences (name) VALUES ('S');
-        INSERT INTO leads (sequence_id, sender_id, email) SELECT 1, 1, 'l' || i || '@x.test' FROM generate_series(1, 5) i;
-        INSERT INTO outbox (lead_id, step, attempt, payload)
-        SELECT id, 1, 1, '{"k": 1}' FROM leads;
-    """)
+    await _unpublished(pool, 5)
     env = {
         "database_url": database,
         "amqp_url": AMQP_URL,
@@ -141,12 +152,7 @@ async def test_pump_publishes_confirmed_rows_and_prunes_old_ones(
 async def test_a_batch_published_over_several_channels_arrives_whole(
     pool: asyncpg.Pool, database: str, amqp_prefix: str
 ) -> None:
-    await pool.execute("""
-        INSERT INTO senders (email) VALUES ('s@acme.test');
-        INSERT INTO sequences (name) VALUES ('S');
-        INSERT INTO leads (sequence_id, sender_id, email) SELECT 1, 1, 'l' || i || '@x.test' FROM generate_series(1, 50) i;
-        INSERT INTO outbox (lead_id, step, attempt, payload) SELECT id, 1, 1, '{}' FROM leads;
-    """)
+    await _unpublished(pool, 50)
     env = {"database_url": database, "amqp_url": AMQP_URL, "amqp_prefix": amqp_prefix}
     conn = await connect(AMQP_URL, name="test")
     try:
