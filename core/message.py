@@ -1,11 +1,12 @@
 """Building RFC 5322 messages as bytes, fast, with no way for lead data to add a header.
 
 Every header value that could carry lead data goes through `one_line` (control characters
-become spaces) and is either plain printable ASCII or RFC 2047 encoded words, all on one
-line (no folding, which some relays break when they re-sign), except a Subject too long
-for one line, which folds between encoded words. Bodies are UTF-8 in
-quoted-printable, so no body line exceeds 76 characters and the MIME boundary, which
-starts with "=_", can never occur in the encoded content.
+become spaces) and is written as plain printable ASCII words or RFC 2047 encoded words of
+at most 75 characters, folded between words so no line passes 78 characters unless a
+single word is longer (a long Message-ID), and none ever passes 998. Words that need no
+encoding stay readable ("Re: " before an encoded subject stays plain text). Bodies are
+UTF-8 in quoted-printable, so no body line exceeds 76 characters and the MIME boundary,
+which starts with "=_", can never occur in the encoded content.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
@@ -25,12 +26,15 @@ _ATEXT_PHRASE = re.compile(r"^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+$")
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
 )
-# An encoded word is at most 75 characters: "=?utf-8?b?" + base64 + "?=" leaves 63 for
-# the base64 text, i.e. 45 bytes of UTF-8 per word.
-_WORD_BYTES = 45
+# RFC 5322 2.1.1: lines SHOULD stay within 78 characters (and MUST within 998).
+LINE = 78
+# RFC 2047: an encoded word is at most 75 characters; "=?utf-8?b?" and "?=" take 12.
+_WORD_MAX = 75
+_WORD_OVERHEAD = 12
+# A plain word longer than this is encoded instead, so that it can be split over lines.
+_PLAIN_WORD_MAX = LINE - 2
 MAX_SUBJECT_CHARS = 900
 MAX_NAME_CHARS = 64
-_FOLD_AT = 900
 
 
 class InvalidAddress(ValueError):
@@ -54,37 +58,74 @@ def check_address(address: str) -> str:
     return address
 
 
+def _needs_encoding(word: str) -> bool:
+    return not word.isascii() or "=?" in word or "\\" in word or len(word) > _PLAIN_WORD_MAX
+
+
+class _Folder:
+    """Writes one header's tokens separated by single spaces, folding (CRLF + space) before
+    a token that would pass LINE; encoded text is cut into words that fit the line."""
+
+    def __init__(self, name: str) -> None:
+        self.parts: list[str] = [name, ":"]
+        self.col = len(name) + 1
+        self.empty = True
+
+    def token(self, text: str) -> None:
+        # Never before the first token: a value starting on the next line reads back with
+        # the fold's space in front of it.
+        if self.col + 1 + len(text) > LINE and not self.empty:
+            self.parts.append("\r\n ")
+            self.col = 1
+        else:
+            self.parts.append(" ")
+            self.col += 1
+        self.parts.append(text)
+        self.col += len(text)
+        self.empty = False
+
+    def encoded(self, text: str) -> None:
+        """`text` as encoded words. Whitespace between adjacent encoded words is dropped by
+        readers, so every space of `text` travels inside the words."""
+        chunk = bytearray()
+        for ch in text:
+            b = ch.encode("utf-8")
+            if chunk and len(chunk) + len(b) > self._room():
+                self.token(_word(bytes(chunk)))
+                chunk.clear()
+            chunk += b
+        if chunk:
+            self.token(_word(bytes(chunk)))
+
+    def _room(self) -> int:
+        """UTF-8 bytes an encoded word may carry and still fit on the current line."""
+        width = min(_WORD_MAX, LINE - self.col - 1) - _WORD_OVERHEAD
+        if width < 8:  # too little left on this line: the word goes on the next one
+            width = _WORD_MAX - _WORD_OVERHEAD
+        return (width // 4) * 3
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
 def _word(data: bytes) -> str:
     return f"=?utf-8?b?{base64.b64encode(data).decode('ascii')}?="
 
 
-def _encoded_words(text: str) -> str:
-    """RFC 2047 'B' encoded words for `text`, split on character boundaries.
-
-    Words share a line up to ~900 characters; a longer value folds between words only.
-    """
-    words: list[str] = []
-    chunk = bytearray()
-    for ch in text:
-        b = ch.encode("utf-8")
-        if len(chunk) + len(b) > _WORD_BYTES:
-            words.append(_word(bytes(chunk)))
-            chunk.clear()
-        chunk += b
-    if chunk:
-        words.append(_word(bytes(chunk)))
-    out: list[str] = []
-    line = 0
-    for w in words:
-        if out and line + len(w) + 1 > _FOLD_AT:
-            out.append("\r\n ")
-            line = 1
-        elif out:
-            out.append(" ")
-            line += 1
-        out.append(w)
-        line += len(w)
-    return "".join(out)
+def _runs(text: str) -> Iterable[tuple[bool, str]]:
+    """(encode?, text) runs of `text`'s words: plain words alone, words that need encoding
+    joined with their spaces, so a reader puts back exactly the spaces there were."""
+    pending: list[str] = []
+    for w in text.split(" "):
+        if _needs_encoding(w):
+            pending.append(w)
+            continue
+        if pending:
+            yield True, " ".join(pending)
+            pending = []
+        yield False, w
+    if pending:
+        yield True, " ".join(pending)
 
 
 def display_name(name: str | None) -> str:
@@ -92,30 +133,49 @@ def display_name(name: str | None) -> str:
     return one_line(name or "")[:MAX_NAME_CHARS].strip()
 
 
-def _needs_encoding(text: str) -> bool:
-    return not text.isascii() or "=?" in text or "\\" in text
-
-
-def encode_unstructured(value: str) -> str:
-    """A header value (Subject) that parses back to exactly `one_line(value)`."""
+def unstructured_header(name: str, value: str) -> str:
+    """`Name: value` (Subject and the like), folded; parses back to `one_line(value)`."""
+    out = _Folder(name)
     text = one_line(value)
-    return _encoded_words(text) if _needs_encoding(text) else text
+    if not text:
+        return f"{name}: "
+    for encode, run in _runs(text):
+        if encode:
+            out.encoded(run)
+        else:
+            out.token(run)
+    return out.text()
 
 
-def encode_mailbox(name: str | None, address: str) -> str:
-    """`Display Name <addr>` with the name quoted or encoded as needed."""
+def mailbox_header(name: str, display: str | None, address: str) -> str:
+    """`Name: Display Name <addr>`, the name as atoms, a quoted string or encoded words."""
     check_address(address)
-    display = display_name(name)
-    if not display:
-        return address
-    if _needs_encoding(display):
-        # One encoded word per word of the name: parsers put a space between adjacent
-        # encoded words of a phrase, so each such space must be a real one.
-        return f"{' '.join(_word(w.encode()) for w in display.split(' '))} <{address}>"
-    if _ATEXT_PHRASE.match(display):
-        return f"{display} <{address}>"
-    quoted = display.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{quoted}" <{address}>'
+    out = _Folder(name)
+    shown = display_name(display)
+    if not shown:
+        out.token(address)
+        return out.text()
+    if shown.isascii() and "=?" not in shown:
+        if _ATEXT_PHRASE.match(shown):
+            for w in shown.split(" "):
+                out.token(w)
+        else:
+            out.token('"' + shown.replace("\\", "\\\\").replace('"', '\\"') + '"')
+    else:
+        # In a phrase every word that is not an atom must be encoded: the whole name is.
+        out.encoded(shown)
+    out.token(f"<{address}>")
+    return out.text()
+
+
+def tokens_header(name: str, tokens: Iterable[str]) -> str:
+    """`Name: a b c` for structured values made of tokens (message ids, <uri>, lists)."""
+    out = _Folder(name)
+    for t in tokens:
+        for word in one_line(t).split(" "):
+            if word:
+                out.token(word)
+    return out.text()
 
 
 def message_id(lead_id: int, step: int, salt: str, domain: str) -> str:
@@ -160,18 +220,18 @@ class Email:
 def build(email: Email) -> bytes:
     """Serialise `email` to CRLF bytes ready for SMTP DATA."""
     headers = [
-        f"From: {encode_mailbox(email.from_name, email.from_address)}",
-        f"To: {encode_mailbox(None, email.to_address)}",
-        f"Subject: {encode_unstructured(email.subject)}",
+        mailbox_header("From", email.from_name, email.from_address),
+        mailbox_header("To", None, email.to_address),
+        unstructured_header("Subject", email.subject),
         f"Date: {format_datetime(email.date)}",
-        f"Message-ID: {one_line(email.message_id)}",
+        tokens_header("Message-ID", [email.message_id]),
     ]
     if email.in_reply_to:
-        headers.append(f"In-Reply-To: {one_line(email.in_reply_to)}")
+        headers.append(tokens_header("In-Reply-To", [email.in_reply_to]))
     if email.references:
-        headers.append(f"References: {' '.join(one_line(r) for r in email.references)}")
+        headers.append(tokens_header("References", email.references))
     for name, value in email.extra_headers:
-        headers.append(f"{one_line(name)}: {one_line(value)}")
+        headers.append(tokens_header(one_line(name), [value]))
     headers.append("MIME-Version: 1.0")
     head = ("\r\n".join(headers) + "\r\n").encode("utf-8")
     if email.html is None:
