@@ -14,6 +14,7 @@ RUN useradd --system --uid 10001 --no-create-home app
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY core ./core
+COPY runtime ./runtime
 COPY db ./db
 COPY broker ./broker
 COPY scheduler ./scheduler

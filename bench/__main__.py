@@ -43,12 +43,13 @@ import uvloop
 
 from bench.profile import summarise
 from broker.topology import Names, connect, declare
-from core import logs, message
-from core.settings import PumpSettings, SchedulerSettings
+from core import message
 from db.migrate import migrate
 from db.pool import create_pool
 from db.queries import query
 from pump.loop import Pump
+from runtime import logs
+from runtime.settings import PumpSettings, SchedulerSettings
 from scheduler.loop import Scheduler
 
 ROOT = Path(__file__).resolve().parent.parent

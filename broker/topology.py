@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aio_pika
@@ -11,15 +12,10 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
 from yarl import URL
 
 from broker.transport import CoalescingTransportFactory, RobustConnection
+from runtime.startup import broker_fatal, wait_for
 
 ROUTING_KEY = "send"
 # A message redelivered this many times (its consumers keep dying on it) is dead-lettered.
@@ -59,23 +55,22 @@ class Topology:
     dead_queue: AbstractQueue
 
 
-async def connect(url: str, *, name: str) -> AbstractRobustConnection:
-    """A robust connection, retried while the broker is starting or unreachable."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(BROKER_ERRORS),
-        wait=wait_exponential_jitter(multiplier=0.2, max=5),
-        stop=stop_after_delay(120),
-        reraise=True,
-    ):
-        with attempt:
-            connection = RobustConnection(
-                URL(url),
-                client_properties={"connection_name": name},
-                transport_factory=CoalescingTransportFactory(),
-            )
-            await connection.connect()
-            return connection
-    raise AssertionError("unreachable")
+async def connect(
+    url: str, *, name: str, stop: asyncio.Event | None = None
+) -> AbstractRobustConnection:
+    """A robust connection, waiting (and saying so) while the broker is starting or
+    unreachable; runtime.startup.StartupError for a wrong login or virtual host."""
+
+    async def open_connection() -> AbstractRobustConnection:
+        connection = RobustConnection(
+            URL(url),
+            client_properties={"connection_name": name},
+            transport_factory=CoalescingTransportFactory(),
+        )
+        await connection.connect()
+        return connection
+
+    return await wait_for("broker", open_connection, broker_fatal(url), BROKER_ERRORS, stop=stop)
 
 
 async def declare(channel: AbstractChannel, names: Names) -> Topology:

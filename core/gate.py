@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 
 from core.schemas import SendJob
-from core.settings import AmbiguousPolicy
+
+
+class AmbiguousPolicy(enum.StrEnum):
+    """What to do with a message a previous holder may have handed to SMTP already."""
+
+    SKIP = "skip"  # an SMTP hand-off that may have happened is not repeated
+    RESEND = "resend"  # repeat it with the same Message-ID
 
 
 @dataclass(frozen=True, slots=True)

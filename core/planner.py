@@ -56,6 +56,7 @@ class Settings:
     unsubscribe_mailto: str | None = None
     unsubscribe_url: str | None = None
     unsubscribe_secret: str = ""
+    render_max_bytes: int = render.DEFAULT_MAX_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,16 @@ def plan(lead: DueLead, now: datetime, settings: Settings) -> Decision:
     return Enqueue(job)
 
 
+def reply_subject(first: str) -> str:
+    """The subject of a reply in the thread: "Re: " and the first one, shortened to fit."""
+    subject = message.one_line(first)
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    if len(subject) > message.MAX_SUBJECT_CHARS:
+        subject = subject[: message.MAX_SUBJECT_CHARS - 1].rstrip() + "…"
+    return subject
+
+
 def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJob:
     assert lead.sender_email is not None
     assert lead.sender_id is not None
@@ -135,8 +146,9 @@ def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJ
     domain = settings.message_id_domain or lead.sender_email.rpartition("@")[2]
     unsub_url = None
     if settings.unsubscribe_url:
-        token = make_token(settings.unsubscribe_secret, lead.id, lead.email)
+        token = make_token(settings.unsubscribe_secret, lead.id)
         unsub_url = unsubscribe_url(settings.unsubscribe_url, token)
+    limit = settings.render_max_bytes
     ctx = render.lead_context(
         email=lead.email,
         first_name=lead.first_name,
@@ -157,19 +169,25 @@ def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJ
             raise render.TemplateError(
                 "subject: empty subject needs an earlier sent step to reply to"
             )
-        subject = lead.thread_subject
-        if not subject.lower().startswith("re:"):
-            subject = f"Re: {subject}"
+        subject = reply_subject(lead.thread_subject)
         references = list(lead.thread_message_ids)
         in_reply_to = references[-1]
     else:
-        subject = message.one_line(render.render(lead.subject, ctx, part="subject"))
-    if len(subject) > message.MAX_SUBJECT_CHARS:
-        raise render.TemplateError(f"subject: longer than {message.MAX_SUBJECT_CHARS} characters")
-    text = render.render(lead.body_text, ctx, part="body_text")
-    html = (
-        render.render(lead.body_html, ctx, part="body_html", html=True) if lead.body_html else None
-    )
+        subject = message.one_line(
+            render.render(lead.subject, ctx, part="subject", max_bytes=limit)
+        )
+        if len(subject) > message.MAX_SUBJECT_CHARS:
+            raise render.TemplateError(
+                f"subject: longer than {message.MAX_SUBJECT_CHARS} characters"
+            )
+    text = render.render(lead.body_text, ctx, part="body_text", max_bytes=limit)
+    html = None
+    if lead.body_html:
+        html = render.render(lead.body_html, ctx, part="body_html", html=True, max_bytes=limit)
+        if len(text) + len(html) > limit:
+            raise render.BudgetExceeded(
+                f"body: text and html together larger than {limit} characters"
+            )
 
     unsub_parts = []
     if settings.unsubscribe_mailto:
@@ -181,6 +199,7 @@ def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJ
         step=lead.step_position,
         attempt=lead.attempt + 1,
         sender_id=lead.sender_id,
+        sequence_id=lead.sequence_id,
         from_address=lead.sender_email,
         from_name=lead.sender_name,
         to_address=lead.email,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import asyncpg
 
-from core import logs
-from core.settings import CommonSettings, SchedulerSettings, load_or_exit
-from core.unsubscribe import InvalidToken
+from core.unsubscribe import MIN_SECRET_BYTES, InvalidToken, check_secret
 from db import stops
 from db.migrate import migrate
+from runtime import logs
+from runtime.settings import CommonSettings, SchedulerSettings, load_or_exit
 
 DEMO_SQL = Path(__file__).with_name("demo.sql")
 
@@ -59,8 +59,14 @@ def main(argv: list[str]) -> int:
             return 0
         case ["unsubscribe", token]:
             secret = load_or_exit(SchedulerSettings).unsubscribe_secret.get_secret_value()
-            if not secret:
-                print("invalid settings: UNSUBSCRIBE_SECRET is required", file=sys.stderr)
+            try:
+                check_secret(secret)
+            except ValueError:
+                print(
+                    f"invalid settings: UNSUBSCRIBE_SECRET must be at least {MIN_SECRET_BYTES}"
+                    " bytes (the secret the scheduler signs tokens with)",
+                    file=sys.stderr,
+                )
                 return 2
             return asyncio.run(_unsubscribe(settings.database_url, secret, token))
     print("usage: python -m db migrate | seed-demo | unsubscribe TOKEN", file=sys.stderr)

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from core import gate, pacing
+from core.gate import AmbiguousPolicy
 from core.schemas import SendJob
-from core.settings import AmbiguousPolicy
 from db import events
 from db.events import Event
 from db.pool import Conn

@@ -73,6 +73,17 @@ async def claim_due(conn: Conn, now: datetime, limit: int) -> list[DueLead]:
     return [DueLead(**{k: r[k] for k in _DUE_FIELDS}) for r in rows]
 
 
+async def claim_due_ids(conn: Conn, now: datetime, limit: int) -> list[int]:
+    """`claim_due`, returning only the ids (a row that cannot be decoded is still named)."""
+    return [r["id"] for r in await conn.fetch(query("leads", "claim_due_ids"), now, limit)]
+
+
+async def load_due(conn: Conn, lead_ids: list[int]) -> list[DueLead]:
+    """What planning needs of leads the caller has locked."""
+    rows = await conn.fetch(query("leads", "load_due_leads"), lead_ids)
+    return [DueLead(**{k: r[k] for k in _DUE_FIELDS}) for r in rows]
+
+
 async def sender_candidates(
     conn: Conn, sequence_ids: list[int], now: datetime
 ) -> list[SenderCandidate]:

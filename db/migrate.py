@@ -1,7 +1,17 @@
-"""Forward-only migrations: numbered SQL files, one transaction each, under an advisory lock."""
+"""Schema changes: numbered, forward-only migrations, then the SQL function files.
+
+Both run under one advisory lock, so two processes migrating at once serialise. Tables and
+data change only through numbered files (`migrations/0001_name.sql`, one transaction each,
+recorded in `schema_migrations`). Functions are code: each file of `db/functions/` holds
+`CREATE OR REPLACE` definitions and is re-applied whenever its text changes (recorded with
+its checksum in `schema_functions`), so a rule lives in one file instead of being copied
+into every migration that changes it. A function whose signature changes gets a new name,
+so replicas still running the old code keep calling the old one during a deploy.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +20,7 @@ import asyncpg
 import structlog
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Any fixed 64-bit key; two processes migrating at once serialise on it.
 _LOCK_KEY = 0x656D61696C5F7363  # "email_sc"
@@ -38,8 +49,15 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Apply pending migrations; return the versions applied (empty when up to date)."""
+def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
+    """The version a database must have reached for this code to run against it."""
+    return max(m.version for m in discover(directory))
+
+
+async def migrate(
+    dsn: str, directory: Path = MIGRATIONS_DIR, functions: Path = FUNCTIONS_DIR
+) -> list[int]:
+    """Apply pending migrations, then changed function files; return the versions applied."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -48,6 +66,10 @@ async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                 """CREATE TABLE IF NOT EXISTS schema_migrations (
                        version    integer PRIMARY KEY,
                        name       text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now());
+                   CREATE TABLE IF NOT EXISTS schema_functions (
+                       name       text PRIMARY KEY,
+                       checksum   text NOT NULL,
                        applied_at timestamptz NOT NULL DEFAULT now())"""
             )
             applied = {
@@ -66,8 +88,31 @@ async def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[int]:
                     )
                 log.info("migration_applied", version=mig.version, name=mig.name)
                 done.append(mig.version)
+            await _apply_functions(conn, functions)
             return done
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     finally:
         await conn.close()
+
+
+def function_files(directory: Path = FUNCTIONS_DIR) -> list[tuple[str, str]]:
+    """(file name, SQL) of each function file, in name order."""
+    return [(p.name, p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.sql"))]
+
+
+async def _apply_functions(conn: asyncpg.Connection, directory: Path) -> None:
+    known = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_functions")}
+    for name, sql in function_files(directory):
+        checksum = hashlib.sha256(sql.encode()).hexdigest()
+        if known.get(name) == checksum:
+            continue
+        async with conn.transaction():
+            await conn.execute(sql)
+            await conn.execute(
+                """INSERT INTO schema_functions (name, checksum) VALUES ($1, $2)
+                   ON CONFLICT (name) DO UPDATE SET checksum = $2, applied_at = now()""",
+                name,
+                checksum,
+            )
+        log.info("functions_applied", file=name)

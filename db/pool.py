@@ -10,12 +10,8 @@ from typing import Any, TypeAlias
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_delay,
-    wait_exponential_jitter,
-)
+
+from runtime.startup import database_fatal, wait_for
 
 log = structlog.get_logger()
 
@@ -62,28 +58,29 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """Open a pool, retrying while the database is starting or unreachable."""
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
-        wait=wait_exponential_jitter(multiplier=0.2, max=5),
-        stop=stop_after_delay(120),
-        reraise=True,
-    ):
-        with attempt:
-            pool = await asyncpg.create_pool(
-                dsn,
-                min_size=min_size,
-                max_size=max_size,
-                init=_init_connection,
-                reset=_keep_session,
-                server_settings=_SESSION,
-                command_timeout=60,
-                max_inactive_connection_lifetime=300,
-            )
-            assert pool is not None
-            return pool
-    raise AssertionError("unreachable")
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, stop: asyncio.Event | None = None
+) -> asyncpg.Pool:
+    """Open a pool, waiting (and saying so) while the database is starting or unreachable;
+    runtime.startup.StartupError when waiting cannot help (wrong password, no database)."""
+
+    async def open_pool() -> asyncpg.Pool:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            reset=_keep_session,
+            server_settings=_SESSION,
+            command_timeout=60,
+            max_inactive_connection_lifetime=300,
+        )
+        assert pool is not None
+        return pool
+
+    return await wait_for(
+        "database", open_pool, database_fatal(dsn), TRANSIENT_DB_ERRORS, stop=stop
+    )
 
 
 class Listener:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.unsubscribe import verify_token
+from core.unsubscribe import InvalidToken, verify_token
 from db.pool import Conn
 
 
@@ -19,12 +19,6 @@ class Unsubscribed:
     stopped: int  # leads stopped by this call (0 when already unsubscribed)
 
 
-async def record_reply(conn: Conn, address: str) -> int:
-    """Stop the leads of a replying address (and its company where the sequence says so)."""
-    n: int = await conn.fetchval("SELECT record_reply($1::text)", address)
-    return n
-
-
 async def record_unsubscribe(conn: Conn, address: str) -> int:
     """Suppress an address and stop its leads."""
     n: int = await conn.fetchval("SELECT record_unsubscribe($1::text)", address)
@@ -32,10 +26,14 @@ async def record_unsubscribe(conn: Conn, address: str) -> int:
 
 
 async def apply_unsubscribe_token(conn: Conn, secret: str, token: str) -> Unsubscribed:
-    """Verify a token made by the scheduler and unsubscribe what it names.
+    """Verify a token made by the scheduler and unsubscribe the address of the lead it names.
 
-    Raises core.unsubscribe.InvalidToken for a malformed or forged token; nothing changes then.
+    Raises core.unsubscribe.InvalidToken for a malformed or forged token, or one naming no
+    lead; ValueError when `secret` is too short to have signed anything. Nothing changes then.
     """
-    who = verify_token(secret, token)
-    stopped = await record_unsubscribe(conn, who.email)
-    return Unsubscribed(email=who.email, lead_id=who.lead_id, stopped=stopped)
+    lead_id = verify_token(secret, token)
+    email: str | None = await conn.fetchval("SELECT email FROM leads WHERE id = $1", lead_id)
+    if email is None:
+        raise InvalidToken("the unsubscribe token names no lead")
+    stopped = await record_unsubscribe(conn, email)
+    return Unsubscribed(email=email.lower(), lead_id=lead_id, stopped=stopped)

@@ -1,40 +1,45 @@
-"""`python -m pump`: run the outbox pump."""
+"""`python -m pump`: run the outbox pump (`--health`: is this host's one alive?)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 from broker.topology import Names, connect, declare
-from core import lifecycle, logs
-from core.settings import PumpSettings, load_or_exit
+from db.migrate import latest_version
 from db.pool import create_pool
 from pump.loop import Pump
+from runtime import daemon
+from runtime.daemon import Main
+from runtime.health import Heartbeat
+from runtime.settings import PumpSettings
+from runtime.startup import check_schema
 
 
-def main() -> int:
-    settings = load_or_exit(PumpSettings)
-    logs.configure("pump", settings.log_level, settings.log_format)
-
+def build(settings: PumpSettings, heartbeat: Heartbeat) -> Main:
     async def run(stop: asyncio.Event) -> None:
-        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
-        connection = await connect(settings.amqp_url, name="email-scheduler-pump")
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
-            names = Names.from_prefix(settings.amqp_prefix)
-            channels = [
-                await connection.channel(publisher_confirms=True, on_return_raises=True)
-                for _ in range(settings.pump_channels)
-            ]
-            topology = await declare(channels[0], names)
-            exchanges = [topology.exchange]
-            for ch in channels[1:]:
-                exchanges.append(await ch.get_exchange(names.exchange, ensure=False))
-            await Pump(pool, exchanges, settings).run(stop)
+            await check_schema(pool, latest_version())
+            connection = await connect(settings.amqp_url, name="email-scheduler-pump", stop=stop)
+            try:
+                names = Names.from_prefix(settings.amqp_prefix)
+                channels = [
+                    await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    for _ in range(settings.pump_channels)
+                ]
+                topology = await declare(channels[0], names)
+                exchanges = [topology.exchange]
+                for ch in channels[1:]:
+                    exchanges.append(await ch.get_exchange(names.exchange, ensure=False))
+                await Pump(pool, exchanges, settings, heartbeat=heartbeat).run(stop)
+            finally:
+                await connection.close()
         finally:
-            await connection.close()
             await pool.close()
 
-    return lifecycle.run(run, shutdown_timeout=settings.shutdown_timeout_seconds)
+    return run
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(daemon.main("pump", PumpSettings, build, sys.argv[1:]))

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 import asyncpg
 import structlog
@@ -13,10 +14,11 @@ from aio_pika.abc import AbstractExchange
 
 from broker.topology import BROKER_ERRORS, ROUTING_KEY, send_message
 from core.clock import utcnow
-from core.lifecycle import every, wait_first
-from core.settings import PumpSettings
 from db import outbox
 from db.pool import TRANSIENT_DB_ERRORS, Listener
+from runtime.daemon import every, repeat, wait_first
+from runtime.health import Heartbeat
+from runtime.settings import PumpSettings
 
 log = structlog.get_logger()
 OUTBOX_CHANNEL = "email_scheduler_outbox"
@@ -38,6 +40,7 @@ class Pump:
         exchange: AbstractExchange | Sequence[AbstractExchange],
         settings: PumpSettings,
         clock: Callable[[], datetime] = utcnow,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         """`exchange`: the send exchange, or one handle on it per channel to publish over."""
         self.pool = pool
@@ -45,6 +48,7 @@ class Pump:
         self.settings = settings
         self.clock = clock
         self.published_total = 0
+        self.heartbeat = heartbeat
 
     async def run_once(self) -> int:
         """Publish one batch; return how many rows the broker confirmed.
@@ -104,25 +108,13 @@ class Pump:
             log.info("outbox_pruned", count=total, before=before)
         return total
 
-    async def _loop(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        backoff = 0.2
-        while not stop.is_set():
-            try:
-                n = await self.run_once()
-                backoff = 0.2
-                if n >= self.settings.pump_batch_size:
-                    continue
-                if await wait_first(stop, wake, self.settings.pump_poll_seconds):
-                    # Woken by new rows: let the rows around them land too (one batch).
-                    await wait_first(stop, None, self.settings.pump_linger_seconds)
-            except RETRYABLE as exc:
-                log.warning("broker_unavailable", error=str(exc), retry_in_s=backoff)
-                await wait_first(stop, None, backoff)
-                backoff = min(backoff * 2, 10.0)
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("database_unavailable", error=str(exc), retry_in_s=backoff)
-                await wait_first(stop, None, backoff)
-                backoff = min(backoff * 2, 10.0)
+    async def _turn(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """One batch, then wait for rows unless the batch was full."""
+        if await self.run_once() >= self.settings.pump_batch_size:
+            return
+        if await wait_first(stop, wake, self.settings.pump_poll_seconds):
+            # Woken by new rows: let the rows around them land too (one batch).
+            await wait_first(stop, None, self.settings.pump_linger_seconds)
 
     async def _prune(self) -> None:
         try:
@@ -153,4 +145,14 @@ class Pump:
             tg.create_task(listener.run(stop))
             tg.create_task(every(self.settings.summary_interval_seconds, stop, self._summary))
             tg.create_task(every(prune_every, stop, self._prune))
-            tg.create_task(self._loop(stop, listener.event))
+            tg.create_task(
+                repeat(
+                    stop,
+                    partial(self._turn, stop, listener.event),
+                    (
+                        (RETRYABLE, "broker_unavailable"),
+                        (TRANSIENT_DB_ERRORS, "database_unavailable"),
+                    ),
+                    self.heartbeat,
+                )
+            )

@@ -1,17 +1,56 @@
-"""Running a daemon: the event loop, signals (soft stop, then hard), exit statuses."""
+"""Running a daemon: settings and logs, the event loop, signals (soft stop, then hard), the
+heartbeat, exit statuses (0 stopped, 1 crashed, 2 misconfigured)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
+
+from runtime import health, logs
+from runtime.settings import CommonSettings, load_or_exit, unknown_variables
+from runtime.startup import StartupError
 
 log = structlog.get_logger()
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
+S = TypeVar("S", bound=CommonSettings)
+
+
+def start(service: str, cls: type[S]) -> S:
+    """Settings (or exit 2 with one line) and logs for `service`; warn about likely typos."""
+    settings = load_or_exit(cls)
+    logs.configure(service, settings.log_level, settings.log_format)
+    for name, close in unknown_variables(os.environ):
+        log.warning("unknown_setting", variable=name, did_you_mean=close)
+    return settings
+
+
+def main(
+    service: str, cls: type[S], build: Callable[[S, health.Heartbeat], Main], argv: list[str]
+) -> int:
+    """A daemon's `python -m` entry: `--health` checks the running one; otherwise run it."""
+    if argv == ["--health"]:
+        return health.main(service)
+    settings = start(service, cls)
+    heartbeat = health.Heartbeat(service, health.HealthSettings())
+    body = build(settings, heartbeat)
+
+    async def beating(stop: asyncio.Event) -> None:
+        done = asyncio.Event()
+        writer = asyncio.create_task(heartbeat.run(done))
+        try:
+            await body(stop)
+        finally:
+            done.set()
+            await writer
+
+    return run(beating, shutdown_timeout=settings.shutdown_timeout_seconds)
 
 
 _early_signal: list[int] = []
@@ -79,6 +118,9 @@ def run(main: Main, *, shutdown_timeout: float) -> int:
     try:
         with asyncio.Runner(loop_factory=factory) as runner:
             return runner.run(_supervise(main, shutdown_timeout))
+    except StartupError as exc:
+        log.error("startup_failed", error=str(exc))  # noqa: TRY400 - one line, no traceback
+        return 2
     except Exception:
         log.exception("crashed")
         return 1
@@ -111,3 +153,31 @@ async def every(
         await wait_first(stop, None, interval)
         if not stop.is_set():
             await action()
+
+
+# A retried error's log line, by the kind of outage.
+Outages = tuple[tuple[tuple[type[BaseException], ...], str], ...]
+
+
+async def repeat(
+    stop: asyncio.Event,
+    turn: Callable[[], Awaitable[None]],
+    outages: Outages,
+    heartbeat: health.Heartbeat | None = None,
+) -> None:
+    """Call `turn()` (one batch and the wait after it) until `stop`; each completed turn is
+    progress. An error of `outages` (a database or broker away) is logged and retried with
+    backoff; anything else ends the loop, and the daemon with it."""
+    errors = tuple(t for kinds, _ in outages for t in kinds)
+    backoff = 0.2
+    while not stop.is_set():
+        try:
+            await turn()
+            backoff = 0.2
+        except errors as exc:
+            event = next(name for kinds, name in outages if isinstance(exc, kinds))
+            log.warning(event, error=str(exc), retry_in_s=backoff)
+            await wait_first(stop, None, backoff)
+            backoff = min(backoff * 2, 10.0)
+        if heartbeat is not None:
+            heartbeat.beat()

@@ -1,4 +1,8 @@
-"""structlog configured once: one JSON object per line on stdout, or console output."""
+"""structlog configured once: one JSON object per line on stdout, or console output.
+
+Libraries that log through the standard `logging` module (asyncpg, aiormq, aio-pika) are
+routed through the same renderer, so their lines are JSON too, with `logger` naming them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from core.settings import LogFormat
+from runtime.settings import LogFormat
 
 _CREDENTIALS = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
 
@@ -36,20 +40,30 @@ def configure(service: str, level: str = "INFO", fmt: LogFormat = LogFormat.JSON
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
     else:
         renderer = structlog.processors.JSONRenderer(serializer=json.dumps, default=str)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
-            structlog.processors.format_exc_info,
-            scrub_credentials,
-            renderer,
-        ],
+        processors=[*shared, structlog.processors.format_exc_info, scrub_credentials, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
-    # Libraries that use the standard logging module go to stderr, warnings and up.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
+    # Warnings and up from libraries, rendered like our own lines.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                scrub_credentials,
+                renderer,
+            ],
+        )
+    )
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)

@@ -1,14 +1,25 @@
-"""Settings per process family, from the environment (and /run/secrets files when present)."""
+"""Settings per process family, from the environment (and /run/secrets files when present).
+
+An empty value counts as unset (compose's `${X:-}` writes empty strings). A variable that
+looks like one of ours but is not (a typo) is reported with the closest valid name.
+"""
 
 from __future__ import annotations
 
+import difflib
 import enum
+import ipaddress
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.gate import AmbiguousPolicy
+from core.render import DEFAULT_MAX_BYTES
+from core.unsubscribe import MIN_SECRET_BYTES
 
 SECRETS_DIR = Path("/run/secrets")
 
@@ -24,15 +35,10 @@ class SmtpTls(enum.StrEnum):
     TLS = "tls"
 
 
-class AmbiguousPolicy(enum.StrEnum):
-    SKIP = "skip"  # an SMTP hand-off that may have happened is not repeated
-    RESEND = "resend"  # repeat it with the same Message-ID
-
-
 class CommonSettings(BaseSettings):
     """Settings every daemon reads."""
 
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
 
     database_url: str = Field(description="PostgreSQL DSN")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -82,17 +88,28 @@ class SchedulerSettings(CommonSettings):
     rescue_after_seconds: float = Field(default=900.0, gt=0)
     message_id_domain: str | None = None
     unsubscribe_mailto: str | None = None
-    unsubscribe_url: str | None = None
     unsubscribe_secret: SecretStr = SecretStr("")
+    unsubscribe_url: str | None = Field(default=None, max_length=500)
     # A lead is queued when its sender's (and the global) pacing has a slot within this
     # horizon; otherwise it waits for its forecast slot. Keep it below PACING_MAX_WAIT_SECONDS.
     pacing_lookahead_seconds: float = Field(default=1.0, ge=0)
+    # The budget of one lead's rendering (all parts of its step): time, and characters out.
+    render_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    render_max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024 * 1024)
 
     @field_validator("unsubscribe_url")
     @classmethod
-    def _https(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("https://"):
+    def _https(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return v
+        if not v.startswith("https://"):
             raise ValueError("must be an https:// URL")
+        secret: SecretStr = info.data.get("unsubscribe_secret", SecretStr(""))
+        if len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"needs UNSUBSCRIBE_SECRET of at least {MIN_SECRET_BYTES} bytes to sign its"
+                " tokens (e.g. `openssl rand -base64 48`)"
+            )
         return v
 
 
@@ -113,9 +130,13 @@ class WorkerSettings(BrokerSettings):
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    # AUTH over an unencrypted connection to another host sends the password in clear;
+    # refused unless this is set (a relay on a private network you trust).
+    smtp_allow_plaintext_auth: bool = False
     smtp_tls: SmtpTls = SmtpTls.NONE
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
-    smtp_local_hostname: str | None = None
+    # The EHLO name: a fully qualified name of this host that resolves back to its address.
+    smtp_local_hostname: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     # Messages that arrive together are claimed, and recorded, in one transaction each.
     worker_batch_size: int = Field(default=64, ge=1, le=1000)
@@ -125,6 +146,22 @@ class WorkerSettings(BrokerSettings):
     ambiguous_send_policy: AmbiguousPolicy = AmbiguousPolicy.SKIP
     # A pacing slot this close is waited for in the worker instead of going back to waiting.
     pacing_max_wait_seconds: float = Field(default=2.0, ge=0, le=60)
+
+    @field_validator("smtp_tls")
+    @classmethod
+    def _no_password_in_clear(cls, v: SmtpTls, info: ValidationInfo) -> SmtpTls:
+        host = str(info.data.get("smtp_host", ""))
+        if (
+            v is SmtpTls.NONE
+            and info.data.get("smtp_username")
+            and not info.data.get("smtp_allow_plaintext_auth")
+            and not _is_loopback(host)
+        ):
+            raise ValueError(
+                f"is none, so SMTP_USERNAME's password would cross the network to {host} in"
+                " clear: set SMTP_TLS=starttls or tls (or SMTP_ALLOW_PLAINTEXT_AUTH=true)"
+            )
+        return v
 
     # Messages a worker holds at once (unacked); 0: four per SMTP connection.
     worker_prefetch: int = Field(default=0, ge=0, le=10_000)
@@ -137,7 +174,65 @@ class WorkerSettings(BrokerSettings):
         return self.worker_prefetch or 4 * self.worker_concurrency
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 S = TypeVar("S", bound=BaseSettings)
+
+# Variables starting with one of these are ours; one we do not know is most likely a typo.
+PREFIXES = (
+    "AMBIGUOUS_",
+    "AMQP_",
+    "DATABASE_",
+    "DB_",
+    "GLOBAL_RATE",
+    "HEALTH_",
+    "LOG_",
+    "MESSAGE_ID",
+    "OUTBOX_",
+    "PACING_",
+    "PUMP_",
+    "RENDER_",
+    "RESCUE_",
+    "RETRY_",
+    "SCHEDULER_",
+    "SEND_",
+    "SHUTDOWN_",
+    "SMTP_",
+    "SUMMARY_",
+    "UNSUBSCRIBE_",
+    "WORKER_",
+)
+
+
+def known_variables() -> set[str]:
+    """Every variable some process of this project reads."""
+    names: set[str] = set()
+    todo: list[type[BaseSettings]] = [CommonSettings]
+    while todo:
+        cls = todo.pop()
+        names.update(f.upper() for f in cls.model_fields)
+        todo.extend(cls.__subclasses__())
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """(variable, closest valid name) for each variable with our prefix that nothing reads."""
+    known = known_variables()
+    found = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if upper in known or not upper.startswith(PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+        found.append((name, close[0] if close else None))
+    return found
 
 
 def load(cls: type[S]) -> S:
@@ -153,7 +248,7 @@ def describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors():
         name = "_".join(str(p) for p in e["loc"]).upper() or "SETTINGS"
-        msg = "is required" if e["type"] == "missing" else e["msg"]
+        msg = "is required" if e["type"] == "missing" else e["msg"].removeprefix("Value error, ")
         parts.append(f"{name} {msg}")
     return "invalid settings: " + "; ".join(parts)
 

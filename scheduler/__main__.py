@@ -1,28 +1,33 @@
-"""`python -m scheduler`: run the scheduler daemon."""
+"""`python -m scheduler`: run the scheduler daemon (`--health`: is this host's one alive?)."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
-from core import lifecycle, logs
-from core.settings import SchedulerSettings, load_or_exit
+from db.migrate import latest_version
 from db.pool import create_pool
+from runtime import daemon
+from runtime.daemon import Main
+from runtime.health import Heartbeat
+from runtime.settings import SchedulerSettings
+from runtime.startup import check_schema
+from scheduler import planning
 from scheduler.loop import Scheduler
 
 
-def main() -> int:
-    settings = load_or_exit(SchedulerSettings)
-    logs.configure("scheduler", settings.log_level, settings.log_format)
-
+def build(settings: SchedulerSettings, heartbeat: Heartbeat) -> Main:
     async def run(stop: asyncio.Event) -> None:
-        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
-            await Scheduler(pool, settings).run(stop)
+            await check_schema(pool, latest_version())
+            await Scheduler(pool, settings, heartbeat=heartbeat).run(stop)
         finally:
+            planning.shutdown()
             await pool.close()
 
-    return lifecycle.run(run, shutdown_timeout=settings.shutdown_timeout_seconds)
+    return run
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(daemon.main("scheduler", SchedulerSettings, build, sys.argv[1:]))

@@ -9,21 +9,35 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 import asyncpg
 import structlog
 
 from core import pacing, planner
 from core.clock import utcnow
-from core.lifecycle import every, wait_first
-from core.settings import SchedulerSettings
 from db import events, leads
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS, Conn, Listener
+from runtime.daemon import every, repeat, wait_first
+from runtime.health import Heartbeat
+from runtime.settings import SchedulerSettings
+from scheduler import planning
 from scheduler.assign import assign
 
 log = structlog.get_logger()
 LEADS_CHANNEL = "email_scheduler_leads"
+
+
+_Line = tuple[str, dict[str, object]]
+
+
+def _emit(lines: list[_Line]) -> None:
+    for name, fields in lines:
+        if name == "lead_failed":
+            log.warning(name, **fields)
+        else:
+            log.info(name, **fields)
 
 
 @dataclass(slots=True)
@@ -52,8 +66,10 @@ class Scheduler:
         pool: asyncpg.Pool,
         settings: SchedulerSettings,
         clock: Callable[[], datetime] = utcnow,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.pool = pool
+        self.heartbeat = heartbeat
         self.settings = settings
         self.clock = clock
         self.plan_settings = planner.Settings(
@@ -61,107 +77,143 @@ class Scheduler:
             unsubscribe_mailto=settings.unsubscribe_mailto,
             unsubscribe_url=settings.unsubscribe_url,
             unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+            render_max_bytes=settings.render_max_bytes,
         )
         self.totals: Counter[str] = Counter()
+        self._last_rescue = -float("inf")
 
     async def run_once(self, now: datetime | None = None) -> BatchResult:
-        """Claim and plan one batch of due leads at `now`; return what happened."""
+        """Claim and plan one batch of due leads at `now`; return what happened.
+
+        Whatever one lead, step or sequence row holds, it fails that lead alone: a batch
+        that cannot be read or written as a whole (a row the driver cannot decode, a value
+        the database refuses) is done again one lead at a time, and the lead that fails on
+        its own is failed with the reason.
+        """
         now = now or self.clock()
+        try:
+            return await self._batch(now)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            log.error("batch_failed", error=f"{type(exc).__name__}: {exc}"[:500])  # noqa: TRY400
+        return await self._batch_one_by_one(now)
+
+    async def _batch(self, now: datetime) -> BatchResult:
         result = BatchResult()
-        logs: list[tuple[str, dict[str, object]]] = []
+        lines: list[_Line] = []
         async with self.pool.acquire() as conn, conn.transaction():
             due = await leads.claim_due(conn, now, self.settings.scheduler_batch_size)
             if not due:
                 return result
-            due = await self._assign_senders(conn, due, now)
-            updates: list[leads.LeadUpdate] = []
-            outbox: list[leads.OutboxRow] = []
-            evs: list[Event] = []
-            planned = [(lead, planner.plan(lead, now, self.plan_settings)) for lead in due]
-            planned = await self._pace(conn, planned, now)
-            for lead, decision in planned:
-                step = lead.current_step
-                match decision:
-                    case planner.Enqueue(job):
-                        updates.append(leads.LeadUpdate(lead.id, "queued", attempt_inc=1))
-                        outbox.append(
-                            leads.OutboxRow(lead.id, job.step, job.attempt, job.model_dump_json())
-                        )
-                        evs.append(Event(lead.id, step, "queued", {"attempt": job.attempt}))
-                        logs.append(
-                            (
-                                "lead_queued",
-                                {
-                                    "lead_id": lead.id,
-                                    "step": step,
-                                    "attempt": job.attempt,
-                                    "sender_id": job.sender_id,
-                                },
-                            )
-                        )
-                        result.outcomes["queued"] += 1
-                    case planner.Wait(until, reason):
-                        updates.append(leads.LeadUpdate(lead.id, "active", next_run_at=until))
-                        evs.append(
-                            Event(
-                                lead.id,
-                                step,
-                                "deferred",
-                                {"reason": reason, "until": until.isoformat()},
-                            )
-                        )
-                        logs.append(
-                            (
-                                "lead_deferred",
-                                {
-                                    "lead_id": lead.id,
-                                    "step": step,
-                                    "reason": reason,
-                                    "until": until,
-                                },
-                            )
-                        )
-                        result.outcomes["deferred"] += 1
-                    case planner.Stop(reason):
-                        updates.append(leads.LeadUpdate(lead.id, "stopped"))
-                        evs.append(Event(lead.id, step, "stopped", {"reason": reason}))
-                        logs.append(
-                            ("lead_stopped", {"lead_id": lead.id, "step": step, "reason": reason})
-                        )
-                        result.outcomes["stopped"] += 1
-                    case planner.Fail(reason, error):
-                        updates.append(leads.LeadUpdate(lead.id, "failed"))
-                        evs.append(
-                            Event(lead.id, step, "failed", {"reason": reason, "error": error})
-                        )
-                        logs.append(
-                            (
-                                "lead_failed",
-                                {
-                                    "lead_id": lead.id,
-                                    "step": step,
-                                    "reason": reason,
-                                    "error": error,
-                                },
-                            )
-                        )
-                        result.outcomes["failed"] += 1
-                    case planner.Complete():
-                        updates.append(leads.LeadUpdate(lead.id, "completed"))
-                        evs.append(Event(lead.id, step, "completed"))
-                        logs.append(("lead_completed", {"lead_id": lead.id, "step": step}))
-                        result.outcomes["completed"] += 1
-            await leads.apply(conn, updates, outbox, now)
-            await events.insert_many(conn, evs, now)
-            result.claimed = len(due)
-        # Logged after the commit: a line means the change happened.
-        for name, fields in logs:
-            if name == "lead_failed":
-                log.warning(name, **fields)
-            else:
-                log.info(name, **fields)
+            await self._plan_and_write(conn, due, now, result, lines)
+        _emit(lines)  # after the commit: a line means the change happened
         self.totals.update(result.outcomes)
         return result
+
+    async def _batch_one_by_one(self, now: datetime) -> BatchResult:
+        result = BatchResult()
+        lines: list[_Line] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+            for lead_id in await leads.claim_due_ids(conn, now, self.settings.scheduler_batch_size):
+                mine: list[_Line] = []
+                try:
+                    async with conn.transaction():
+                        due = await leads.load_due(conn, [lead_id])
+                        await self._plan_and_write(conn, due, now, result, mine)
+                    lines.extend(mine)
+                except TRANSIENT_DB_ERRORS:
+                    raise
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"[:500]
+                    await leads.apply(conn, [leads.LeadUpdate(lead_id, "failed")], [], now)
+                    await events.insert_many(
+                        conn,
+                        [
+                            Event(
+                                lead_id, None, "failed", {"reason": "invalid_data", "error": error}
+                            )
+                        ],
+                        now,
+                    )
+                    lines.append(
+                        (
+                            "lead_failed",
+                            {"lead_id": lead_id, "reason": "invalid_data", "error": error},
+                        )
+                    )
+                    result.outcomes["failed"] += 1
+                    continue
+        _emit(lines)
+        self.totals.update(result.outcomes)
+        log.info("batch_done_one_by_one", claimed=result.claimed, **dict(result.outcomes))
+        return result
+
+    async def _plan_and_write(
+        self,
+        conn: Conn,
+        due: list[planner.DueLead],
+        now: datetime,
+        result: BatchResult,
+        lines: list[_Line],
+    ) -> None:
+        """Plan `due` (locked by the caller) and write the outcome in the caller's transaction."""
+        due = await self._assign_senders(conn, due, now)
+        decisions = await planning.plan(
+            due, now, self.plan_settings, self.settings.render_timeout_seconds
+        )
+        planned = await self._pace(conn, list(zip(due, decisions, strict=True)), now)
+        updates: list[leads.LeadUpdate] = []
+        outbox: list[leads.OutboxRow] = []
+        evs: list[Event] = []
+        for lead, decision in planned:
+            step = lead.current_step
+            ids: dict[str, object] = {
+                "lead_id": lead.id,
+                "step": step,
+                "sequence_id": lead.sequence_id,
+                "sender_id": lead.sender_id,
+            }
+            match decision:
+                case planner.Enqueue(job):
+                    updates.append(leads.LeadUpdate(lead.id, "queued", attempt_inc=1))
+                    outbox.append(
+                        leads.OutboxRow(lead.id, job.step, job.attempt, job.model_dump_json())
+                    )
+                    evs.append(Event(lead.id, step, "queued", {"attempt": job.attempt}))
+                    lines.append(
+                        (
+                            "lead_queued",
+                            {**ids, "attempt": job.attempt, "message_id": job.message_id},
+                        )
+                    )
+                case planner.Wait(until, reason):
+                    updates.append(leads.LeadUpdate(lead.id, "active", next_run_at=until))
+                    evs.append(
+                        Event(
+                            lead.id,
+                            step,
+                            "deferred",
+                            {"reason": reason, "until": until.isoformat()},
+                        )
+                    )
+                    lines.append(("lead_deferred", {**ids, "reason": reason, "until": until}))
+                case planner.Stop(reason):
+                    updates.append(leads.LeadUpdate(lead.id, "stopped"))
+                    evs.append(Event(lead.id, step, "stopped", {"reason": reason}))
+                    lines.append(("lead_stopped", {**ids, "reason": reason}))
+                case planner.Fail(reason, error):
+                    updates.append(leads.LeadUpdate(lead.id, "failed"))
+                    evs.append(Event(lead.id, step, "failed", {"reason": reason, "error": error}))
+                    lines.append(("lead_failed", {**ids, "reason": reason, "error": error}))
+                case planner.Complete():
+                    updates.append(leads.LeadUpdate(lead.id, "completed"))
+                    evs.append(Event(lead.id, step, "completed"))
+                    lines.append(("lead_completed", ids))
+            result.outcomes[lines[-1][0].removeprefix("lead_")] += 1
+        await leads.apply(conn, updates, outbox, now)
+        await events.insert_many(conn, evs, now)
+        result.claimed += len(due)
 
     async def _pace(
         self,
@@ -251,27 +303,19 @@ class Scheduler:
             timeout = min(timeout, (nxt - self.clock()).total_seconds())
         return max(timeout, 0.0)
 
-    async def _loop(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        backoff = 0.2
-        last_rescue = 0.0
-        while not stop.is_set():
-            try:
-                mono = time.monotonic()
-                if mono - last_rescue >= min(60.0, self.settings.rescue_after_seconds / 4):
-                    last_rescue = mono
-                    await self.rescue_once()
-                result = await self.run_once()
-                backoff = 0.2
-                if result.claimed >= self.settings.scheduler_batch_size:
-                    continue  # more is due right now
-                if await wait_first(stop, wake, await self._sleep_for()):
-                    # Woken by a change: let the changes around it land too, so one batch
-                    # (one transaction) plans them all instead of one batch each.
-                    await wait_first(stop, None, self.settings.scheduler_linger_seconds)
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("database_unavailable", error=str(exc), retry_in_s=backoff)
-                await wait_first(stop, None, backoff)
-                backoff = min(backoff * 2, 10.0)
+    async def _turn(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        """Rescue when due, one batch, then wait unless the batch was full."""
+        mono = time.monotonic()
+        if mono - self._last_rescue >= min(60.0, self.settings.rescue_after_seconds / 4):
+            self._last_rescue = mono
+            await self.rescue_once()
+        result = await self.run_once()
+        if result.claimed >= self.settings.scheduler_batch_size:
+            return  # more is due right now
+        if await wait_first(stop, wake, await self._sleep_for()):
+            # Woken by a change: let the changes around it land too, so one batch (one
+            # transaction) plans them all instead of one batch each.
+            await wait_first(stop, None, self.settings.scheduler_linger_seconds)
 
     async def _summary(self) -> None:
         try:
@@ -295,4 +339,11 @@ class Scheduler:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(listener.run(stop))
             tg.create_task(every(self.settings.summary_interval_seconds, stop, self._summary))
-            tg.create_task(self._loop(stop, listener.event))
+            tg.create_task(
+                repeat(
+                    stop,
+                    partial(self._turn, stop, listener.event),
+                    ((TRANSIENT_DB_ERRORS, "database_unavailable"),),
+                    self.heartbeat,
+                )
+            )

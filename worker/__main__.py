@@ -1,51 +1,84 @@
-"""`python -m worker`: run the worker; `python -m worker replay-dead-letters [N]` replays."""
+"""`python -m worker`: run the worker (`--health`: is this host's one alive?);
+`python -m worker replay-dead-letters [N]` replays dead letters."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
+
+import structlog
 
 from broker.replay import replay_dead_letters
 from broker.topology import Names, connect, declare
-from core import lifecycle, logs
-from core.settings import WorkerSettings, load_or_exit
+from db.migrate import latest_version
 from db.pool import create_pool
+from runtime import daemon
+from runtime.daemon import Main
+from runtime.health import Heartbeat
+from runtime.settings import WorkerSettings
+from runtime.startup import check_schema
 from worker.consumer import Worker
 from worker.smtp import SmtpPool
 
+log = structlog.get_logger()
+
+
+def ehlo_name(settings: WorkerSettings) -> str:
+    """The name the worker greets SMTP servers with; warned about unless fully qualified."""
+    name = settings.smtp_local_hostname or socket.getfqdn()
+    if "." not in name.strip(".") or name.endswith((".local", ".localdomain", ".internal")):
+        log.warning(
+            "smtp_local_hostname_not_qualified",
+            ehlo=name,
+            error="relays may refuse or score a greeting that is not a fully qualified name:"
+            " set SMTP_LOCAL_HOSTNAME to this host's public name",
+        )
+    return name
+
+
+def build(settings: WorkerSettings, heartbeat: Heartbeat) -> Main:
+    names = Names.from_prefix(settings.amqp_prefix)
+    local_hostname = ehlo_name(settings)
+
+    async def run(stop: asyncio.Event) -> None:
+        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
+        try:
+            await check_schema(pool, latest_version())
+            connection = await connect(settings.amqp_url, name="email-scheduler-worker", stop=stop)
+            smtp = SmtpPool(
+                settings, size=settings.worker_concurrency, local_hostname=local_hostname
+            )
+            try:
+                channel = await connection.channel()
+                await channel.set_qos(prefetch_count=settings.prefetch)
+                topology = await declare(channel, names)
+                await Worker(pool, smtp, settings, heartbeat=heartbeat).run(topology.queue, stop)
+            finally:
+                await smtp.close()
+                await connection.close()
+        finally:
+            await pool.close()
+
+    return run
+
 
 def main(argv: list[str]) -> int:
-    settings = load_or_exit(WorkerSettings)
-    logs.configure("worker", settings.log_level, settings.log_format)
-    names = Names.from_prefix(settings.amqp_prefix)
-
     if argv[:1] == ["replay-dead-letters"]:
-        limit = int(argv[1]) if len(argv) > 1 else None
+        settings = daemon.start("worker", WorkerSettings)
+        limit = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else None
+        names = Names.from_prefix(settings.amqp_prefix)
         report = asyncio.run(replay_dead_letters(settings.amqp_url, names, limit))
         print(f"replayed {report.replayed} dead-lettered messages, {report.remaining} remain")
         return 0
-    if argv:
+    if argv and argv != ["--health"]:
         print(
-            f"unknown command {argv[0]!r}; usage: python -m worker [replay-dead-letters [N]]",
+            f"unknown command {argv[0]!r};"
+            " usage: python -m worker [--health | replay-dead-letters [N]]",
             file=sys.stderr,
         )
         return 2
-
-    async def run(stop: asyncio.Event) -> None:
-        pool = await create_pool(settings.database_url, max_size=settings.db_pool_size)
-        connection = await connect(settings.amqp_url, name="email-scheduler-worker")
-        smtp = SmtpPool(settings, size=settings.worker_concurrency)
-        try:
-            channel = await connection.channel()
-            await channel.set_qos(prefetch_count=settings.prefetch)
-            topology = await declare(channel, names)
-            await Worker(pool, smtp, settings).run(topology.queue, stop)
-        finally:
-            await smtp.close()
-            await connection.close()
-            await pool.close()
-
-    return lifecycle.run(run, shutdown_timeout=settings.shutdown_timeout_seconds)
+    return daemon.main("worker", WorkerSettings, build, argv)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,12 +32,15 @@ from tenacity.stop import stop_base
 from core import message as email
 from core.backoff import Outcome, classify, retry_delay
 from core.clock import utcnow
-from core.lifecycle import every
-from core.schemas import SendJob
-from core.settings import AmbiguousPolicy, WorkerSettings
-from db import deliveries
+from core.gate import AmbiguousPolicy
+from core.schemas import JobRef, SendJob
+from db import deliveries, outbox
+from db.deliveries import Claim
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS
+from runtime.daemon import every
+from runtime.health import Heartbeat
+from runtime.settings import WorkerSettings
 from worker.batch import MicroBatcher
 from worker.smtp import SendError, SmtpPool
 
@@ -57,25 +62,85 @@ class InvalidMessage(ValueError):
     """A queue message that is not a valid send job; it goes to the dead-letter queue."""
 
 
-def parse(message: AbstractIncomingMessage) -> tuple[SendJob, int]:
-    """Validate a queue message; raise InvalidMessage naming what is wrong."""
-    if not message.message_id or not message.message_id.isdigit():
-        raise InvalidMessage(f"message_id must be the outbox id, got {message.message_id!r}")
+_OUTBOX_ID = re.compile(r"^[0-9]{1,19}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A queue message that passed validation: the outbox row it names, and the job its
+    body carries when it is of the earlier form (checked against that row)."""
+
+    ref: JobRef
+    outbox_id: int
+    redelivered: bool
+    carried: SendJob | None = None
+
+
+def _invalid(exc: ValidationError) -> InvalidMessage:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    return InvalidMessage(f"{where}: {first['msg']} ({exc.error_count()} errors)")
+
+
+def parse(message: AbstractIncomingMessage) -> Received:
+    """Validate a queue message, every field; raise InvalidMessage naming what is wrong."""
+    mid = message.message_id or ""
+    if not _OUTBOX_ID.match(mid) or int(mid) >= 2**63 or int(mid) == 0:
+        raise InvalidMessage(f"message_id must be the outbox id, got {mid!r}")
     try:
-        job = SendJob.model_validate_json(message.body)
+        version = json.loads(message.body).get("v")
+    except (ValueError, AttributeError) as exc:
+        raise InvalidMessage(f"body: Invalid JSON ({type(exc).__name__})") from exc
+    try:
+        if version == 1:  # published before the broker carried references only
+            job = SendJob.model_validate_json(message.body)
+            ref = JobRef(lead_id=job.lead_id, step=job.step, attempt=job.attempt)
+            return Received(ref, int(mid), bool(message.redelivered), job)
+        ref = JobRef.model_validate_json(message.body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise InvalidMessage(f"{where}: {first['msg']} ({exc.error_count()} errors)") from exc
-    return job, int(message.message_id)
+        raise _invalid(exc) from exc
+    return Received(ref, int(mid), bool(message.redelivered))
 
 
-def _log_events(evs: list[Event], **fields: object) -> None:
+def trusted_job(got: Received, row: outbox.Stored | None) -> SendJob | str:
+    """The job to send for `got`, read from its outbox row; or why the message is refused."""
+    if row is None:
+        return f"no outbox row {got.outbox_id} (never written, or pruned)"
+    ref = got.ref
+    if (row.lead_id, row.step, row.attempt) != (ref.lead_id, ref.step, ref.attempt):
+        return (
+            f"names lead {ref.lead_id} step {ref.step} attempt {ref.attempt}, but outbox row"
+            f" {row.id} is lead {row.lead_id} step {row.step} attempt {row.attempt}"
+        )
+    try:
+        job = SendJob.model_validate_json(row.payload)
+    except ValidationError as exc:
+        return f"outbox row {row.id} holds no valid job: {_invalid(exc)}"
+    if got.carried is not None and got.carried != job:
+        return f"the job it carries differs from outbox row {row.id}"
+    return job
+
+
+def _log_events(evs: list[Event], job: SendJob, **fields: object) -> None:
+    """One line per event; ids of the lead, its sequence and sender on each, the Message-ID
+    only on lines of the job's own step, one `attempt` field."""
     for e in evs:
         level = "warning" if e.type in ("failed", "send_ambiguous", "stopped") else "info"
-        getattr(log, level)(
-            f"lead_{e.type}", lead_id=e.lead_id, step=e.step, **{**fields, **dict(e.data)}
-        )
+        data = dict(e.data)
+        line: dict[str, object] = {
+            "lead_id": e.lead_id,
+            "step": e.step,
+            "sequence_id": job.sequence_id,
+            "sender_id": job.sender_id,
+            **fields,
+        }
+        if "attempts" in data:
+            line["attempt"] = data.pop("attempts")
+        data.pop("message_id", None)
+        line.update(data)
+        if e.step == job.step:
+            line["message_id"] = job.message_id
+        getattr(log, level)(f"lead_{e.type}", **line)
 
 
 class Worker:
@@ -88,8 +153,12 @@ class Worker:
         settings: WorkerSettings,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        *,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.pool = pool
+        self.heartbeat = heartbeat
+        self._started: dict[int, float] = {}  # in-flight messages: when each was taken
         self.smtp = smtp
         self.settings = settings
         self.clock = clock
@@ -119,21 +188,24 @@ class Worker:
     async def handle(self, message: AbstractIncomingMessage) -> str:
         """Process one message; return what happened (for tests and counters)."""
         try:
-            job, outbox_id = parse(message)
+            got = parse(message)
         except InvalidMessage as exc:
             await self._reject(message, str(exc))
             return "rejected"
+        taken = await self._claims.submit(got)
+        if isinstance(taken, str):
+            await self._reject(message, taken, lead_id=got.ref.lead_id)
+            return "rejected"
+        job, claim = taken
         bound = log.bind(
             lead_id=job.lead_id,
             step=job.step,
-            outbox_id=outbox_id,
+            outbox_id=got.outbox_id,
             message_id=job.message_id,
             sender_id=job.sender_id,
+            sequence_id=job.sequence_id,
         )
-        claim = await self._claims.submit(
-            deliveries.Incoming(job, outbox_id, redelivered=bool(message.redelivered))
-        )
-        _log_events(claim.events, outbox_id=outbox_id, message_id=job.message_id)
+        _log_events(claim.events, job, outbox_id=got.outbox_id)
         if not claim.send:
             if not claim.events:
                 bound.info("message_skipped", reason=claim.reason)
@@ -153,13 +225,7 @@ class Worker:
         if evs is None:
             bound.warning("delivery_claim_lost", attempt=claim.attempts, duration_ms=duration_ms)
         else:
-            _log_events(
-                evs,
-                outbox_id=outbox_id,
-                message_id=job.message_id,
-                attempt=claim.attempts,
-                duration_ms=duration_ms,
-            )
+            _log_events(evs, job, outbox_id=got.outbox_id, duration_ms=duration_ms)
         await message.ack()
         result = "sent" if outcome is None else "failed"
         self.counts[result] += 1
@@ -197,39 +263,76 @@ class Worker:
                 return await fn()
         raise AssertionError("unreachable")
 
-    async def _claim_batch(self, items: list[deliveries.Incoming]) -> list[deliveries.Claim]:
-        claims = await self._retrying(
-            partial(
-                deliveries.claim_many,
-                self.pool,
-                items,
-                clock=self.clock,
-                policy=self.settings.ambiguous_send_policy,
-                lease_seconds=self.lease_seconds,
-                rng=self.rng,
-                rate=self.rate,
-            )
+    async def _claim_batch(self, items: list[Received]) -> list[tuple[SendJob, Claim] | str]:
+        """Read each message's job from the outbox, then claim what may go to SMTP now.
+
+        A message the outbox does not bear out is refused (a string saying why); so is one
+        whose claim fails on its own when the batch could not be claimed together.
+        """
+        rows = await self._retrying(partial(self._jobs, [it.outbox_id for it in items]))
+        out: list[tuple[SendJob, Claim] | str] = []
+        trusted: list[tuple[int, deliveries.Incoming]] = []
+        for it in items:
+            job = trusted_job(it, rows.get(it.outbox_id))
+            out.append(job if isinstance(job, str) else "")
+            if isinstance(job, SendJob):
+                trusted.append(
+                    (len(out) - 1, deliveries.Incoming(job, it.outbox_id, it.redelivered))
+                )
+        if not trusted:
+            return out
+        incoming = [inc for _, inc in trusted]
+        claims: list[Claim | str | None]
+        try:
+            claims = list(await self._retrying(partial(self._claim_many, incoming)))
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            # One message the database refuses must not hold back the others.
+            log.error("claim_batch_failed", error=repr(exc)[:500], size=len(incoming))  # noqa: TRY400
+            claims = [None] * len(incoming)
+        for (i, inc), batched in zip(trusted, claims, strict=True):
+            claim = batched
+            if claim is None:
+                # One of its own (paced, a reclaim, a lead twice in the batch, or a batch
+                # that failed): own transaction, retried on its own so a retry never re-runs
+                # a claim that already committed.
+                try:
+                    claim = await self._retrying(partial(self._claim_alone, inc))
+                except TRANSIENT_DB_ERRORS:
+                    raise
+                except Exception as exc:
+                    claim = f"claim failed: {type(exc).__name__}: {exc}"[:500]
+            out[i] = claim if isinstance(claim, str) else (inc.job, claim)
+        return out
+
+    async def _jobs(self, outbox_ids: list[int]) -> dict[int, outbox.Stored]:
+        async with self.pool.acquire() as conn:
+            return await outbox.jobs(conn, outbox_ids)
+
+    async def _claim_many(self, items: list[deliveries.Incoming]) -> list[Claim | None]:
+        return await deliveries.claim_many(
+            self.pool,
+            items,
+            clock=self.clock,
+            policy=self.settings.ambiguous_send_policy,
+            lease_seconds=self.lease_seconds,
+            rng=self.rng,
+            rate=self.rate,
         )
-        done: list[deliveries.Claim] = []
-        for it, batched in zip(items, claims, strict=True):
-            if batched is not None:
-                done.append(batched)
-                continue
-            # One of its own (paced, a reclaim, a lead twice in the batch): own transaction.
-            claim_alone = partial(
-                deliveries.claim,
-                self.pool,
-                it.job,
-                it.outbox_id,
-                clock=self.clock,
-                redelivered=it.redelivered,
-                policy=self.settings.ambiguous_send_policy,
-                lease_seconds=self.lease_seconds,
-                rng=self.rng,
-                rate=self.rate,
-            )
-            done.append(await self._retrying(claim_alone))
-        return done
+
+    async def _claim_alone(self, it: deliveries.Incoming) -> Claim:
+        return await deliveries.claim(
+            self.pool,
+            it.job,
+            it.outbox_id,
+            clock=self.clock,
+            redelivered=it.redelivered,
+            policy=self.settings.ambiguous_send_policy,
+            lease_seconds=self.lease_seconds,
+            rng=self.rng,
+            rate=self.rate,
+        )
 
     async def _record_batch(self, items: list[_Outcome]) -> list[list[Event] | None]:
         """Record what SMTP said for each claim: the messages that left in one transaction,
@@ -283,14 +386,17 @@ class Worker:
             retry_at=retry_at,
         )
 
-    async def _reject(self, message: AbstractIncomingMessage, reason: str) -> None:
-        lead_id = None
-        try:
-            raw = json.loads(message.body)
-            if isinstance(raw, dict) and isinstance(raw.get("lead_id"), int):
-                lead_id = raw["lead_id"]
-        except ValueError:
-            pass
+    async def _reject(
+        self, message: AbstractIncomingMessage, reason: str, lead_id: int | None = None
+    ) -> None:
+        """Dead-letter a message we will not send, with an event saying why."""
+        if lead_id is None:
+            try:
+                raw = json.loads(message.body)
+                if isinstance(raw, dict) and type(raw.get("lead_id")) is int:
+                    lead_id = raw["lead_id"] if 0 < raw["lead_id"] < 2**63 else None
+            except ValueError:
+                pass
         log.error("message_rejected", error=reason, outbox_id=message.message_id, lead_id=lead_id)
         try:
             await deliveries.record_rejected(
@@ -339,6 +445,8 @@ class Worker:
 
     async def _guarded(self, msg: AbstractIncomingMessage, slots: asyncio.Semaphore) -> None:
         self.in_flight += 1
+        key = id(msg)
+        self._started[key] = time.monotonic()
         try:
             await self.handle(msg)
         except Exception as exc:
@@ -351,7 +459,17 @@ class Worker:
                 log.warning("nack_failed", error=repr(nack_exc))
         finally:
             self.in_flight -= 1
+            self._started.pop(key, None)
             slots.release()
+
+    async def _check_progress(self) -> None:
+        """The worker makes progress while no message it holds has been in it longer than a
+        claim lasts (an idle worker waits for messages; that is not being stuck)."""
+        if self.heartbeat is None:
+            return
+        oldest = min(self._started.values(), default=None)
+        if oldest is None or time.monotonic() - oldest < self.lease_seconds:
+            self.heartbeat.beat()
 
     async def summary(self) -> None:
         log.info(
@@ -378,9 +496,11 @@ class Worker:
                 every(self.settings.summary_interval_seconds, stop, self.summary)
             )
             pruner = tg.create_task(every(3600.0, stop, prune))
+            progress = tg.create_task(every(1.0, stop, self._check_progress))
             await self.consume(queue, stop)
             summary.cancel()
             pruner.cancel()
+            progress.cancel()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ import aiosmtplib
 
 from core.backoff import SmtpFailure
 from core.message import check_address
-from core.settings import SmtpTls, WorkerSettings
+from runtime.settings import SmtpTls, WorkerSettings
 
 
 class SendError(Exception):
@@ -240,8 +240,11 @@ IDLE_CHECK_SECONDS = 10.0
 class SmtpPool:
     """Up to `size` open connections handed out one at a time; a broken one is discarded."""
 
-    def __init__(self, settings: WorkerSettings, size: int) -> None:
+    def __init__(
+        self, settings: WorkerSettings, size: int, *, local_hostname: str | None = None
+    ) -> None:
         self._settings = settings
+        self._local_hostname = local_hostname or settings.smtp_local_hostname
         self._idle: asyncio.LifoQueue[tuple[Connection, float]] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(size)
 
@@ -260,7 +263,7 @@ class SmtpPool:
             start_tls=s.smtp_tls is SmtpTls.STARTTLS,
             validate_certs=True,
             tls_context=tls_context,
-            local_hostname=s.smtp_local_hostname,
+            local_hostname=self._local_hostname,
         )
         try:
             await client.connect()

@@ -1,49 +1,16 @@
 -- Queries over leads, run by the scheduler. $now is always a parameter so tests can move time.
 
 -- name: claim_due_leads
--- Due leads of active sequences, locked for this transaction (NO KEY UPDATE: rows that only
--- gain a referencing event or outbox row meanwhile stay claimable): follow-ups first (they take
--- a scarce sender's capacity before new leads do), then first touches, oldest first.
-WITH followups AS MATERIALIZED (
-    SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
-    WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND l.next_run_at <= $1
-      AND seq.status = 'active'
-    ORDER BY l.next_run_at
-    LIMIT $2
-    FOR NO KEY UPDATE OF l SKIP LOCKED
-), firsts AS MATERIALIZED (
-    SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
-    WHERE l.status = 'active' AND l.last_sent_at IS NULL AND l.next_run_at <= $1
-      AND seq.status = 'active'
-    ORDER BY l.next_run_at
-    LIMIT greatest($2 - (SELECT count(*) FROM followups), 0)
-    FOR NO KEY UPDATE OF l SKIP LOCKED
-), picked AS (
-    SELECT id, next_run_at, 0 AS rank FROM followups
-    UNION ALL
-    SELECT id, next_run_at, 1 AS rank FROM firsts
-)
-SELECT l.id, l.email, l.first_name, l.last_name, l.company, l.timezone, l.attributes,
-       l.current_step, l.attempt, l.enrolled_at, l.sequence_id,
-       seq.timezone AS sequence_timezone, seq.send_days, seq.send_from, seq.send_until,
-       l.sender_id, snd.email AS sender_email, snd.name AS sender_name,
-       st.position AS step_position, st.subject, st.body_text, st.body_html,
-       is_suppressed(l.email) AS suppressed,
-       coalesce(thread.sent_steps, 0) AS sent_steps, thread.thread_subject,
-       coalesce(thread.message_ids, '{}') AS thread_message_ids
-FROM picked
-JOIN leads l ON l.id = picked.id
-JOIN sequences seq ON seq.id = l.sequence_id
-LEFT JOIN senders snd ON snd.id = l.sender_id
-LEFT JOIN sequence_steps st ON st.sequence_id = l.sequence_id AND st.position = l.current_step
-LEFT JOIN LATERAL (
-    SELECT count(*) AS sent_steps,
-           (array_agg(d.subject ORDER BY d.step))[1] AS thread_subject,
-           array_agg(d.message_id ORDER BY d.step) AS message_ids
-    FROM deliveries d
-    WHERE d.lead_id = l.id AND d.step < l.current_step AND d.status IN ('sent', 'unknown')
-) thread ON true
-ORDER BY picked.rank, picked.next_run_at
+-- Due leads, locked for this transaction, with what planning them needs (db/functions/plans.sql).
+SELECT v.* FROM due_leads($1::timestamptz, $2::int) d JOIN lead_plans v ON v.id = d.id
+ORDER BY d.rank, d.next_run_at
+
+-- name: claim_due_ids
+-- The same leads, locked, by id only: nothing to decode that could fail.
+SELECT id FROM due_leads($1::timestamptz, $2::int) ORDER BY rank, next_run_at
+
+-- name: load_due_leads
+SELECT v.* FROM lead_plans v WHERE v.id = ANY($1::bigint[])
 
 -- name: next_due_at
 SELECT least(

@@ -1,7 +1,7 @@
--- Queries over the outbox, run by the pump.
+-- Queries over the outbox, run by the pump (and the worker, which reads its jobs here).
 
 -- name: claim_unpublished
-SELECT id, payload::text AS body
+SELECT id, lead_id, step, attempt
 FROM outbox
 WHERE published_at IS NULL AND available_at <= $2
 ORDER BY id
@@ -19,3 +19,8 @@ WHERE id IN (SELECT id FROM outbox WHERE published_at < $1 ORDER BY published_at
 SELECT count(*) AS unpublished,
        extract(epoch FROM $1::timestamptz - min(created_at)) AS oldest_s
 FROM outbox WHERE published_at IS NULL
+
+-- name: jobs
+-- The worker's jobs by outbox id: what the scheduler committed, whatever the broker says.
+SELECT id, lead_id, step, attempt, payload::text AS payload
+FROM outbox WHERE id = ANY($1::bigint[])

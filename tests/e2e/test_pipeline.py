@@ -58,7 +58,7 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
             (2, 1, 'broken@example.test', 'Broken', 'X', NULL, '{{}}'),
             (1, 1, 'flaky@example.test', 'Flaky', 'X', NULL, '{{"plan": "p"}}'),
             (1, 1, 'gone@example.test', 'Gone', 'X', NULL, '{{"plan": "p"}}'),
-            (1, 1, 'not-an-address', 'Bad', 'X', NULL, '{{"plan": "p"}}');
+            (1, 1, 'bad..dots@example.test', 'Bad', 'X', NULL, '{{"plan": "p"}}');
     """)
     env = daemon_env(
         database,
@@ -111,7 +111,7 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
         "mars@example.test",
         "broken@example.test",
         "gone@example.test",
-        "not-an-address",
+        "bad..dots@example.test",
     ):
         assert addr not in by_rcpt
 
@@ -128,7 +128,7 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
     assert states["mars@example.test"] == ("failed", "invalid_timezone")
     assert states["broken@example.test"] == ("failed", "template_error")
     assert states["gone@example.test"] == ("failed", "bounced")
-    assert states["not-an-address"] == ("failed", "invalid_email")
+    assert states["bad..dots@example.test"] == ("failed", "invalid_email")
     assert states["flaky@example.test"] == ("completed", None)
     assert sum(1 for s, _ in states.values() if s == "completed") == N_LEADS + 1
     assert (

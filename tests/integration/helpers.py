@@ -11,9 +11,9 @@ import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
 from broker.topology import Names, Topology, connect, declare
-from core.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from db.pool import create_pool
 from pump.loop import Pump
+from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL
 from worker.consumer import Worker

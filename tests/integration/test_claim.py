@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from core import gate
+from core.gate import AmbiguousPolicy
 from core.schemas import SendJob
-from core.settings import AmbiguousPolicy
 from db import deliveries
 from db.deliveries import Incoming
 from db.queries import query

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from core.settings import SchedulerSettings
+from runtime.settings import SchedulerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import wait_for
 from tests.integration.helpers import replicas, settings_env

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from core.gate import AmbiguousPolicy
 from core.schemas import SendJob
-from core.settings import AmbiguousPolicy
 from db import deliveries
 from db.deliveries import Finished, Incoming, Rate
 from db.queries import query

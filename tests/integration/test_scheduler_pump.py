@@ -9,8 +9,8 @@ import asyncpg
 import pytest
 
 from broker.topology import Names, connect, declare
-from core.settings import PumpSettings, SchedulerSettings
 from pump.loop import PublishFailed, Pump
+from runtime.settings import PumpSettings, SchedulerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL
 

@@ -7,8 +7,8 @@ import asyncio
 import asyncpg
 
 from broker.topology import Names, connect, declare
-from core.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from pump.loop import Pump
+from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL, wait_for
 from tests.smtp_server import SmtpServer

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from core.backoff import Outcome, classify
-from core.settings import WorkerSettings
+from runtime.settings import WorkerSettings
 from tests.smtp_server import SmtpServer
 from worker.smtp import SendError, SmtpPool
 

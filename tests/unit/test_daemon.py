@@ -12,14 +12,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = """
 import asyncio, os, signal
-from core import lifecycle
+from runtime import daemon
 
 async def main(stop):
     await asyncio.wait_for(stop.wait(), 10)  # times out (exit 1) unless asked to stop
     print("main saw stop", flush=True)
 
 {before}
-code = lifecycle.run(main, shutdown_timeout=5)
+code = daemon.run(main, shutdown_timeout=5)
 {after}
 raise SystemExit(code)
 """
@@ -36,7 +36,7 @@ def test_sigterm_before_the_loop_starts_is_a_clean_stop() -> None:
     # The signal lands in the window between process start-up and the loop's handlers.
     done = _run(
         before=(
-            "import core.lifecycle as lc\n"
+            "import runtime.daemon as lc\n"
             "signal.signal(signal.SIGTERM, lc._note_early_signal)\n"
             "os.kill(os.getpid(), signal.SIGTERM)"
         )

@@ -8,6 +8,7 @@ import pytest
 
 from core.gate import (
     Ambiguous,
+    AmbiguousPolicy,
     DeliveryState,
     Drop,
     LeadState,
@@ -18,7 +19,6 @@ from core.gate import (
     decide,
 )
 from core.schemas import SendJob
-from core.settings import AmbiguousPolicy
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 JOB = SendJob(

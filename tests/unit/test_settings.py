@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.settings import SmtpTls, WorkerSettings, describe
+from runtime.settings import SmtpTls, WorkerSettings, describe
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"database_url": "postgresql://x@h/d", "amqp_url": "amqp://g:g@h/"}

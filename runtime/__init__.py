@@ -1,0 +1,1 @@
+"""Running a process: settings, logs, signals and the loop, heartbeats, waiting for services."""

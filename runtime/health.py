@@ -1,0 +1,131 @@
+"""Liveness of a daemon: its loop records each turn it completes (`Heartbeat.beat`), a side
+task writes the time of the last one to a file per process, and `check` (behind
+`python -m <daemon> --health`, which compose's health checks run) reads those files.
+
+A daemon whose loop stops turning (a statement that never returns, a lock that is never
+granted) keeps writing the same old time, so the check fails even though the process is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+log = structlog.get_logger()
+
+
+class HealthSettings(BaseSettings):
+    """Where heartbeats are written and how old the last progress may be."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
+
+    health_dir: Path = Path("/tmp/email-scheduler")  # noqa: S108 - one directory per host
+    health_max_age_seconds: float = Field(default=60.0, gt=0)
+
+
+def _file(directory: Path, service: str, pid: int) -> Path:
+    return directory / f"{service}.{pid}.json"
+
+
+class Heartbeat:
+    """One process's record of progress."""
+
+    def __init__(self, service: str, settings: HealthSettings, interval: float = 2.0) -> None:
+        self.service = service
+        self.path = _file(settings.health_dir, service, os.getpid())
+        self.interval = interval
+        self.last_progress = time.time()
+
+    def beat(self) -> None:
+        """The loop completed a turn."""
+        self.last_progress = time.time()
+
+    def write(self) -> None:
+        """Record the last progress (atomically: a reader never sees half a file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "service": self.service,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "last_progress": self.last_progress,
+                }
+            )
+        )
+        tmp.replace(self.path)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Write the heartbeat every `interval` until `stop`; remove it on the way out."""
+        try:
+            while not stop.is_set():
+                try:
+                    self.write()
+                except OSError as exc:
+                    log.warning("heartbeat_not_written", error=str(exc), path=str(self.path))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.interval)
+        finally:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    healthy: bool
+    message: str
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def check(service: str, settings: HealthSettings, now: float | None = None) -> Verdict:
+    """Healthy when this host runs at least one replica of `service` and every one of them
+    made progress within the allowed age."""
+    now = time.time() if now is None else now
+    replicas: list[tuple[int, float]] = []
+    for path in sorted(settings.health_dir.glob(f"{service}.*.json")):
+        try:
+            data = json.loads(path.read_text())
+            pid, last = int(data["pid"]), float(data["last_progress"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if _alive(pid):
+            replicas.append((pid, now - last))
+    if not replicas:
+        return Verdict(False, f"no live {service} on this host ({settings.health_dir})")
+    stuck = [(pid, age) for pid, age in replicas if age > settings.health_max_age_seconds]
+    if stuck:
+        pid, age = stuck[0]
+        return Verdict(
+            False,
+            f"{service} pid {pid} made no progress for {age:.0f} s"
+            f" (limit {settings.health_max_age_seconds:.0f} s)",
+        )
+    ages = ", ".join(f"pid {pid} {age:.1f} s ago" for pid, age in replicas)
+    return Verdict(True, f"{service} made progress: {ages}")
+
+
+def main(service: str) -> int:
+    """`python -m <daemon> --health`: print the verdict; exit 0 healthy, 1 not."""
+    verdict = check(service, HealthSettings())
+    print(("healthy: " if verdict.healthy else "unhealthy: ") + verdict.message)
+    return 0 if verdict.healthy else 1

@@ -1,0 +1,167 @@
+"""Planning due leads in a child process, each lead within a time budget.
+
+A step template is operator data and can be hostile: nested loops that run for hours, or
+values that take all memory. Planning (rendering above all) therefore runs in a child
+process: the event loop stays free, a SIGTERM is answered, and the claim transaction's
+locks are held for the budget at most. In the child a timer interrupts a lead whose
+planning passes `seconds` (the lead fails with `template_error`), a template source that
+did so once fails at once for the next leads, and the address space is capped. Should the
+child hang anyway (inside one C call), it is killed and the batch is planned again one lead
+at a time, each lead that hangs again failing alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import multiprocessing
+import resource
+import signal
+import types
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import datetime
+
+import structlog
+
+from core import planner, render
+
+log = structlog.get_logger()
+
+# What a child may map beyond what it had after start-up.
+CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
+# Extra seconds the parent grants before it decides the child hangs.
+HANG_GRACE_SECONDS = 10.0
+
+# --- in the child ---------------------------------------------------------------------
+
+_slow: OrderedDict[tuple[str | None, ...], str] = OrderedDict()
+_SLOW_KEEP = 256
+
+
+def _on_alarm(_signum: int, _frame: types.FrameType | None) -> None:
+    raise render.BudgetExceeded("_timeout_")
+
+
+def _init_child() -> None:
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[0])
+        limit = pages * resource.getpagesize() + CHILD_MEMORY_BYTES
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (OSError, ValueError):  # pragma: no cover - not Linux
+        pass
+
+
+def _sources(lead: planner.DueLead) -> tuple[str | None, ...]:
+    return (lead.subject, lead.body_text, lead.body_html)
+
+
+def _plan_one(
+    lead: planner.DueLead, now: datetime, settings: planner.Settings, seconds: float
+) -> planner.Decision:
+    key = _sources(lead)
+    if key in _slow:
+        return planner.Fail("template_error", _slow[key])
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        decision = planner.plan(lead, now, settings)
+    except render.BudgetExceeded:  # the timer fired outside the template
+        decision = planner.Fail("template_error", "_timeout_")
+    except Exception as exc:  # a lead whose data breaks planning fails alone
+        decision = planner.Fail("invalid_data", f"{type(exc).__name__}: {exc}"[:500])
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if isinstance(decision, planner.Fail) and "_timeout_" in decision.error:
+        part = decision.error.split(":", 1)[0] if ":" in decision.error else "step"
+        error = f"{part}: rendering took longer than {seconds:g} s"
+        _slow[key] = error
+        while len(_slow) > _SLOW_KEEP:
+            _slow.popitem(last=False)
+        return planner.Fail("template_error", error)
+    return decision
+
+
+def plan_batch(
+    leads: Sequence[planner.DueLead], now: datetime, settings: planner.Settings, seconds: float
+) -> list[planner.Decision]:
+    """Plan every lead (in the child); never raises for one lead's data."""
+    return [_plan_one(lead, now, settings, seconds) for lead in leads]
+
+
+# --- in the parent --------------------------------------------------------------------
+
+_executor: concurrent.futures.ProcessPoolExecutor | None = None
+
+
+def _pool() -> concurrent.futures.ProcessPoolExecutor:
+    global _executor  # noqa: PLW0603 - one child per process, shared by every Scheduler
+    if _executor is None:
+        atexit.register(shutdown)
+        _executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_child,
+        )
+    return _executor
+
+
+def _kill_child() -> None:
+    """End a child that hangs; the next call starts a new one."""
+    global _executor
+    pool, _executor = _executor, None
+    if pool is None:
+        return
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown() -> None:
+    """Stop the child (at the end of the process; it may be busy with a hostile template)."""
+    _kill_child()
+
+
+async def _in_child(
+    leads: Sequence[planner.DueLead],
+    now: datetime,
+    settings: planner.Settings,
+    seconds: float,
+    within: float,
+) -> list[planner.Decision]:
+    loop = asyncio.get_running_loop()
+    fut = loop.run_in_executor(_pool(), plan_batch, list(leads), now, settings, seconds)
+    try:
+        return await asyncio.wait_for(fut, within)
+    except (TimeoutError, concurrent.futures.BrokenExecutor):
+        _kill_child()
+        raise
+
+
+async def plan(
+    leads: Sequence[planner.DueLead], now: datetime, settings: planner.Settings, seconds: float
+) -> list[planner.Decision]:
+    """Decide what happens to each due lead, each within `seconds` of planning."""
+    if not leads:
+        return []
+    try:
+        return await _in_child(
+            leads, now, settings, seconds, seconds * len(leads) + HANG_GRACE_SECONDS
+        )
+    except (TimeoutError, concurrent.futures.BrokenExecutor) as exc:
+        log.warning("planning_child_restarted", error=repr(exc), leads=len(leads))
+    decisions: list[planner.Decision] = []
+    for lead in leads:
+        try:
+            (decision,) = await _in_child(
+                [lead], now, settings, seconds, seconds + HANG_GRACE_SECONDS
+            )
+        except (TimeoutError, concurrent.futures.BrokenExecutor):
+            decision = planner.Fail(
+                "template_error", f"rendering did not finish within {seconds:g} s"
+            )
+        decisions.append(decision)
+    return decisions
