@@ -73,9 +73,11 @@ async def claim_due(conn: Conn, now: datetime, limit: int) -> list[DueLead]:
     return [DueLead(**{k: r[k] for k in _DUE_FIELDS}) for r in rows]
 
 
-async def claim_due_ids(conn: Conn, now: datetime, limit: int) -> list[int]:
-    """`claim_due`, returning only the ids (a row that cannot be decoded is still named)."""
-    return [r["id"] for r in await conn.fetch(query("leads", "claim_due_ids"), now, limit)]
+async def claim_due_ids(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int]]:
+    """`claim_due`, returning only (id, current step): a lead whose other columns cannot be
+    decoded is still named."""
+    rows = await conn.fetch(query("leads", "claim_due_ids"), now, limit)
+    return [(r["id"], r["current_step"]) for r in rows]
 
 
 async def load_due(conn: Conn, lead_ids: list[int]) -> list[DueLead]:

@@ -59,7 +59,7 @@ async def wait_for(
                 last_report = loop.time()
                 log.warning(f"waiting_for_{what}", attempt=attempt, cause=_cause(exc))
         if stop is not None and stop.is_set():
-            raise StartupError(f"stopped while waiting for {what}")
+            raise asyncio.CancelledError  # asked to stop: a clean exit, not a failure
         await asyncio.sleep(delay * (0.5 + random.random() / 2))
         delay = min(delay * 2, max_delay)
 

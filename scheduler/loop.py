@@ -115,7 +115,9 @@ class Scheduler:
         result = BatchResult()
         lines: list[_Line] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            for lead_id in await leads.claim_due_ids(conn, now, self.settings.scheduler_batch_size):
+            for lead_id, step in await leads.claim_due_ids(
+                conn, now, self.settings.scheduler_batch_size
+            ):
                 mine: list[_Line] = []
                 try:
                     async with conn.transaction():
@@ -125,23 +127,12 @@ class Scheduler:
                 except TRANSIENT_DB_ERRORS:
                     raise
                 except Exception as exc:
+                    result.claimed += 1
                     error = f"{type(exc).__name__}: {exc}"[:500]
                     await leads.apply(conn, [leads.LeadUpdate(lead_id, "failed")], [], now)
-                    await events.insert_many(
-                        conn,
-                        [
-                            Event(
-                                lead_id, None, "failed", {"reason": "invalid_data", "error": error}
-                            )
-                        ],
-                        now,
-                    )
-                    lines.append(
-                        (
-                            "lead_failed",
-                            {"lead_id": lead_id, "reason": "invalid_data", "error": error},
-                        )
-                    )
+                    why = {"reason": "invalid_data", "error": error}
+                    await events.insert_many(conn, [Event(lead_id, step, "failed", why)], now)
+                    lines.append(("lead_failed", {"lead_id": lead_id, "step": step, **why}))
                     result.outcomes["failed"] += 1
                     continue
         _emit(lines)
@@ -162,6 +153,7 @@ class Scheduler:
         decisions = await planning.plan(
             due, now, self.plan_settings, self.settings.render_timeout_seconds
         )
+        due = due[: len(decisions)]  # the rest stays due: the next batch plans it
         planned = await self._pace(conn, list(zip(due, decisions, strict=True)), now)
         updates: list[leads.LeadUpdate] = []
         outbox: list[leads.OutboxRow] = []

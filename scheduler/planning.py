@@ -3,11 +3,12 @@
 A step template is operator data and can be hostile: nested loops that run for hours, or
 values that take all memory. Planning (rendering above all) therefore runs in a child
 process: the event loop stays free, a SIGTERM is answered, and the claim transaction's
-locks are held for the budget at most. In the child a timer interrupts a lead whose
-planning passes `seconds` (the lead fails with `template_error`), a template source that
-did so once fails at once for the next leads, and the address space is capped. Should the
-child hang anyway (inside one C call), it is killed and the batch is planned again one lead
-at a time, each lead that hangs again failing alone.
+locks are held for a bounded time. In the child a timer interrupts a lead whose planning
+passes `seconds` (the lead fails with `template_error`), and the address space is capped. A
+batch stops taking new leads once it has spent `BATCH_SECONDS` (the rest stay due for the
+next batch), so a run of hostile leads delays the others by seconds, never hours. Should
+the child hang anyway (inside one C call), it is killed and the batch is planned again one
+lead at a time, each lead that hangs again failing alone.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import concurrent.futures
 import multiprocessing
 import resource
 import signal
+import time
 import types
-from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -33,11 +34,10 @@ log = structlog.get_logger()
 CHILD_MEMORY_BYTES = 1024 * 1024 * 1024
 # Extra seconds the parent grants before it decides the child hangs.
 HANG_GRACE_SECONDS = 10.0
+# Planning time after which a batch takes no more leads (at least one is always planned).
+BATCH_SECONDS = 5.0
 
 # --- in the child ---------------------------------------------------------------------
-
-_slow: OrderedDict[tuple[str | None, ...], str] = OrderedDict()
-_SLOW_KEEP = 256
 
 
 def _on_alarm(_signum: int, _frame: types.FrameType | None) -> None:
@@ -56,16 +56,9 @@ def _init_child() -> None:
         pass
 
 
-def _sources(lead: planner.DueLead) -> tuple[str | None, ...]:
-    return (lead.subject, lead.body_text, lead.body_html)
-
-
 def _plan_one(
     lead: planner.DueLead, now: datetime, settings: planner.Settings, seconds: float
 ) -> planner.Decision:
-    key = _sources(lead)
-    if key in _slow:
-        return planner.Fail("template_error", _slow[key])
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         decision = planner.plan(lead, now, settings)
@@ -77,19 +70,22 @@ def _plan_one(
         signal.setitimer(signal.ITIMER_REAL, 0)
     if isinstance(decision, planner.Fail) and "_timeout_" in decision.error:
         part = decision.error.split(":", 1)[0] if ":" in decision.error else "step"
-        error = f"{part}: rendering took longer than {seconds:g} s"
-        _slow[key] = error
-        while len(_slow) > _SLOW_KEEP:
-            _slow.popitem(last=False)
-        return planner.Fail("template_error", error)
+        return planner.Fail("template_error", f"{part}: rendering took longer than {seconds:g} s")
     return decision
 
 
 def plan_batch(
     leads: Sequence[planner.DueLead], now: datetime, settings: planner.Settings, seconds: float
 ) -> list[planner.Decision]:
-    """Plan every lead (in the child); never raises for one lead's data."""
-    return [_plan_one(lead, now, settings, seconds) for lead in leads]
+    """Plan the leads in order (in the child) until BATCH_SECONDS are spent; never raises
+    for one lead's data. The decisions are for the first leads, as many as were planned."""
+    started = time.monotonic()
+    decisions: list[planner.Decision] = []
+    for lead in leads:
+        if decisions and time.monotonic() - started > BATCH_SECONDS:
+            break
+        decisions.append(_plan_one(lead, now, settings, seconds))
+    return decisions
 
 
 # --- in the parent --------------------------------------------------------------------
@@ -144,12 +140,14 @@ async def _in_child(
 async def plan(
     leads: Sequence[planner.DueLead], now: datetime, settings: planner.Settings, seconds: float
 ) -> list[planner.Decision]:
-    """Decide what happens to each due lead, each within `seconds` of planning."""
+    """Decide what happens to the due leads, each within `seconds` of planning: the
+    decisions for the first of them (all but when hostile templates took the batch's time;
+    the rest are left as they are, still due)."""
     if not leads:
         return []
     try:
         return await _in_child(
-            leads, now, settings, seconds, seconds * len(leads) + HANG_GRACE_SECONDS
+            leads, now, settings, seconds, BATCH_SECONDS + seconds + HANG_GRACE_SECONDS
         )
     except (TimeoutError, concurrent.futures.BrokenExecutor) as exc:
         log.warning("planning_child_restarted", error=repr(exc), leads=len(leads))

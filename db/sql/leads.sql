@@ -6,8 +6,9 @@ SELECT v.* FROM due_leads($1::timestamptz, $2::int) d JOIN lead_plans v ON v.id 
 ORDER BY d.rank, d.next_run_at
 
 -- name: claim_due_ids
--- The same leads, locked, by id only: nothing to decode that could fail.
-SELECT id FROM due_leads($1::timestamptz, $2::int) ORDER BY rank, next_run_at
+-- The same leads, locked, by id and step only: nothing to decode that could fail.
+SELECT d.id, l.current_step FROM due_leads($1::timestamptz, $2::int) d JOIN leads l ON l.id = d.id
+ORDER BY d.rank, d.next_run_at
 
 -- name: load_due_leads
 SELECT v.* FROM lead_plans v WHERE v.id = ANY($1::bigint[])

@@ -154,6 +154,16 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
         {"lead_id", "step", "outbox_id", "message_id", "duration_ms"} <= s.keys() for s in sent
     )
     assert {ln["service"] for ln in lines} == {"scheduler", "pump", "worker"}
+    # Every line about a lead names its sequence and sender; one attempt field; a
+    # Message-ID on a line is that line's own step's.
+    lead_lines = [ln for ln in lines if str(ln["event"]).startswith("lead_")]
+    assert len(lead_lines) > 3 * N_LEADS
+    for ln in lead_lines:
+        assert ln["sequence_id"] in (1, 2), ln
+        assert ln["sender_id"] == 1, ln
+        assert "attempts" not in ln, ln
+        if "message_id" in ln:
+            assert str(ln["message_id"]).startswith(f"<{ln['lead_id']}.{ln['step']}."), ln
     assert any(ln["event"] == "worker_summary" for ln in lines)
     assert any(
         ln["event"] == "lead_failed" and ln.get("reason") == "invalid_timezone" for ln in lines

@@ -56,12 +56,41 @@ def test_compose_runs_every_daemon_and_real_modules() -> None:
     assert set(prod_doc["secrets"]) >= {"database_url", "amqp_url", "smtp_password"}
 
 
+def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check() -> None:
+    doc = yaml.safe_load((ROOT / "compose.prod.yaml").read_text())
+    services = doc["services"]
+    uses = {
+        "migrate": {"database_url"},
+        "scheduler": {"database_url", "unsubscribe_secret"},
+        "pump": {"database_url", "amqp_url"},
+        "worker": {"database_url", "amqp_url", "smtp_password"},
+    }
+    for name, secrets in uses.items():
+        assert set(services[name]["secrets"]) == secrets, name
+    for name, spec in services.items():
+        assert spec["deploy"]["resources"]["limits"]["memory"], name
+    assert services["migrate"]["restart"] == "on-failure:5"
+    for name in DAEMONS:
+        for doc_ in (doc, yaml.safe_load((ROOT / "compose.yaml").read_text())):
+            assert doc_["services"][name]["healthcheck"]["test"] == [
+                "CMD",
+                "python",
+                "-m",
+                name,
+                "--health",
+            ]
+        # The health files go to a tmpfs: the root file system is read-only.
+        assert services[name]["read_only"] is True
+        assert "/tmp" in services[name]["tmpfs"]
+        assert services[name]["environment"]["HEALTH_DIR"].startswith("/tmp/")
+
+
 def test_dockerfile_is_multistage_nonroot_and_copies_every_package() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert len(re.findall(r"^FROM ", text, re.MULTILINE)) == 2
     assert re.search(r"^USER app$", text, re.MULTILINE)
     copied = set(re.findall(r"^COPY (\w+) ", text, re.MULTILINE))
-    for pkg in DAEMONS | {"core", "db", "broker", "migrations"}:
+    for pkg in DAEMONS | {"core", "runtime", "db", "broker", "migrations"}:
         assert pkg in copied
         assert (ROOT / pkg).is_dir()
     cmd = re.search(r'^CMD \["python", "-m", "(\w+)"\]', text, re.MULTILINE)

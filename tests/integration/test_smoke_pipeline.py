@@ -11,6 +11,7 @@ from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL, wait_for
+from tests.integration.helpers import consuming, pipeline, settings_env
 from tests.smtp_server import SmtpServer
 from worker.consumer import Worker
 from worker.smtp import SmtpPool
@@ -72,3 +73,37 @@ async def test_lead_receives_both_steps(
 
 async def _lead_not_queued(pool: asyncpg.Pool) -> bool:
     return await pool.fetchval("SELECT status FROM leads") != "queued"
+
+
+async def test_a_long_thread_with_a_long_subject_reaches_the_end(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
+) -> None:
+    """30 replies in one thread (References grows with each), a first subject close to the
+    limit and a long domain: every step goes out, folded, and none fails the lead."""
+    domain = "mail." + "very-long-subdomain-name." * 6 + "test"
+    await pool.execute(f"""
+        INSERT INTO senders (email, name) VALUES ('ana@{domain}', 'Ånä Ümlaut-Øster from a Company With a Long Name');
+        INSERT INTO sequences (name) VALUES ('Long');
+        INSERT INTO sequence_steps (sequence_id, position, wait_seconds, subject, body_text)
+        SELECT 1, 1, 0, repeat('Grüße ', 149) || 'end', 'first'
+        UNION ALL SELECT 1, p, 0, NULL, 'reply ' || p FROM generate_series(2, 30) p;
+        INSERT INTO leads (sequence_id, sender_id, email) VALUES (1, 1, 'bob@example.test');
+    """)
+    async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p, consuming(p):
+        for _ in range(300):
+            await p.scheduler.run_once()
+            await p.pump.run_once()
+            if await pool.fetchval("SELECT status IN ('completed', 'failed') FROM leads"):
+                break
+            await asyncio.sleep(0.05)
+    assert await pool.fetchval("SELECT status FROM leads") == "completed"
+    msgs = [r.message for r in smtp.received]
+    assert len(msgs) == 30
+    first_subject = str(msgs[0]["Subject"])
+    assert len(first_subject) == 897
+    for k, m in enumerate(msgs[1:], start=1):
+        assert str(m["Subject"]) == ("Re: " + first_subject)[:899].rstrip() + "…"
+        assert str(m["References"]).split() == [str(x["Message-ID"]) for x in msgs[:k]]
+    for r in smtp.received:
+        head = r.data.split(b"\r\n\r\n", 1)[0]
+        assert max(len(line) for line in head.split(b"\r\n")) <= 998

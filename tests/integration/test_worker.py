@@ -9,6 +9,7 @@ import asyncpg
 
 from broker.replay import replay_dead_letters
 from broker.topology import ROUTING_KEY, Names
+from core.schemas import JobRef, SendJob
 from tests.conftest import AMQP_URL, wait_for
 from tests.integration.helpers import consuming, load_one_step, pipeline, settings_env
 from tests.smtp_server import SmtpServer
@@ -165,3 +166,58 @@ async def test_reply_lost_after_the_content_is_unknown_and_not_resent(
         ("carol@example.test", "completed", "sent"),
     ]
     assert await pool.fetchval("SELECT count(*) FROM events WHERE type = 'send_ambiguous'") == 1
+
+
+async def test_forged_and_altered_jobs_are_dead_lettered_and_never_reach_smtp(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer
+) -> None:
+    """Whoever can publish on the vhost cannot choose recipient, sender or text: the worker
+    sends what the outbox row holds, and refuses a message the row does not bear out."""
+    await load_one_step(pool, "bob@example.test", "amy@example.test")
+    async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
+        await p.scheduler.run_once()  # outbox rows 1 (bob) and 2 (amy), not yet published
+        real = SendJob.model_validate_json(
+            await pool.fetchval("SELECT payload::text FROM outbox WHERE id = 1")
+        )
+        forged = real.model_copy(
+            update={"to_address": "victim@elsewhere.test", "text": "buy now", "sender_id": 9}
+        )
+        bodies = {
+            # bob's identity, another recipient and text, under bob's real outbox id
+            "1": forged.model_dump_json().encode(),
+            # a reference to a row that does not exist
+            "777": JobRef(lead_id=1, step=1, attempt=1).body(),
+            # a reference whose row is another lead's
+            "2": JobRef(lead_id=1, step=1, attempt=1).body(),
+            # ids that pass str.isdigit() but are no bigint
+            "²": JobRef(lead_id=1, step=1, attempt=1).body(),
+            "12345678901234567890": JobRef(lead_id=1, step=1, attempt=1).body(),
+            # a field out of range
+            "3": b'{"v":2,"lead_id":1,"step":1,"attempt":4294967296}',
+        }
+        for message_id, body in bodies.items():
+            await p.topology.exchange.publish(
+                aio_pika.Message(body, message_id=message_id), routing_key=ROUTING_KEY
+            )
+        await p.pump.run_once()  # the real references, behind the forgeries
+        async with consuming(p):
+            await wait_for(lambda: _all_terminal(pool))
+            await wait_for(lambda: _count(pool, "message_rejected", len(bodies)))
+    assert sorted(r.rcpt_to[0] for r in smtp.received) == ["amy@example.test", "bob@example.test"]
+    bob = next(r for r in smtp.received if r.rcpt_to == ["bob@example.test"])
+    assert bob.message["Message-ID"] == real.message_id
+    errors = {
+        r["outbox_id"]: r["error"]
+        for r in await pool.fetch(
+            "SELECT data->>'outbox_id' AS outbox_id, data->>'error' AS error FROM events"
+            " WHERE type = 'message_rejected'"
+        )
+    }
+    assert errors["1"] == "the job it carries differs from outbox row 1"
+    assert errors["777"] == "no outbox row 777 (never written, or pruned)"
+    assert errors["2"].startswith("names lead 1 step 1 attempt 1, but outbox row 2 is lead 2")
+    assert errors["²"] == "message_id must be the outbox id, got '²'"
+    assert errors["12345678901234567890"].startswith("message_id must be the outbox id")
+    assert errors["3"].startswith("attempt: Input should be less than or equal to 2147483647")
+    report = await replay_dead_letters(AMQP_URL, Names.from_prefix(amqp_prefix), limit=0)
+    assert report.remaining == len(bodies)  # all in the dead-letter queue

@@ -1,0 +1,140 @@
+"""Starting a daemon against services that are not (yet) right: it says what it waits for
+every few seconds, or ends with one JSON line naming the problem and the fix (exit 2); a
+stalled loop makes the health check fail."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.conftest import AMQP_URL, _admin, db_url, wait_for
+from tests.e2e.daemons import ROOT, Daemons, daemon_env
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(
+    module: str, env: dict[str, str], *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _json_lines(text: str) -> list[dict[str, object]]:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return [json.loads(ln) for ln in lines]  # every line is JSON, library lines too
+
+
+def _failed_once(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == ""
+    lines = _json_lines(proc.stdout)
+    failed = [ln for ln in lines if ln["event"] == "startup_failed"]
+    assert len(failed) == 1, lines
+    assert "Traceback" not in proc.stdout
+    return str(failed[0]["error"])
+
+
+def test_an_unmigrated_database_says_to_migrate() -> None:
+    name = f"es_empty_{os.getpid()}_{time.monotonic_ns()}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        error = _failed_once(_run("scheduler", {"DATABASE_URL": db_url(name)}))
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    assert error.startswith("the database has no schema, this code needs version")
+    assert error.endswith("run `python -m db migrate`")
+
+
+def test_a_missing_database_is_named() -> None:
+    error = _failed_once(_run("pump", {"DATABASE_URL": db_url("no_such_db"), "AMQP_URL": AMQP_URL}))
+    assert error.startswith("database 'no_such_db' does not exist")
+
+
+@pytest.mark.parametrize(
+    ("amqp_url", "needle"),
+    [
+        (AMQP_URL.rstrip("/") + "/no_such_vhost", "virtual host 'no_such_vhost' of AMQP_URL"),
+        (
+            AMQP_URL.replace("guest:guest", "guest:wrong"),
+            "RabbitMQ refused the login of user 'guest'",
+        ),
+    ],
+)
+def test_a_wrong_vhost_or_login_is_named(database: str, amqp_url: str, needle: str) -> None:
+    error = _failed_once(_run("pump", {"DATABASE_URL": database, "AMQP_URL": amqp_url}))
+    assert needle in error
+    assert "wrong" not in error  # the password is never shown
+
+
+def test_waiting_for_the_database_is_said_every_few_seconds_and_typos_are_named() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scheduler"],
+        cwd=ROOT,
+        env={
+            "PATH": os.environ["PATH"],
+            "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing",
+            "SCHEDULER_BATCH_SIZ": "10",
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(7)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + err
+    lines = _json_lines(out)
+    assert {
+        "event": "unknown_setting",
+        "variable": "SCHEDULER_BATCH_SIZ",
+        "did_you_mean": "SCHEDULER_BATCH_SIZE",
+    }.items() <= lines[0].items()
+    waits = [ln for ln in lines if ln["event"] == "waiting_for_database"]
+    assert 2 <= len(waits) <= 3, lines  # one line every five seconds, not one per attempt
+    assert waits[0]["attempt"] == 1
+    assert "Connect call failed" in str(waits[0]["cause"]) or "refused" in str(waits[0]["cause"])
+
+
+async def test_health_check_fails_while_the_loop_is_stalled(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, tmp_path: Path
+) -> None:
+    health_env = {"HEALTH_DIR": str(tmp_path / "health"), "HEALTH_MAX_AGE_SECONDS": "3"}
+    env = daemon_env(database, amqp_prefix, 25, SCHEDULER_POLL_SECONDS="0.5", **health_env)
+    daemons = Daemons(env, tmp_path)
+    daemons.start("scheduler")
+
+    def health() -> subprocess.CompletedProcess[str]:
+        return _run("scheduler", health_env, "--health", timeout=30)
+
+    try:
+        await wait_for(lambda: health().returncode == 0, timeout=30, interval=0.5)
+        # A lock the scheduler's claim waits for: the process is up, its loop is not turning.
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE")
+            await asyncio.sleep(5)
+            stalled = health()
+        assert stalled.returncode == 1
+        assert stalled.stdout.startswith("unhealthy: scheduler pid")
+        assert "made no progress for" in stalled.stdout
+        await wait_for(lambda: health().returncode == 0, timeout=30, interval=0.5)
+    finally:
+        codes = daemons.stop_all()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
+    assert health().returncode == 1  # no live scheduler any more
