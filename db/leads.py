@@ -67,21 +67,15 @@ class Backlog:
     lag_s: float
 
 
-async def claim_due(conn: Conn, now: datetime, limit: int) -> list[DueLead]:
-    """Lock up to `limit` due leads for the current transaction."""
-    rows = await conn.fetch(query("leads", "claim_due_leads"), now, limit)
-    return [DueLead(**{k: r[k] for k in _DUE_FIELDS}) for r in rows]
-
-
 async def claim_due_ids(conn: Conn, now: datetime, limit: int) -> list[tuple[int, int]]:
-    """`claim_due`, returning only (id, current step): a lead whose other columns cannot be
-    decoded is still named."""
+    """Lock up to `limit` due leads for the current transaction; (id, current step) of each
+    (`load_due` reads the rest)."""
     rows = await conn.fetch(query("leads", "claim_due_ids"), now, limit)
     return [(r["id"], r["current_step"]) for r in rows]
 
 
 async def load_due(conn: Conn, lead_ids: list[int]) -> list[DueLead]:
-    """What planning needs of leads the caller has locked."""
+    """What planning needs of leads the caller has locked, in the order of `lead_ids`."""
     rows = await conn.fetch(query("leads", "load_due_leads"), lead_ids)
     return [DueLead(**{k: r[k] for k in _DUE_FIELDS}) for r in rows]
 

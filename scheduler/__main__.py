@@ -21,6 +21,7 @@ def build(settings: SchedulerSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
+            await planning.start()
             await Scheduler(pool, settings, heartbeat=heartbeat).run(stop)
         finally:
             planning.shutdown()

@@ -87,58 +87,59 @@ class Scheduler:
 
         Whatever one lead, step or sequence row holds, it fails that lead alone: a batch
         that cannot be read or written as a whole (a row the driver cannot decode, a value
-        the database refuses) is done again one lead at a time, and the lead that fails on
-        its own is failed with the reason.
+        the database refuses) is done again one lead at a time, and a lead that fails on its
+        own is failed with the reason.
         """
         now = now or self.clock()
-        try:
-            return await self._batch(now)
-        except TRANSIENT_DB_ERRORS:
-            raise
-        except Exception as exc:
-            log.error("batch_failed", error=f"{type(exc).__name__}: {exc}"[:500])  # noqa: TRY400
-        return await self._batch_one_by_one(now)
-
-    async def _batch(self, now: datetime) -> BatchResult:
         result = BatchResult()
         lines: list[_Line] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            due = await leads.claim_due(conn, now, self.settings.scheduler_batch_size)
-            if not due:
+            claimed = await leads.claim_due_ids(conn, now, self.settings.scheduler_batch_size)
+            if not claimed:
                 return result
-            await self._plan_and_write(conn, due, now, result, lines)
+            try:
+                async with conn.transaction():
+                    due = await leads.load_due(conn, [lead_id for lead_id, _ in claimed])
+                    await self._plan_and_write(conn, due, now, result, lines)
+            except TRANSIENT_DB_ERRORS:
+                raise
+            except Exception as exc:
+                log.error("batch_failed", error=f"{type(exc).__name__}: {exc}"[:500])  # noqa: TRY400
+                result, lines = BatchResult(), []
+                for lead_id, step in claimed:
+                    await self._one_lead(
+                        conn, lead_id=lead_id, step=step, now=now, result=result, lines=lines
+                    )
         _emit(lines)  # after the commit: a line means the change happened
         self.totals.update(result.outcomes)
         return result
 
-    async def _batch_one_by_one(self, now: datetime) -> BatchResult:
-        result = BatchResult()
-        lines: list[_Line] = []
-        async with self.pool.acquire() as conn, conn.transaction():
-            for lead_id, step in await leads.claim_due_ids(
-                conn, now, self.settings.scheduler_batch_size
-            ):
-                mine: list[_Line] = []
-                try:
-                    async with conn.transaction():
-                        due = await leads.load_due(conn, [lead_id])
-                        await self._plan_and_write(conn, due, now, result, mine)
-                    lines.extend(mine)
-                except TRANSIENT_DB_ERRORS:
-                    raise
-                except Exception as exc:
-                    result.claimed += 1
-                    error = f"{type(exc).__name__}: {exc}"[:500]
-                    await leads.apply(conn, [leads.LeadUpdate(lead_id, "failed")], [], now)
-                    why = {"reason": "invalid_data", "error": error}
-                    await events.insert_many(conn, [Event(lead_id, step, "failed", why)], now)
-                    lines.append(("lead_failed", {"lead_id": lead_id, "step": step, **why}))
-                    result.outcomes["failed"] += 1
-                    continue
-        _emit(lines)
-        self.totals.update(result.outcomes)
-        log.info("batch_done_one_by_one", claimed=result.claimed, **dict(result.outcomes))
-        return result
+    async def _one_lead(
+        self,
+        conn: Conn,
+        *,
+        lead_id: int,
+        step: int,
+        now: datetime,
+        result: BatchResult,
+        lines: list[_Line],
+    ) -> None:
+        """Plan one locked lead on its own; if even that fails, fail the lead with why."""
+        mine: list[_Line] = []
+        try:
+            async with conn.transaction():
+                due = await leads.load_due(conn, [lead_id])
+                await self._plan_and_write(conn, due, now, result, mine)
+            lines.extend(mine)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            result.claimed += 1
+            why = {"reason": "invalid_data", "error": f"{type(exc).__name__}: {exc}"[:500]}
+            await leads.apply(conn, [leads.LeadUpdate(lead_id, "failed")], [], now)
+            await events.insert_many(conn, [Event(lead_id, step, "failed", why)], now)
+            lines.append(("lead_failed", {"lead_id": lead_id, "step": step, **why}))
+            result.outcomes["failed"] += 1
 
     async def _plan_and_write(
         self,

@@ -105,6 +105,15 @@ def _pool() -> concurrent.futures.ProcessPoolExecutor:
     return _executor
 
 
+def _ready() -> bool:
+    return True
+
+
+async def start() -> None:
+    """Start the child now rather than at the first due lead (it takes a moment)."""
+    await asyncio.get_running_loop().run_in_executor(_pool(), _ready)
+
+
 def _kill_child() -> None:
     """End a child that hangs; the next call starts a new one."""
     global _executor

@@ -1,17 +1,18 @@
 -- Queries over leads, run by the scheduler. $now is always a parameter so tests can move time.
 
--- name: claim_due_leads
--- Due leads, locked for this transaction, with what planning them needs (db/functions/plans.sql).
-SELECT v.* FROM due_leads($1::timestamptz, $2::int) d JOIN lead_plans v ON v.id = d.id
-ORDER BY d.rank, d.next_run_at
-
 -- name: claim_due_ids
--- The same leads, locked, by id and step only: nothing to decode that could fail.
+-- Due leads, locked for this transaction (db/functions/plans.sql), by id and step: nothing
+-- to decode that could fail.
 SELECT d.id, l.current_step FROM due_leads($1::timestamptz, $2::int) d JOIN leads l ON l.id = d.id
 ORDER BY d.rank, d.next_run_at
 
 -- name: load_due_leads
-SELECT v.* FROM lead_plans v WHERE v.id = ANY($1::bigint[])
+-- What planning needs of leads the caller has locked, in the order given. A statement of
+-- its own, after the locks: it reads each row as the lock left it (one statement that locked
+-- and read would read with a snapshot taken before the lock was granted).
+SELECT v.* FROM unnest($1::bigint[]) WITH ORDINALITY AS u(id, n)
+JOIN lead_plans v ON v.id = u.id
+ORDER BY u.n
 
 -- name: next_due_at
 SELECT least(
