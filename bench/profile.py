@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
 
 
@@ -15,7 +16,7 @@ def _short(frame: str) -> str:
     if not m:
         return frame
     file = m["file"]
-    for marker in ("site-packages/", "lib/python3.11/", "/work/main/"):
+    for marker in ("site-packages/", f"{ROOT}/"):
         if marker in file:
             file = file.split(marker, 1)[1]
     return f"{m['func']} ({file})"

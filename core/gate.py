@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.lifecycle import Status
 from core.schemas import SendJob
 
 
@@ -23,6 +24,9 @@ class LeadState:
     attempt: int
     sequence_status: str
     suppressed: bool
+    # The job's sender row exists. A message naming a sender that is gone is stale: the
+    # lead's own sender is planned again once the rescuer hands the lead back.
+    sender_exists: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +89,12 @@ def decide(
         return Drop("lead_missing")
     if lead.current_step != job.step or lead.attempt != job.attempt:
         return Drop("stale_message")
-    if lead.status != "queued":
+    if lead.status != Status.QUEUED:
         return Drop(f"lead_{lead.status}")
     if lead.suppressed:
         return StopLead("suppressed")
+    if not lead.sender_exists:
+        return Drop("sender_missing")
     if lead.sequence_status != "active":
         return Requeue(now, "sequence_paused")
     reclaim = False

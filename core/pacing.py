@@ -35,16 +35,6 @@ class Pacing:
         """The rules from a senders row (or any mapping with the same column names)."""
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
-    @property
-    def unlimited(self) -> bool:
-        return (
-            self.hourly_limit is None
-            and self.daily_limit is None
-            and self.daily_new_limit is None
-            and self.min_gap_seconds == 0
-            and self.jitter_seconds == 0
-        )
-
 
 def _cap_frees_at(
     sends: Sequence[datetime], limit: int | None, span: timedelta, now: datetime

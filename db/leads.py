@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from core.lifecycle import Status
 from core.pacing import Pacing
 from core.planner import DueLead
 from db.pool import Conn
@@ -16,7 +17,7 @@ _DUE_FIELDS = tuple(f.name for f in fields(DueLead))
 @dataclass(frozen=True, slots=True)
 class LeadUpdate:
     lead_id: int
-    status: str
+    status: Status
     next_run_at: datetime | None = None
     attempt_inc: int = 0
 
@@ -102,7 +103,7 @@ async def apply(
     """Write a batch's lead updates and outbox rows (the caller's transaction)."""
     if updates:
         await conn.execute(
-            query("leads", "apply_decisions"),
+            query("lead_status", "apply_decisions"),
             [u.lead_id for u in updates],
             [u.status for u in updates],
             [u.next_run_at for u in updates],
@@ -130,7 +131,7 @@ async def rescue_stuck(
     conn: Conn, now: datetime, after_seconds: float, limit: int
 ) -> list[Rescued]:
     """Send leads whose in-flight message was lost back to waiting."""
-    rows = await conn.fetch(query("leads", "rescue_stuck"), now, after_seconds, limit)
+    rows = await conn.fetch(query("lead_status", "rescue_stuck"), now, after_seconds, limit)
     return [Rescued(r["id"], r["current_step"], r["attempt"]) for r in rows]
 
 

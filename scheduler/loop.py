@@ -16,6 +16,7 @@ import structlog
 
 from core import pacing, planner
 from core.clock import utcnow
+from core.lifecycle import Status
 from db import events, leads
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS, Conn, Listener
@@ -136,7 +137,7 @@ class Scheduler:
         except Exception as exc:
             result.claimed += 1
             why = {"reason": "invalid_data", "error": f"{type(exc).__name__}: {exc}"[:500]}
-            await leads.apply(conn, [leads.LeadUpdate(lead_id, "failed")], [], now)
+            await leads.apply(conn, [leads.LeadUpdate(lead_id, Status.FAILED)], [], now)
             await events.insert_many(conn, [Event(lead_id, step, "failed", why)], now)
             lines.append(("lead_failed", {"lead_id": lead_id, "step": step, **why}))
             result.outcomes["failed"] += 1
@@ -169,7 +170,7 @@ class Scheduler:
             }
             match decision:
                 case planner.Enqueue(job):
-                    updates.append(leads.LeadUpdate(lead.id, "queued", attempt_inc=1))
+                    updates.append(leads.LeadUpdate(lead.id, Status.QUEUED, attempt_inc=1))
                     outbox.append(
                         leads.OutboxRow(lead.id, job.step, job.attempt, job.model_dump_json())
                     )
@@ -181,7 +182,7 @@ class Scheduler:
                         )
                     )
                 case planner.Wait(until, reason):
-                    updates.append(leads.LeadUpdate(lead.id, "active", next_run_at=until))
+                    updates.append(leads.LeadUpdate(lead.id, Status.ACTIVE, next_run_at=until))
                     evs.append(
                         Event(
                             lead.id,
@@ -192,15 +193,15 @@ class Scheduler:
                     )
                     lines.append(("lead_deferred", {**ids, "reason": reason, "until": until}))
                 case planner.Stop(reason):
-                    updates.append(leads.LeadUpdate(lead.id, "stopped"))
+                    updates.append(leads.LeadUpdate(lead.id, Status.STOPPED))
                     evs.append(Event(lead.id, step, "stopped", {"reason": reason}))
                     lines.append(("lead_stopped", {**ids, "reason": reason}))
                 case planner.Fail(reason, error):
-                    updates.append(leads.LeadUpdate(lead.id, "failed"))
+                    updates.append(leads.LeadUpdate(lead.id, Status.FAILED))
                     evs.append(Event(lead.id, step, "failed", {"reason": reason, "error": error}))
                     lines.append(("lead_failed", {**ids, "reason": reason, "error": error}))
                 case planner.Complete():
-                    updates.append(leads.LeadUpdate(lead.id, "completed"))
+                    updates.append(leads.LeadUpdate(lead.id, Status.COMPLETED))
                     evs.append(Event(lead.id, step, "completed"))
                     lines.append(("lead_completed", ids))
             result.outcomes[lines[-1][0].removeprefix("lead_")] += 1

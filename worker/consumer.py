@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import TypeVar
 
@@ -30,18 +30,17 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from core import message as email
-from core.backoff import Outcome, classify, retry_delay
+from core.attempts import RetryRules, Unknown, after_failure
 from core.clock import utcnow
-from core.gate import AmbiguousPolicy
 from core.schemas import JobRef, SendJob
-from db import deliveries, outbox
-from db.deliveries import Claim
+from db import deliveries, ledger, outbox
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS
 from runtime.daemon import every
 from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
 from worker.batch import MicroBatcher
+from worker.claim import Claim, Claimer, Incoming, Rate
 from worker.smtp import SendError, SmtpPool
 
 log = structlog.get_logger()
@@ -164,9 +163,22 @@ class Worker:
         self.clock = clock
         self.rng = rng or random.Random()
         self.lease_seconds = deliveries.lease_for(settings.smtp_timeout_seconds)
-        self.rate = deliveries.Rate(
-            max_wait_seconds=settings.pacing_max_wait_seconds,
-            global_per_second=settings.global_rate_per_second,
+        self.claimer = Claimer(
+            pool,
+            clock=clock,
+            policy=settings.ambiguous_send_policy,
+            lease_seconds=self.lease_seconds,
+            rng=self.rng,
+            rate=Rate(
+                max_wait_seconds=settings.pacing_max_wait_seconds,
+                global_per_second=settings.global_rate_per_second,
+            ),
+        )
+        self.retry_rules = RetryRules(
+            max_attempts=settings.send_max_attempts,
+            base_seconds=settings.retry_base_seconds,
+            max_seconds=settings.retry_max_seconds,
+            ambiguous=settings.ambiguous_send_policy,
         )
         self.counts: Counter[str] = Counter()
         self.in_flight = 0
@@ -271,68 +283,39 @@ class Worker:
         """
         rows = await self._retrying(partial(self._jobs, [it.outbox_id for it in items]))
         out: list[tuple[SendJob, Claim] | str] = []
-        trusted: list[tuple[int, deliveries.Incoming]] = []
+        trusted: list[tuple[int, Incoming]] = []
         for it in items:
             job = trusted_job(it, rows.get(it.outbox_id))
             out.append(job if isinstance(job, str) else "")
             if isinstance(job, SendJob):
-                trusted.append(
-                    (len(out) - 1, deliveries.Incoming(job, it.outbox_id, it.redelivered))
-                )
+                trusted.append((len(out) - 1, Incoming(job, it.outbox_id, it.redelivered)))
         if not trusted:
             return out
         incoming = [inc for _, inc in trusted]
-        claims: list[Claim | str | None]
+        claims: list[Claim | str]
         try:
-            claims = list(await self._retrying(partial(self._claim_many, incoming)))
+            claims = list(await self.claimer.claim(incoming, self._retrying))
         except TRANSIENT_DB_ERRORS:
             raise
         except Exception as exc:
             # One message the database refuses must not hold back the others.
             log.error("claim_batch_failed", error=repr(exc)[:500], size=len(incoming))  # noqa: TRY400
-            claims = [None] * len(incoming)
-        for (i, inc), batched in zip(trusted, claims, strict=True):
-            claim = batched
-            if claim is None:
-                # One of its own (paced, a reclaim, a lead twice in the batch, or a batch
-                # that failed): own transaction, retried on its own so a retry never re-runs
-                # a claim that already committed.
+            claims = []
+            for inc in incoming:
                 try:
-                    claim = await self._retrying(partial(self._claim_alone, inc))
+                    (alone,) = await self.claimer.claim([inc], self._retrying)
+                    claims.append(alone)
                 except TRANSIENT_DB_ERRORS:
                     raise
-                except Exception as exc:
-                    claim = f"claim failed: {type(exc).__name__}: {exc}"[:500]
+                except Exception as alone_exc:
+                    claims.append(f"claim failed: {type(alone_exc).__name__}: {alone_exc}"[:500])
+        for (i, inc), claim in zip(trusted, claims, strict=True):
             out[i] = claim if isinstance(claim, str) else (inc.job, claim)
         return out
 
     async def _jobs(self, outbox_ids: list[int]) -> dict[int, outbox.Stored]:
         async with self.pool.acquire() as conn:
             return await outbox.jobs(conn, outbox_ids)
-
-    async def _claim_many(self, items: list[deliveries.Incoming]) -> list[Claim | None]:
-        return await deliveries.claim_many(
-            self.pool,
-            items,
-            clock=self.clock,
-            policy=self.settings.ambiguous_send_policy,
-            lease_seconds=self.lease_seconds,
-            rng=self.rng,
-            rate=self.rate,
-        )
-
-    async def _claim_alone(self, it: deliveries.Incoming) -> Claim:
-        return await deliveries.claim(
-            self.pool,
-            it.job,
-            it.outbox_id,
-            clock=self.clock,
-            redelivered=it.redelivered,
-            policy=self.settings.ambiguous_send_policy,
-            lease_seconds=self.lease_seconds,
-            rng=self.rng,
-            rate=self.rate,
-        )
 
     async def _record_batch(self, items: list[_Outcome]) -> list[list[Event] | None]:
         """Record what SMTP said for each claim: the messages that left in one transaction,
@@ -344,47 +327,33 @@ class Worker:
             if it.error is None:
                 left.append((i, deliveries.Finished(it.job, it.token, "sent", smtp_code=250)))
                 continue
-            outcome = classify(it.error.failure)
-            if outcome is Outcome.AMBIGUOUS:
-                if self.settings.ambiguous_send_policy is AmbiguousPolicy.SKIP:
-                    error = it.error.failure.message
-                    left.append((i, deliveries.Finished(it.job, it.token, "unknown", error=error)))
-                    continue
-                outcome = Outcome.TRANSIENT  # resend: same Message-ID, receivers can de-duplicate
-            results[i] = await self._retrying(partial(self._record_failure, it, outcome, now))
+            failure = it.error.failure
+            decision = after_failure(failure, it.attempts, self.retry_rules, now, self.rng)
+            if isinstance(decision, Unknown):
+                left.append(
+                    (i, deliveries.Finished(it.job, it.token, "unknown", error=failure.message))
+                )
+                continue
+            results[i] = await self._retrying(
+                partial(
+                    deliveries.record_failure,
+                    self.pool,
+                    it.job,
+                    it.token,
+                    decision,
+                    now=now,
+                    smtp_code=failure.code,
+                    error=failure.message,
+                )
+            )
         if left:
             finished = [f for _, f in left]
             done = await self._retrying(
-                partial(deliveries.record_finished_many, self.pool, finished, now=now)
+                partial(deliveries.record_finished, self.pool, finished, now=now)
             )
             for (i, _), evs in zip(left, done, strict=True):
                 results[i] = evs
         return results
-
-    async def _record_failure(
-        self, it: _Outcome, outcome: Outcome, now: datetime
-    ) -> list[Event] | None:
-        assert it.error is not None
-        retry_at = None
-        if outcome is Outcome.TRANSIENT and it.attempts < self.settings.send_max_attempts:
-            delay = retry_delay(
-                it.attempts,
-                base=self.settings.retry_base_seconds,
-                cap=self.settings.retry_max_seconds,
-                rng=self.rng,
-            )
-            retry_at = now + timedelta(seconds=delay)
-        return await deliveries.record_failure(
-            self.pool,
-            it.job,
-            it.token,
-            now=now,
-            smtp_code=it.error.failure.code,
-            error=it.error.failure.message,
-            permanent=outcome is not Outcome.TRANSIENT,
-            bounce=outcome is Outcome.BOUNCE,
-            retry_at=retry_at,
-        )
 
     async def _reject(
         self, message: AbstractIncomingMessage, reason: str, lead_id: int | None = None
@@ -487,7 +456,8 @@ class Worker:
 
         async def prune() -> None:
             try:
-                await deliveries.prune_sends(self.pool, self.clock())
+                async with self.pool.acquire() as conn:
+                    await ledger.prune(conn, self.clock())
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("prune_unavailable", error=str(exc))
 

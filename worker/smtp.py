@@ -232,6 +232,9 @@ def _failure(exc: BaseException) -> SmtpFailure:
     return SmtpFailure(None, f"{type(exc).__name__}: {exc}")
 
 
+# A message waiting for a pacing slot takes a connection this long before the slot.
+READY_AHEAD_SECONDS = 0.05
+
 # A connection idle longer than this is checked with NOOP before use: servers drop idle
 # sessions, and a message must not fail (and wait for a retry) because of that.
 IDLE_CHECK_SECONDS = 10.0
@@ -301,10 +304,14 @@ class SmtpPool:
     ) -> Accepted:
         """Hand one message to the server; raise SendError on any failure.
 
-        `not_before` (event-loop time): the connection is made ready first and the message
-        handed over no earlier than that, so a pacing slot holds as the server sees it.
+        `not_before` (event-loop time): the message is handed over no earlier than that. A
+        message waiting for its pacing slot holds no connection until shortly before the
+        slot; then the connection is made ready first, so the slot holds as the server sees
+        it.
         """
         loop = asyncio.get_running_loop()
+        if not_before is not None and (early := not_before - READY_AHEAD_SECONDS - loop.time()) > 0:
+            await asyncio.sleep(early)
         async with self._slots:
             conn: Connection | None = None
             started = loop.time()

@@ -43,9 +43,7 @@ CROSS JOIN LATERAL (
       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_id = l.id
                       AND d.step = l.current_step AND d.status = 'sending')
 ) q
-WHERE s.id = ANY($1::bigint[])
-  AND (s.hourly_limit IS NOT NULL OR s.daily_limit IS NOT NULL OR s.daily_new_limit IS NOT NULL
-       OR s.min_gap_seconds > 0 OR s.jitter_seconds > 0)
+WHERE s.id = ANY($1::bigint[]) AND s.paced
 
 -- name: global_pace_state
 -- GLOBAL_RATE_PER_SECOND: the next free slot and the messages in flight that take it first
@@ -71,44 +69,12 @@ UPDATE leads l SET sender_id = a.sender_id, updated_at = $3
 FROM unnest($1::bigint[], $2::bigint[]) AS a(lead_id, sender_id)
 WHERE l.id = a.lead_id AND l.id = ANY($1::bigint[])
 
--- name: apply_decisions
--- One statement for every lead of a batch: new status, due time and attempt counter.
--- `l.id = ANY($1)` gives the planner the batch's keys, so the cost follows the batch, never
--- the table (a hash join would otherwise scan every lead while the table looks small).
-UPDATE leads l
-SET status = d.status,
-    next_run_at = coalesce(d.next_run_at, l.next_run_at),
-    attempt = l.attempt + d.attempt_inc,
-    queued_at = CASE WHEN d.status = 'queued' THEN $5::timestamptz ELSE l.queued_at END,
-    updated_at = $5::timestamptz
-FROM unnest($1::bigint[], $2::text[], $3::timestamptz[], $4::int[])
-     AS d(lead_id, status, next_run_at, attempt_inc)
-WHERE l.id = d.lead_id AND l.id = ANY($1::bigint[])
 
 -- name: insert_outbox
 INSERT INTO outbox (lead_id, step, attempt, payload, available_at)
 SELECT lead_id, step, attempt, payload::jsonb, $5
 FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[]) AS o(lead_id, step, attempt, payload)
 
--- name: rescue_stuck
--- Leads queued too long whose message is gone: no unpublished outbox row, no live claim.
--- The lock and the re-check happen in this one statement, so a lead that moved on is left alone.
-WITH stuck AS (
-    SELECT l.id FROM leads l
-    WHERE l.status = 'queued' AND l.queued_at < $1::timestamptz - make_interval(secs => $2::float8)
-      AND NOT EXISTS (SELECT 1 FROM outbox o
-                      WHERE o.lead_id = l.id AND o.step = l.current_step
-                        AND o.attempt = l.attempt AND o.published_at IS NULL)
-      AND NOT EXISTS (SELECT 1 FROM deliveries d
-                      WHERE d.lead_id = l.id AND d.step = l.current_step
-                        AND d.status = 'sending' AND d.lease_until > $1::timestamptz)
-    ORDER BY l.queued_at
-    LIMIT $3
-    FOR NO KEY UPDATE OF l SKIP LOCKED
-)
-UPDATE leads l SET status = 'active', next_run_at = $1::timestamptz, updated_at = $1::timestamptz
-FROM stuck WHERE l.id = stuck.id AND l.status = 'queued'
-RETURNING l.id, l.current_step, l.attempt
 
 -- name: backlog
 SELECT count(*) FILTER (WHERE l.status = 'active') AS due,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.conftest import AMQP_URL
+from tests.processes import ROOT, spawn
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "Daemons", "daemon_env"]
 
 
 def daemon_env(database: str, amqp_prefix: str, smtp_port: int, **extra: str) -> dict[str, str]:
@@ -34,14 +34,7 @@ class Daemons:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(self, module: str, replica: int = 0, **extra: str) -> subprocess.Popen[bytes]:
-        with (self.log_dir / f"{module}-{replica}.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", module],
-                cwd=ROOT,
-                env={**self.env, **extra},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        proc = spawn(module, {**self.env, **extra}, self.log_dir / f"{module}-{replica}.log")
         self.procs.append((module, proc))
         return proc
 

@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from broker.topology import ROUTING_KEY, Names
 from db.migrate import migrate
 from tests.fault.hostile_smtp import HostileSmtp
 from tests.fault.services import PrivatePostgres, PrivateRabbit
+from tests.processes import spawn
 
 ROOT = Path(__file__).resolve().parents[2]
 REPLICAS = {"scheduler": 2, "pump": 2, "worker": 3}
@@ -100,17 +100,8 @@ class Fleet:
     def start(self, key: tuple[str, int]) -> None:
         module, i = key
         self.started[key] = time.monotonic()
-        with (self.log_dir / f"{module}-{i}.log").open("ab") as out:
-            # One file per replica across restarts: mark where each process begins.
-            out.write(f"--- start t={time.monotonic():.3f}\n".encode())
-            out.flush()
-            self.procs[key] = subprocess.Popen(
-                [sys.executable, "-m", module],
-                cwd=ROOT,
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        # One file per replica across restarts: marked where each process begins.
+        self.procs[key] = spawn(module, self.env, self.log_dir / f"{module}-{i}.log", mark=True)
 
     def start_all(self) -> None:
         for module, n in REPLICAS.items():

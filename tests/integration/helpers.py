@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
 from broker.topology import Names, Topology, connect, declare
+from core.gate import AmbiguousPolicy
 from db.pool import create_pool
 from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL
+from worker.claim import Claim, Claimer, Incoming, Rate
 from worker.consumer import Worker
 from worker.smtp import SmtpPool
 
@@ -150,3 +154,20 @@ async def replicas(
         for p in opened:
             await p.close()
         await conn.close()
+
+
+async def claim_all(pool: asyncpg.Pool, items: list[Incoming], now: datetime) -> list[Claim]:
+    """The worker's claim of `items` at `now` (no global rate, skip policy, seeded jitter)."""
+    claimer = Claimer(
+        pool,
+        clock=lambda: now,
+        policy=AmbiguousPolicy.SKIP,
+        lease_seconds=300,
+        rng=random.Random(1),
+        rate=Rate(),
+    )
+
+    async def once(step: Callable[[], Awaitable[object]]) -> object:
+        return await step()
+
+    return await claimer.claim(items, once)

@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from core.gate import AmbiguousPolicy
 from core.schemas import SendJob
 from db import deliveries
-from db.deliveries import Finished, Incoming, Rate
+from db.deliveries import Finished
 from db.queries import query
-from tests.integration.helpers import load_one_step, nested_plans, pipeline, settings_env
+from tests.integration.helpers import claim_all, load_one_step, nested_plans, pipeline, settings_env
 from tests.smtp_server import SmtpServer
+from worker.claim import Incoming
 
 
 async def _claimed(pool: asyncpg.Pool, now: datetime) -> list[tuple[SendJob, uuid.UUID]]:
     rows = await pool.fetch("SELECT id, payload FROM outbox ORDER BY lead_id")
     items = [Incoming(SendJob.model_validate(r["payload"]), r["id"], False) for r in rows]
-    claims = await deliveries.claim_many(
-        pool,
-        items,
-        clock=lambda: now,
-        policy=AmbiguousPolicy.SKIP,
-        lease_seconds=300,
-        rng=random.Random(1),
-        rate=Rate(),
-    )
+    claims = await claim_all(pool, items, now)
     out = []
     for it, c in zip(items, claims, strict=True):
         assert c is not None
@@ -51,7 +42,7 @@ async def test_a_batch_records_each_outcome_and_returns_the_events_it_wrote(
     async with pipeline(pool, settings_env(database, amqp_prefix, smtp.port)) as p:
         await p.scheduler.run_once(now)
     (ann, ann_token), (bob, bob_token), (cy, _) = await _claimed(pool, now)
-    done = await deliveries.record_finished_many(
+    done = await deliveries.record_finished(
         pool,
         [
             Finished(ann, ann_token, "unknown", error="x" * 600),

@@ -69,11 +69,6 @@ def test_gap_after_is_gap_plus_bounded_jitter(gap: int, jitter: int, seed: int) 
     assert gap <= (end - T0).total_seconds() <= gap + jitter
 
 
-def test_unlimited() -> None:
-    assert Pacing().unlimited
-    assert not Pacing(min_gap_seconds=1).unlimited
-
-
 @given(
     rules(),
     st.lists(st.booleans(), min_size=1, max_size=120),

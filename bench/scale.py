@@ -1,0 +1,160 @@
+"""The scheduler's and the pump's cost per row with a large table against a small one."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from bench.services import AMQP_URL, SEQUENCE_SQL, database, drop_topology, tree_cpu
+from broker.topology import Names, connect, declare
+from db.pool import create_pool
+from db.queries import query
+from pump.loop import Pump
+from runtime.settings import PumpSettings, SchedulerSettings
+from scheduler import planning
+from scheduler.loop import Scheduler
+
+
+async def _explain(conn: asyncpg.Connection, sql: str, *args: object) -> str:
+    async with conn.transaction():
+        rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, *args)
+        raise _Rollback("\n".join(r[0] for r in rows))
+
+
+class _Rollback(Exception):
+    pass
+
+
+async def _plan(conn: asyncpg.Connection, sql: str, *args: object) -> str:
+    try:
+        await _explain(conn, sql, *args)
+    except _Rollback as done:
+        return str(done)
+    raise AssertionError("unreachable")
+
+
+async def _scheduler_cost(dsn: str, due: int) -> tuple[float, float]:
+    """Plan `due` due leads with the scheduler's own code; (wall, CPU) seconds per lead."""
+    settings = SchedulerSettings(database_url=dsn, amqp_url=AMQP_URL, log_level="WARNING")
+    pool = await create_pool(dsn, max_size=2)
+    try:
+        scheduler = Scheduler(pool, settings)
+        await planning.start()
+        me = os.getpid()
+        wall, cpu = time.perf_counter(), tree_cpu(me)
+        done = 0
+        while done < due:
+            done += (await scheduler.run_once()).claimed
+        return (time.perf_counter() - wall) / due, (tree_cpu(me) - cpu) / due
+    finally:
+        await pool.close()
+
+
+async def _pump_cost(dsn: str, rows: int) -> tuple[float, float]:
+    settings = PumpSettings(
+        database_url=dsn, amqp_url=AMQP_URL, amqp_prefix=f"es_bench_{uuid.uuid4().hex[:8]}"
+    )
+    pool = await create_pool(dsn, max_size=2)
+    connection = await connect(AMQP_URL, name="bench")
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        topology = await declare(channel, Names.from_prefix(settings.amqp_prefix))
+        pump = Pump(pool, topology.exchange, settings)
+        wall, cpu = time.perf_counter(), time.process_time()
+        done = 0
+        while done < rows:
+            done += await pump.run_once()
+        return (time.perf_counter() - wall) / rows, (time.process_time() - cpu) / rows
+    finally:
+        await connection.close()
+        await pool.close()
+        await drop_topology(settings.amqp_prefix)
+
+
+DUE = 10_000
+
+
+async def _scale_point(dsn: str, future_rows: int) -> dict[str, Any]:
+    """Per-row costs with `future_rows` not-yet-due leads and as many published outbox rows."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        far = datetime.now(UTC) + timedelta(days=365)
+        have = await conn.fetchval("SELECT count(*) FROM leads")
+        if future_rows > have:
+            # Inserted as not yet due (the enrolment trigger makes a new lead due now).
+            await conn.execute("ALTER TABLE leads DISABLE TRIGGER USER")
+            step = 1_000_000
+            for start in range(have, future_rows, step):
+                # With as large a published backlog: what the pump walks past.
+                await conn.execute(
+                    """WITH future AS (
+                           INSERT INTO leads (sequence_id, sender_id, email, first_name, status,
+                                              current_step, next_run_at)
+                           SELECT 1, 1, 'f' || i || '@example.test', 'F', 'active', 1, $3
+                           FROM generate_series($1::bigint, $2::bigint) i
+                           RETURNING id)
+                       INSERT INTO outbox (lead_id, step, attempt, payload, published_at)
+                       SELECT id, 1, 1, '{}'::jsonb, now() - interval '1 hour' FROM future""",
+                    start + 1,
+                    min(start + step, future_rows),
+                    far,
+                )
+            await conn.execute("ALTER TABLE leads ENABLE TRIGGER USER")
+            await conn.execute("VACUUM ANALYZE leads")
+            await conn.execute("VACUUM ANALYZE outbox")
+        # DUE due leads, then the scheduler plans them (one transaction per batch).
+        await conn.execute(
+            """INSERT INTO leads (sequence_id, sender_id, email, first_name)
+               SELECT 1, 1, 'd' || i || '@example.test', 'D' FROM generate_series(1, $1) i""",
+            DUE,
+        )
+        now = datetime.now(UTC)
+        # The scheduler's and the pump's own claim statements, as they run.
+        plan_claim = await _plan(conn, query("leads", "claim_due_ids"), now, 500)
+        sched_wall, sched_cpu = await _scheduler_cost(dsn, DUE)
+        plan_pump = await _plan(conn, query("outbox", "claim_unpublished"), 500, datetime.now(UTC))
+        pump_wall, pump_cpu = await _pump_cost(dsn, DUE)
+        # Leave the table as it was for the next point: the due leads go.
+        await conn.execute("DELETE FROM events")
+        await conn.execute("DELETE FROM outbox WHERE published_at > now() - interval '30 min'")
+        await conn.execute("DELETE FROM leads WHERE email LIKE 'd%'")
+        size = await conn.fetchval("SELECT pg_size_pretty(pg_total_relation_size('leads'))")
+    finally:
+        await conn.close()
+    return {
+        "rows": future_rows,
+        "leads_size": size,
+        "scheduler_ms_per_lead": sched_wall * 1000,
+        "scheduler_cpu_ms_per_lead": sched_cpu * 1000,
+        "pump_ms_per_row": pump_wall * 1000,
+        "pump_cpu_ms_per_row": pump_cpu * 1000,
+        "plan_claim_due": plan_claim,
+        "plan_pump_claim": plan_pump,
+    }
+
+
+async def scale(big: int) -> dict[str, Any]:
+    async with database("es_bench_scale") as dsn:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(SEQUENCE_SQL)
+        await conn.close()
+        small = await _scale_point(dsn, 10_000)
+        large = await _scale_point(dsn, big)
+    for point in (small, large):
+        print(f"--- plans with {point['rows']:,} not-yet-due leads ({point['leads_size']})")
+        print("scheduler, claim_due_ids:\n" + point.pop("plan_claim_due"))
+        print("pump, claim_unpublished:\n" + point.pop("plan_pump_claim"))
+    return {
+        "scale_rows": big,
+        "scheduler_ms_per_lead_small": small["scheduler_ms_per_lead"],
+        "scheduler_ms_per_lead_large": large["scheduler_ms_per_lead"],
+        "scheduler_scale_ratio": large["scheduler_ms_per_lead"] / small["scheduler_ms_per_lead"],
+        "pump_ms_per_row_small": small["pump_ms_per_row"],
+        "pump_ms_per_row_large": large["pump_ms_per_row"],
+        "pump_scale_ratio": large["pump_ms_per_row"] / small["pump_ms_per_row"],
+    }

@@ -1,0 +1,42 @@
+-- The sender ledger: every hand-off to SMTP per paced sender, which its limits count against,
+-- and the deployment-wide rate (GLOBAL_RATE_PER_SECOND). Hand-offs are booked under row locks
+-- on the senders (and on global_pace), so the limits hold across any number of workers.
+
+-- name: lock_senders
+-- The paced senders among $1, locked in id order (after the leads, as every claim takes
+-- them), with their rules and what their limits look back on: the last day's hand-offs.
+SELECT s.id, s.hourly_limit, s.daily_limit, s.daily_new_limit, s.min_gap_seconds,
+       s.jitter_seconds, s.next_send_at,
+       coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches
+FROM senders s
+LEFT JOIN LATERAL (
+    SELECT array_agg(at ORDER BY at) AS sends,
+           array_agg(at ORDER BY at) FILTER (WHERE first_touch) AS first_touches
+    FROM sender_sends
+    WHERE sender_id = s.id AND at > $2::timestamptz - interval '1 day'
+) x ON true
+WHERE s.id = ANY($1::bigint[]) AND s.paced
+ORDER BY s.id
+FOR NO KEY UPDATE OF s
+
+-- name: record_sends
+-- Book hand-offs ($1 sender, $2 slot, $3 first touch) and each sender's gap after its last.
+WITH booked AS (
+    INSERT INTO sender_sends (sender_id, at, first_touch)
+    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[])
+)
+UPDATE senders s SET next_send_at = g.gap_until
+FROM unnest($4::bigint[], $5::timestamptz[]) AS g(sender_id, gap_until)
+WHERE s.id = g.sender_id AND s.id = ANY($4::bigint[])
+
+-- name: lock_global
+-- The deployment's next free hand-off slot, locked (no row yet: NULL).
+SELECT next_at FROM global_pace FOR NO KEY UPDATE
+
+-- name: set_global
+INSERT INTO global_pace AS g (id, next_at) VALUES (true, $1)
+ON CONFLICT (id) DO UPDATE SET next_at = excluded.next_at
+
+-- name: prune
+-- Hand-offs older than a day: no limit looks back that far.
+DELETE FROM sender_sends WHERE at < $1::timestamptz - interval '1 day'
