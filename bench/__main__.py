@@ -32,6 +32,7 @@ from bench.latency import latency
 from bench.scale import scale
 from bench.services import free_port, start_sink
 from runtime import logs
+from runtime.settings import LogFormat
 
 # -------------------------------------------------------------------------------------------
 
@@ -65,7 +66,7 @@ async def main() -> None:
     ap.add_argument("--only", default="ceiling,build,e2e,paced,latency,scale")
     args = ap.parse_args()
     only = set(args.only.split(","))
-    logs.configure("bench", "WARNING", "console")  # the in-process scheduler and pump
+    logs.configure("bench", "WARNING", LogFormat.CONSOLE)  # the in-process scheduler and pump
     log_dir = Path(tempfile.mkdtemp(prefix="es_bench_logs_"))
     port = free_port()
     kind, sink = start_sink(port)

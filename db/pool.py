@@ -95,7 +95,6 @@ class Listener:
         self._dsn = dsn
         self._channels = tuple(channels)
         self.event = asyncio.Event()
-        self.connected = asyncio.Event()
 
     def _notify(self, *_args: Any) -> None:
         self.event.set()
@@ -111,7 +110,6 @@ class Listener:
                 conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 for channel in self._channels:
                     await conn.add_listener(channel, self._notify)
-                self.connected.set()
                 self.event.set()  # anything may have happened while we were away
                 backoff = 0.2
                 await _first(stop.wait(), lost.wait())
@@ -120,7 +118,6 @@ class Listener:
                 await _first(stop.wait(), asyncio.sleep(backoff))
                 backoff = min(backoff * 2, 5.0)
             finally:
-                self.connected.clear()
                 if conn is not None and not conn.is_closed():
                     conn.terminate()
 

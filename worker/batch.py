@@ -65,8 +65,3 @@ class MicroBatcher(Generic[T, R]):
     @property
     def mean_size(self) -> float:
         return round(self.items / self.batches, 1) if self.batches else 0.0
-
-    async def close(self) -> None:
-        """Wait for the batch in progress and any pending one to finish."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)

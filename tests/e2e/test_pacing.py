@@ -129,4 +129,7 @@ async def test_replicas_keep_gaps_caps_threads_and_unsubscribe_headers(
             assert rcpt not in token
             lead_id = verify_token(SECRET, token)
             assert await pool.fetchval("SELECT email FROM leads WHERE id = $1", lead_id) == rcpt
-        assert url.group(1) in msgs[0].get_body(("plain",)).get_content()
+        plain = msgs[0].get_body(("plain",))
+        assert plain is not None
+        assert url is not None
+        assert url.group(1) in plain.get_content()

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.e2e.daemons import Daemons, daemon_env
-from tests.smtp_server import SmtpServer
+from tests.smtp_server import Received, SmtpServer
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
     logs = daemons.logs()
     assert all(c == 0 for c in codes.values()), (codes, logs[-3000:])
 
-    by_rcpt: dict[str, list] = defaultdict(list)
+    by_rcpt: dict[str, list[Received]] = defaultdict(list)
     for r in smtp.received:
         by_rcpt[r.rcpt_to[0]].append(r)
     ids = [r.message["Message-ID"] for r in smtp.received]
@@ -95,7 +95,9 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
             "Last note",
         ]
         first, second, third = (m.message for m in got)
-        assert f"Hello Lead{i} at Co{i} (pro)" in first.get_body(("plain",)).get_content()
+        plain = first.get_body(("plain",))
+        assert plain is not None
+        assert f"Hello Lead{i} at Co{i} (pro)" in plain.get_content()
         assert first.get_body(("html",)) is not None
         assert second["In-Reply-To"] == first["Message-ID"]
         assert second["References"] == first["Message-ID"]
@@ -171,7 +173,7 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
 
 
 async def _all_terminal(pool: asyncpg.Pool) -> bool:
-    return (
+    return bool(
         await pool.fetchval(
             "SELECT count(*) FROM leads WHERE status NOT IN ('completed', 'stopped', 'failed')"
         )

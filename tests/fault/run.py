@@ -17,9 +17,12 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import aio_pika
 import asyncpg
@@ -38,6 +41,9 @@ PACED_GAP = 1  # seconds between sends of the paced sender
 HANDOFF_JITTER = 0.5
 WINDOW_DELAY = 15.0  # the windowed sequence opens this long after the run starts
 FAULTS = ("kill9", "sigterm", "broker_restart", "pg_terminate", "pg_restart", "garbage")
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -166,7 +172,11 @@ class Fleet:
 
 
 SCHEMA = """
-    INSERT INTO senders (email, name) SELECT 's' || i || '@acme.test', 'Sender ' || i
+    -- Senders 1-2 take the one-call claim; 3-4 are paced (caps they never reach), so their
+    -- messages are booked in the ledger under the sender's lock, as most real senders are.
+    INSERT INTO senders (email, name, hourly_limit, daily_limit, daily_new_limit)
+    SELECT 's' || i || '@acme.test', 'Sender ' || i, CASE WHEN i > 2 THEN 1000000 END,
+           CASE WHEN i > 2 THEN 10000000 END, CASE WHEN i > 2 THEN 10000000 END
     FROM generate_series(1, 4) i;
     INSERT INTO senders (email, name, min_gap_seconds) VALUES ('paced@acme.test', 'Paced', {gap});
     INSERT INTO sequences (name) VALUES ('three steps');
@@ -297,9 +307,7 @@ async def run(config: Config) -> Report:
         while time.monotonic() < fault_deadline:
             now = time.monotonic()
             if now >= next_batch:
-                report.leads += await _retrying(
-                    lambda b=batch: _load(pool, b, config.leads_per_batch)
-                )
+                report.leads += await _retrying(partial(_load, pool, batch, config.leads_per_batch))
                 batch += 1
                 next_batch = now + config.batch_every
             if now >= next_fault:
@@ -353,7 +361,7 @@ async def run(config: Config) -> Report:
     return report
 
 
-async def _retrying(make):  # type: ignore[no-untyped-def]
+async def _retrying(make: Callable[[], Awaitable[T]]) -> T:
     """The harness's own writes ride out the faults it injects."""
     for _ in range(60):
         try:
@@ -437,15 +445,15 @@ async def _check(  # noqa: PLR0917
     if dropped - unknown:
         fail(f"{len(dropped - unknown)} dropped-reply messages not recorded as unknown")
 
-    counts = dict(
-        await pool.fetch(
-            "SELECT status, count(*) FROM leads GROUP BY status",
-        )
-    )
+    counts: dict[str, int] = {
+        r[0]: r[1] for r in await pool.fetch("SELECT status, count(*) FROM leads GROUP BY status")
+    }
     report.db.update({f"leads {k}": v for k, v in counts.items()})
     if set(counts) - {"completed", "stopped", "failed"}:
         fail(f"leads not terminal: {counts}")
-    ev = dict(await pool.fetch("SELECT type, count(*) FROM events GROUP BY type"))
+    ev: dict[str, int] = {
+        r[0]: r[1] for r in await pool.fetch("SELECT type, count(*) FROM events GROUP BY type")
+    }
     if ev.get("sent", 0) != len(sent):
         fail(f"{ev.get('sent', 0)} 'sent' events for {len(sent)} sent deliveries")
     if ev.get("send_ambiguous", 0) != len(unknown):
@@ -477,6 +485,16 @@ async def _check(  # noqa: PLR0917
             report.db[f"paced sender: min gap {label} (ms)"] = round(min(gaps) * 1000)
             if min(gaps) < PACED_GAP - slack:
                 fail(f"paced sender's {label} gap {min(gaps):.3f}s < {PACED_GAP}s")
+    # Every message a paced sender handed over was booked in its ledger first.
+    paced_sent, paced_booked = await pool.fetchrow(
+        """SELECT (SELECT count(*) FROM deliveries d JOIN senders s ON s.id = d.sender_id
+                   WHERE s.paced AND d.status IN ('sent', 'unknown')),
+                  (SELECT count(*) FROM sender_sends)"""
+    ) or (0, 0)
+    report.db["paced senders: sent or unknown"] = paced_sent
+    report.db["paced senders: hand-offs booked"] = paced_booked
+    if paced_booked < paced_sent:
+        fail(f"{paced_sent - paced_booked} paced hand-offs without a booking")
     # Windows: nothing of the windowed sequence before it opened.
     early = [c for c in copies if c.rcpt.startswith("w") and c.at < opens.timestamp()]
     if early:
@@ -490,7 +508,7 @@ async def _check(  # noqa: PLR0917
         dq = await ch.declare_queue(names.dead_queue, passive=True)
         left, report.dead_letters = (
             q.declaration_result.message_count,
-            (dq.declaration_result.message_count),
+            dq.declaration_result.message_count or 0,
         )
     finally:
         await conn.close()

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from broker.topology import Names, Topology, connect, declare
 from core.gate import AmbiguousPolicy
-from db.pool import create_pool
+from db.pool import Conn, create_pool
 from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
@@ -31,7 +31,7 @@ ONE_STEP = """
 """
 
 
-async def nested_plans(conn: asyncpg.Connection, call: Callable[[], Awaitable[object]]) -> str:
+async def nested_plans(conn: Conn, call: Callable[[], Awaitable[object]]) -> str:
     """Run `call()` on `conn` and return the plan of every statement it ran, nested ones
     (inside database functions) included, as auto_explain prints them."""
     notices: list[str] = []

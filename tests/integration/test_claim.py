@@ -20,6 +20,7 @@ from core import gate
 from core.gate import AmbiguousPolicy
 from core.schemas import SendJob
 from db import deliveries
+from db.pool import Conn
 from db.queries import query
 from tests.integration.helpers import claim_all, nested_plans
 from worker.claim import Incoming
@@ -178,7 +179,7 @@ async def test_the_one_call_claim_stays_on_key_lookups_as_the_tables_grow(
     ids = list(range(1, n + 1))
     claim = query("deliveries", "claim_sends")
 
-    async def call(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    async def call(conn: Conn) -> list[asyncpg.Record]:
         return await conn.fetch(
             claim, ids, [1] * n, [1] * n, [1] * n, [f"<{i}@a>" for i in ids], ["s"] * n, ids,
             [uuid.uuid4() for _ in ids], [None] * n, NOW, 300.0,

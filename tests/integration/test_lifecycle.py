@@ -23,7 +23,7 @@ SCHEDULER = {Move.QUEUE: Status.QUEUED, Move.WAIT: Status.ACTIVE, Move.SKIP_STEP
 async def _carry_out(conn: asyncpg.Connection, move: Move | str) -> Move:
     """Run the daemons' statement for `move` on lead 1; the machine's move it was."""
     step = await conn.fetchval("SELECT current_step FROM leads WHERE id = 1")
-    if move in SCHEDULER:
+    if isinstance(move, Move) and move in SCHEDULER:
         async with conn.transaction():
             if await conn.fetch(query("leads", "claim_due_ids"), LATER, 1):
                 await conn.execute(

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 import yaml
 
-from db.migrate import discover, migrate
+from db.migrate import MIGRATIONS_DIR, discover, migrate
+from tests.conftest import _admin, db_url
 
 ROOT = Path(__file__).resolve().parents[2]
 DAEMONS = {"scheduler", "pump", "worker"}
@@ -106,8 +109,8 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 async def test_migrate_twice_and_concurrently_is_a_no_op(database: str) -> None:
     # `database` is already migrated (cloned from the template): nothing left to apply.
-    results = await asyncio.gather(migrate(database), migrate(database))
-    assert results == [[], []]
+    first, second = await asyncio.gather(migrate(database), migrate(database))
+    assert (first, second) == ([], [])
     conn = await asyncpg.connect(database)
     try:
         versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")]
@@ -124,3 +127,43 @@ async def test_concurrent_migrations_on_an_empty_database(database: str) -> None
         await conn.close()
     a, b = await asyncio.gather(migrate(database), migrate(database))
     assert sorted([a, b], key=len) == [[], [m.version for m in discover()]]
+
+
+def _schema(url: str) -> str:
+    """The schema and every function's definition, as pg_dump writes them."""
+    proc = subprocess.run(
+        ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    skip = ("--", "\\restrict", "\\unrestrict")  # comments, and a random key per dump
+    return "\n".join(ln for ln in proc.stdout.splitlines() if not ln.startswith(skip))
+
+
+async def test_an_upgraded_database_is_the_same_as_a_fresh_one(tmp_path: Path) -> None:
+    """Migrated up to the release before functions moved out of migrations (0004), then to
+    now, a database has exactly the schema and function definitions of a fresh one."""
+    old = tmp_path / "migrations"
+    old.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("000[1-4]_*.sql")):
+        shutil.copy(path, old)
+    names = [f"es_fresh_{uuid.uuid4().hex[:8]}", f"es_upgraded_{uuid.uuid4().hex[:8]}"]
+    for name in names:
+        await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        fresh, upgraded = (db_url(n) for n in names)
+        await migrate(fresh)
+        await migrate(upgraded, old, tmp_path / "none")
+        conn = await asyncpg.connect(upgraded)
+        try:  # some data the upgrade has to carry
+            await conn.execute("""INSERT INTO senders (email) VALUES ('s@acme.test');
+                INSERT INTO sequences (name) VALUES ('S')""")
+        finally:
+            await conn.close()
+        await migrate(upgraded)
+        assert _schema(upgraded) == _schema(fresh)
+    finally:
+        for name in names:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

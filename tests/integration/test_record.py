@@ -10,6 +10,7 @@ import asyncpg
 from core.schemas import SendJob
 from db import deliveries
 from db.deliveries import Finished
+from db.events import Event
 from db.queries import query
 from tests.integration.helpers import claim_all, load_one_step, nested_plans, pipeline, settings_env
 from tests.smtp_server import SmtpServer
@@ -54,22 +55,22 @@ async def test_a_batch_records_each_outcome_and_returns_the_events_it_wrote(
     at = now + timedelta(hours=1)
     assert done == [
         [
-            deliveries.Event(
+            Event(
                 ann.lead_id,
                 1,
                 "send_ambiguous",
                 {"message_id": ann.message_id, "error": "x" * 500, "attempts": 1},
             ),
-            deliveries.Event(ann.lead_id, 1, "completed", {}),
+            Event(ann.lead_id, 1, "completed", {}),
         ],
         [
-            deliveries.Event(
+            Event(
                 bob.lead_id,
                 1,
                 "sent",
                 {"message_id": bob.message_id, "smtp_code": 250, "attempts": 1},
             ),
-            deliveries.Event(bob.lead_id, 2, "scheduled", {"next_run_at": at.isoformat()}),
+            Event(bob.lead_id, 2, "scheduled", {"next_run_at": at.isoformat()}),
         ],
         None,
     ]

@@ -66,13 +66,14 @@ async def test_lead_receives_both_steps(
     assert second["Subject"] == "Re: Hi Bob"
     assert second["In-Reply-To"] == first["Message-ID"]
     lead = await pool.fetchrow("SELECT status, current_step FROM leads")
+    assert lead is not None
     assert dict(lead) == {"status": "completed", "current_step": 2}
     rows = await pool.fetch("SELECT step, status FROM deliveries ORDER BY step")
     assert [tuple(r) for r in rows] == [(1, "sent"), (2, "sent")]
 
 
 async def _lead_not_queued(pool: asyncpg.Pool) -> bool:
-    return await pool.fetchval("SELECT status FROM leads") != "queued"
+    return bool(await pool.fetchval("SELECT status FROM leads") != "queued")
 
 
 async def test_a_long_thread_with_a_long_subject_reaches_the_end(

@@ -122,11 +122,11 @@ async def _queue_empty(p) -> bool:  # type: ignore[no-untyped-def]
 
 
 async def _count(pool: asyncpg.Pool, event: str, n: int) -> bool:
-    return await pool.fetchval("SELECT count(*) FROM events WHERE type = $1", event) == n
+    return bool(await pool.fetchval("SELECT count(*) FROM events WHERE type = $1", event) == n)
 
 
 async def _all_terminal(pool: asyncpg.Pool) -> bool:
-    return (
+    return bool(
         await pool.fetchval(
             "SELECT count(*) FROM leads WHERE status NOT IN ('completed','stopped','failed')"
         )

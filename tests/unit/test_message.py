@@ -22,7 +22,7 @@ from core.message import (
 )
 
 hostile = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=300
+    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=300
 ) | st.sampled_from(
     [
         "x\r\nBcc: evil@x.test",
@@ -152,7 +152,7 @@ def _assert_folded(data: bytes) -> None:
             assert len(word) <= 75, word
 
 
-any_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)))
+any_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]))
 domains = st.from_regex(r"\A[a-z0-9]{1,60}(\.[a-z0-9]{1,60}){0,3}\.test\Z", fullmatch=True)
 
 

@@ -114,8 +114,8 @@ def test_empty_values_count_as_unset() -> None:
             env
             | {"SMTP_USERNAME": "", "SMTP_HOST": "relay.example.com", "AMQP_URL": "amqp://g:g@h/"}
         )
-        assert SchedulerSettings().unsubscribe_url is None  # type: ignore[call-arg]
-        worker = WorkerSettings()  # type: ignore[call-arg]
+        assert SchedulerSettings().unsubscribe_url is None
+        worker = WorkerSettings()
         assert worker.smtp_username is None  # so no AUTH, and no refusal for plain text
     finally:
         os.environ.clear()
