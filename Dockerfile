@@ -20,6 +20,7 @@ COPY broker ./broker
 COPY scheduler ./scheduler
 COPY pump ./pump
 COPY worker ./worker
+COPY ops ./ops
 COPY migrations ./migrations
 USER app
 # Override per service: python -m scheduler | pump | worker | db migrate | db seed-demo

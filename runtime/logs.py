@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -33,11 +33,14 @@ def scrub_credentials(
     return {k: _scrub(v) for k, v in event.items()}
 
 
-def configure(service: str, level: str = "INFO", fmt: LogFormat = LogFormat.JSON) -> None:
-    """Configure structlog for `service`; safe to call again (tests do)."""
+def configure(
+    service: str, level: str = "INFO", fmt: LogFormat = LogFormat.JSON, stream: TextIO | None = None
+) -> None:
+    """Configure structlog for `service` (lines to stdout, or `stream`); safe to call again."""
+    out = stream or sys.stdout
     renderer: Any
     if fmt is LogFormat.CONSOLE:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
     else:
         renderer = structlog.processors.JSONRenderer(serializer=json.dumps, default=str)
     shared: list[Any] = [
@@ -48,13 +51,13 @@ def configure(service: str, level: str = "INFO", fmt: LogFormat = LogFormat.JSON
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, scrub_credentials, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(service=service)
     # Warnings and up from libraries, rendered like our own lines.
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],

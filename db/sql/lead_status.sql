@@ -54,3 +54,36 @@ WHERE id = $1 AND status IN ('queued', 'active') AND current_step = $2
 -- name: advance_leads
 SELECT id, status, current_step, next_run_at
 FROM advance_leads($1::bigint[], $2::int[], $3::timestamptz)
+
+-- name: operator_stop
+-- Move stop, by an operator: any live lead.
+UPDATE leads SET status = 'stopped', updated_at = $2::timestamptz
+WHERE id = ANY($1::bigint[]) AND status IN ('active', 'queued', 'paused')
+RETURNING id, current_step
+
+-- name: operator_pause
+-- Move pause: a waiting or queued lead (a message in flight for it is then dropped).
+UPDATE leads SET status = 'paused', updated_at = $2::timestamptz
+WHERE id = ANY($1::bigint[]) AND status IN ('active', 'queued')
+RETURNING id, current_step
+
+-- name: operator_resume
+-- Move resume: due at once, or when it was due if that is later.
+UPDATE leads SET status = 'active', next_run_at = greatest(next_run_at, $2::timestamptz),
+                 updated_at = $2::timestamptz
+WHERE id = ANY($1::bigint[]) AND status = 'paused'
+RETURNING id, current_step
+
+-- name: operator_retry
+-- Move retry: a failed lead's current step becomes sendable again, with its attempts anew
+-- (a failed delivery goes back to deferred, keeping its Message-ID).
+WITH retried AS (
+    UPDATE leads SET status = 'active', next_run_at = $2::timestamptz, updated_at = $2::timestamptz
+    WHERE id = ANY($1::bigint[]) AND status = 'failed'
+    RETURNING id, current_step
+), reset AS (
+    UPDATE deliveries d SET status = 'deferred', attempts = 0, error = NULL, smtp_code = NULL,
+                            updated_at = $2::timestamptz
+    FROM retried r WHERE d.lead_id = r.id AND d.step = r.current_step AND d.status = 'failed'
+)
+SELECT id, current_step FROM retried

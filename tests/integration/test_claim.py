@@ -68,21 +68,7 @@ def _job(lead_id: int, case: Case) -> SendJob:
 
 
 def _gate_sends(job: SendJob, case: Case) -> bool:
-    lead = gate.LeadState(
-        status=case.lead_status,
-        current_step=1 if case.on_step else 2,
-        attempt=1 if case.on_attempt else 2,
-        sequence_status="active" if case.sequence_active else "paused",
-        suppressed=case.suppressed,
-    )
-    delivery = None
-    if case.delivery is not None:
-        status = case.delivery.split("_")[0]
-        lease = NOW + timedelta(minutes=5 if case.delivery == "sending_live" else -5)
-        delivery = gate.DeliveryState(status, lease if status == "sending" else None)
-    decision = gate.decide(
-        job, lead, delivery, now=NOW, redelivered=False, policy=AmbiguousPolicy.SKIP
-    )
+    decision = _decision(job, case, sender_exists=case.sender_id != 99)
     return decision == gate.Send(reclaim=False) and SENDERS[case.sender_id]
 
 

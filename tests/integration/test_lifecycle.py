@@ -16,7 +16,15 @@ from db.queries import query
 
 LATER = datetime(2100, 1, 1, tzinfo=UTC)
 ADVANCE = "advance"  # sent or sent_last, as the lead's steps say
-DB_MOVES = [Move.QUEUE, Move.WAIT, Move.SKIP_STEP, Move.FAIL, Move.STOP, Move.REQUEUE, ADVANCE]
+OPERATOR = {
+    Move.PAUSE: "operator_pause",
+    Move.RESUME: "operator_resume",
+    Move.RETRY: "operator_retry",
+}
+DB_MOVES = [
+    Move.QUEUE, Move.WAIT, Move.SKIP_STEP, Move.FAIL, Move.STOP, Move.REQUEUE, ADVANCE,
+    Move.PAUSE, Move.RESUME, Move.RETRY, "operator_stop",
+]  # fmt: skip
 SCHEDULER = {Move.QUEUE: Status.QUEUED, Move.WAIT: Status.ACTIVE, Move.SKIP_STEP: Status.COMPLETED}
 
 
@@ -31,6 +39,12 @@ async def _carry_out(conn: asyncpg.Connection, move: Move | str) -> Move:
                     [1], [SCHEDULER[move]], [None], [1 if move is Move.QUEUE else 0], LATER,
                 )  # fmt: skip
         return Move(move)
+    if move == "operator_stop":
+        await conn.fetch(query("lead_status", "operator_stop"), [1], LATER)
+        return Move.STOP
+    if isinstance(move, Move) and move in OPERATOR:
+        await conn.fetch(query("lead_status", OPERATOR[move]), [1], LATER)
+        return move
     if move is Move.FAIL:
         await conn.execute(query("lead_status", "end_lead"), 1, step, "failed", LATER)
     elif move is Move.STOP:

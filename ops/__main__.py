@@ -1,0 +1,220 @@
+"""`python -m ops`: the operator's commands. Exit 0 done, 1 failed, 2 usage or settings,
+3 partly done. `--json` prints data as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from core.clock import utcnow
+from db.migrate import latest_version
+from db.pool import Conn, create_pool
+from ops import actions, leads, sequences, suppressions, tokens
+from runtime import health, logs
+from runtime.settings import CommonSettings, load_or_exit
+from runtime.startup import StartupError, check_schema
+
+ACTOR = "cli"
+SERVICES = ("scheduler", "pump", "worker", "inbox", "api")
+
+
+class Failed(Exception):
+    """The command could not do what it was asked; the message says why (exit 1)."""
+
+
+class Partly(Exception):
+    """Some of what was asked was done, some not (exit 3)."""
+
+
+def _print(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, default=str, indent=2) if args.json else text)
+
+
+async def _lead_show(conn: Conn, args: argparse.Namespace) -> None:
+    (key,) = args.leads
+    found = await leads.find(conn, key)
+    if not found:
+        raise Failed(f"no lead {key!r}")
+    views = [await leads.show(conn, i) for i in found]
+    if args.json:
+        _print(args, [asdict(v) for v in views], "")
+        return
+    for v in views:
+        lead = v.lead
+        print(
+            f"lead {lead['id']} <{lead['email']}>: {lead['status']} at step "
+            f"{lead['current_step']}, next run {lead['next_run_at']}"
+        )
+        print(f"  sequence {lead['sequence_id']} {lead['sequence']!r}, sender {lead['sender']}")
+        for d in v.deliveries:
+            print(
+                f"  step {d['step']}: {d['status']} after {d['attempts']} attempt(s)"
+                f" {d['message_id']} {d['error'] or ''}".rstrip()
+            )
+        for e in v.events:
+            print(f"  {e['at']:%Y-%m-%d %H:%M:%S} step {e['step']} {e['type']} {e['data']}")
+
+
+async def _lead_act(conn: Conn, args: argparse.Namespace) -> None:
+    ids = []
+    for key in args.leads:
+        found = await leads.find(conn, key)
+        if not found:
+            raise Failed(f"no lead {key!r}")
+        ids += found
+    done = await actions.act(conn, actions.Action(args.action), ids, actor=ACTOR, now=utcnow())
+    lines = [
+        f"lead {o.lead_id}: {args.action} {'done' if o.changed else 'not possible'}"
+        f" (was {o.status_before})"
+        for o in done
+    ]
+    _print(args, [asdict(o) for o in done], "\n".join(lines))
+    changed = sum(o.changed for o in done)
+    if changed == 0:
+        raise Failed(f"no lead could {args.action}")
+    if changed < len(done):
+        raise Partly(f"{len(done) - changed} of {len(done)} leads could not {args.action}")
+
+
+async def _sequence(conn: Conn, args: argparse.Namespace) -> None:
+    status = "paused" if args.action == "pause" else "active"
+    try:
+        changed = await sequences.set_status(conn, args.name, status, actor=ACTOR, now=utcnow())
+    except leads.NotFound as exc:
+        raise Failed(str(exc)) from None
+    print(f"sequence {args.name!r}: {status}" + ("" if changed else " already"))
+
+
+async def _suppress(conn: Conn, args: argparse.Namespace) -> None:
+    try:
+        if args.action == "list":
+            rows = await suppressions.listing(conn, limit=args.limit)
+            _print(
+                args,
+                [asdict(r) for r in rows],
+                "\n".join(f"{r.email}\t{r.reason}\t{r.created_at:%Y-%m-%d}" for r in rows),
+            )
+        elif args.entry is None:
+            raise Failed(f"suppress {args.action} needs an ADDRESS or *@DOMAIN")
+        elif args.action == "add":
+            added, stopped = await suppressions.add(conn, args.entry)
+            print(
+                f"{args.entry}: {'suppressed' if added else 'already suppressed'},"
+                f" {stopped} lead(s) stopped"
+            )
+        elif await suppressions.remove(conn, args.entry):
+            print(f"{args.entry}: no longer suppressed")
+        else:
+            raise Failed(f"{args.entry} was not suppressed")
+    except suppressions.InvalidEntry as exc:
+        raise Failed(str(exc)) from None
+
+
+async def _token(conn: Conn, args: argparse.Namespace) -> None:
+    if args.action == "create":
+        try:
+            token = await tokens.create(conn, args.name)
+        except tokens.TokenExists as exc:
+            raise Failed(str(exc)) from None
+        print(token)
+        print(f"token {args.name!r} created; shown this once, keep it safe", file=sys.stderr)
+    elif args.action == "revoke":
+        if not await tokens.revoke(conn, args.name, utcnow()):
+            raise Failed(f"no live token named {args.name!r}")
+        print(f"token {args.name!r} revoked")
+    else:
+        rows = await tokens.listing(conn)
+        _print(
+            args,
+            [asdict(r) for r in rows],
+            "\n".join(
+                f"{r.name}\tcreated {r.created_at:%Y-%m-%d}\t"
+                + (f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "live")
+                for r in rows
+            ),
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def cmd(name: str, **kw: Any) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, **kw)
+        c.add_argument("--json", action="store_true", help="print data as JSON")
+        return c
+
+    lead = cmd("lead", help="show a lead, or retry, stop, pause, resume leads")
+    lead.add_argument("action", choices=["show", *[a.value for a in actions.Action]])
+    lead.add_argument("leads", nargs="+", metavar="ID|EMAIL")
+    seq = cmd("sequence", help="pause or resume a sequence")
+    seq.add_argument("action", choices=["pause", "resume"])
+    seq.add_argument("name")
+    sup = cmd("suppress", help="add, remove or list suppressions")
+    sup.add_argument("action", choices=["add", "remove", "list"])
+    sup.add_argument("entry", nargs="?", metavar="ADDRESS|*@DOMAIN")
+    sup.add_argument("--limit", type=int, default=1000)
+    tok = cmd("token", help="create, revoke or list API tokens")
+    tok.add_argument("action", choices=["create", "revoke", "list"])
+    tok.add_argument("name", nargs="?")
+    hl = cmd("health", help="is this host's replica of a service alive and making progress?")
+    hl.add_argument("--service", choices=SERVICES, required=True)
+    return p
+
+
+COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
+    "sequence": _sequence,
+    "suppress": _suppress,
+    "token": _token,
+}
+
+
+async def _run(dsn: str, args: argparse.Namespace) -> None:
+    pool = await create_pool(dsn, max_size=1)
+    try:
+        await check_schema(pool, latest_version())
+        async with pool.acquire() as conn:
+            if args.command == "lead":
+                await (_lead_show if args.action == "show" else _lead_act)(conn, args)
+            else:
+                await COMMANDS[args.command](conn, args)
+    finally:
+        await pool.close()
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "health":
+        return health.main(args.service)
+    if args.command == "token" and args.action != "list" and not args.name:
+        print(f"usage: python -m ops token {args.action} NAME", file=sys.stderr)
+        return 2
+    if args.command == "lead" and args.action == "show" and len(args.leads) != 1:
+        print("usage: python -m ops lead show ID|EMAIL", file=sys.stderr)
+        return 2
+    settings = load_or_exit(CommonSettings)
+    logs.configure("ops", "WARNING", settings.log_format, stream=sys.stderr)
+    try:
+        asyncio.run(_run(settings.database_url, args))
+    except Failed as exc:
+        print(f"ops {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Partly as exc:
+        print(f"ops {args.command}: {exc}", file=sys.stderr)
+        return 3
+    except StartupError as exc:
+        print(f"ops {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # one line, not a traceback
+        print(f"ops {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,54 @@
+"""Looking at a lead: its row, its sequence and sender, and its timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from db.pool import Conn
+
+
+class NotFound(LookupError):
+    """No lead (or other thing) by that id or address."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeadView:
+    lead: dict[str, Any]
+    deliveries: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+
+async def find(conn: Conn, key: str) -> list[int]:
+    """Lead ids by id (digits) or by address (every sequence's lead with it)."""
+    if key.isascii() and key.isdigit():
+        found = await conn.fetchval("SELECT id FROM leads WHERE id = $1", int(key))
+        return [] if found is None else [found]
+    rows = await conn.fetch(
+        "SELECT id FROM leads WHERE lower(email) = lower($1) ORDER BY id", key.strip()
+    )
+    return [r["id"] for r in rows]
+
+
+async def show(conn: Conn, lead_id: int) -> LeadView:
+    """The lead with its timeline: deliveries by step, events oldest first."""
+    lead = await conn.fetchrow(
+        """SELECT l.id, l.email, l.first_name, l.last_name, l.company, l.timezone, l.attributes,
+                  l.status, l.current_step, l.attempt, l.next_run_at, l.enrolled_at,
+                  l.last_sent_at, l.sequence_id, s.name AS sequence, l.sender_id,
+                  snd.email AS sender
+           FROM leads l JOIN sequences s ON s.id = l.sequence_id
+           LEFT JOIN senders snd ON snd.id = l.sender_id WHERE l.id = $1""",
+        lead_id,
+    )
+    if lead is None:
+        raise NotFound(f"no lead {lead_id}")
+    deliveries = await conn.fetch(
+        """SELECT step, message_id, status, attempts, sent_at, smtp_code, error
+           FROM deliveries WHERE lead_id = $1 ORDER BY step""",
+        lead_id,
+    )
+    events = await conn.fetch(
+        "SELECT id, step, type, at, data FROM events WHERE lead_id = $1 ORDER BY id", lead_id
+    )
+    return LeadView(dict(lead), [dict(r) for r in deliveries], [dict(r) for r in events])

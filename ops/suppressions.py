@@ -1,0 +1,62 @@
+"""Suppressions: addresses (and, only here, whole domains) that are never sent to."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from db.pool import Conn
+
+_ENTRY = re.compile(r"^(?:[^@\s*]+|\*)@[^@\s*]+\.[^@\s*]+$")
+
+
+class InvalidEntry(ValueError):
+    """Not an address nor `*@domain`."""
+
+
+def check(entry: str) -> str:
+    """The entry in the form it is stored (lower case), or InvalidEntry."""
+    value = entry.strip().lower()
+    if not _ENTRY.match(value):
+        raise InvalidEntry(f"not an email address nor *@domain: {entry!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    email: str
+    reason: str
+    created_at: datetime
+
+
+async def add(conn: Conn, entry: str, reason: str = "manual") -> tuple[bool, int]:
+    """Suppress an address (stopping its live leads) or a domain; (added, leads stopped)."""
+    value = check(entry)
+    added = await conn.fetchval(
+        "INSERT INTO suppressions (email, reason) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING"
+        " RETURNING true",
+        value,
+        reason,
+    )
+    stopped = 0
+    if not value.startswith("*@"):
+        stopped = await conn.fetchval("SELECT stop_leads($1, 'suppressed')", value)
+    return bool(added), stopped
+
+
+async def remove(conn: Conn, entry: str) -> bool:
+    """Lift a suppression; True if there was one (stopped leads stay stopped)."""
+    done: str = await conn.execute("DELETE FROM suppressions WHERE email = $1", check(entry))
+    return done != "DELETE 0"
+
+
+async def listing(conn: Conn, *, limit: int = 1000, after: str = "") -> list[Suppression]:
+    """Suppressions in address order, `limit` after `after` (a cursor)."""
+    rows = await conn.fetch(
+        """SELECT email, reason, created_at FROM suppressions
+           WHERE email > $1 ORDER BY email LIMIT $2""",
+        after,
+        limit,
+    )
+    return [Suppression(r["email"], r["reason"], r["created_at"]) for r in rows]
