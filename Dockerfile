@@ -21,6 +21,7 @@ COPY scheduler ./scheduler
 COPY pump ./pump
 COPY worker ./worker
 COPY ops ./ops
+COPY api ./api
 COPY migrations ./migrations
 USER app
 # Override per service: python -m scheduler | pump | worker | db migrate | db seed-demo

@@ -52,3 +52,34 @@ async def show(conn: Conn, lead_id: int) -> LeadView:
         "SELECT id, step, type, at, data FROM events WHERE lead_id = $1 ORDER BY id", lead_id
     )
     return LeadView(dict(lead), [dict(r) for r in deliveries], [dict(r) for r in events])
+
+
+LIST_FIELDS = (
+    "id, email, first_name, last_name, company, status, current_step, next_run_at, "
+    "sequence_id, sender_id, enrolled_at"
+)
+
+
+async def listing(
+    conn: Conn,
+    *,
+    status: str | None = None,
+    sequence_id: int | None = None,
+    email: str | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Leads in id order after `after` (a cursor), filtered by status, sequence, address."""
+    rows = await conn.fetch(
+        f"""SELECT {LIST_FIELDS} FROM leads
+            WHERE id > $1 AND ($2::text IS NULL OR status = $2)
+              AND ($3::bigint IS NULL OR sequence_id = $3)
+              AND ($4::text IS NULL OR lower(email) = lower($4))
+            ORDER BY id LIMIT $5""",
+        after,
+        status,
+        sequence_id,
+        email,
+        limit,
+    )
+    return [dict(r) for r in rows]

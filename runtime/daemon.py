@@ -13,7 +13,7 @@ from typing import TypeVar
 import structlog
 
 from runtime import health, logs
-from runtime.settings import CommonSettings, load_or_exit, unknown_variables
+from runtime.settings import CommonSettings, HealthSettings, load_or_exit, unknown_variables
 from runtime.startup import StartupError
 
 log = structlog.get_logger()
@@ -38,7 +38,7 @@ def main(
     if argv == ["--health"]:
         return health.main(service)
     settings = start(service, cls)
-    heartbeat = health.Heartbeat(service, health.HealthSettings())
+    heartbeat = health.Heartbeat(service, HealthSettings())
     body = build(settings, heartbeat)
 
     async def beating(stop: asyncio.Event) -> None:

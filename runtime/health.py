@@ -18,19 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runtime.settings import HealthSettings
 
 log = structlog.get_logger()
-
-
-class HealthSettings(BaseSettings):
-    """Where heartbeats are written and how old the last progress may be."""
-
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
-
-    health_dir: Path = Path("/tmp/email-scheduler")  # noqa: S108 - one directory per host
-    health_max_age_seconds: float = Field(default=60.0, gt=0)
 
 
 def _file(directory: Path, service: str, pid: int) -> Path:

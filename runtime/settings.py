@@ -113,6 +113,15 @@ class SchedulerSettings(CommonSettings):
         return v
 
 
+class ApiSettings(CommonSettings):
+    """The HTTP service (`python -m api`)."""
+
+    api_host: str = "0.0.0.0"  # noqa: S104 - a service, reached through compose's ports
+    api_port: int = Field(default=8080, ge=1, le=65535)
+    # Verifies one-click unsubscribe tokens (the scheduler's key).
+    unsubscribe_secret: SecretStr = SecretStr("")
+
+
 class PumpSettings(BrokerSettings):
     pump_batch_size: int = Field(default=500, ge=1, le=10_000)
     pump_poll_seconds: float = Field(default=5.0, gt=0)
@@ -174,6 +183,15 @@ class WorkerSettings(BrokerSettings):
         return self.worker_prefetch or 4 * self.worker_concurrency
 
 
+class HealthSettings(BaseSettings):
+    """Where heartbeats are written and how old the last progress may be."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", env_ignore_empty=True)
+
+    health_dir: Path = Path("/tmp/email-scheduler")  # noqa: S108 - one directory per host
+    health_max_age_seconds: float = Field(default=60.0, gt=0)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -188,6 +206,7 @@ S = TypeVar("S", bound=BaseSettings)
 # Variables starting with one of these are ours; one we do not know is most likely a typo.
 PREFIXES = (
     "AMBIGUOUS_",
+    "API_",
     "AMQP_",
     "DATABASE_",
     "DB_",
@@ -214,7 +233,7 @@ PREFIXES = (
 def known_variables() -> set[str]:
     """Every variable some process of this project reads."""
     names: set[str] = set()
-    todo: list[type[BaseSettings]] = [CommonSettings]
+    todo: list[type[BaseSettings]] = [CommonSettings, HealthSettings]
     while todo:
         cls = todo.pop()
         names.update(f.upper() for f in cls.model_fields)

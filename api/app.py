@@ -1,0 +1,300 @@
+"""The FastAPI application: routes, bearer authentication, the database pool."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import html
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from api import models, problems
+from api.problems import Problem
+from core.clock import utcnow
+from core.lifecycle import Status
+from core.unsubscribe import InvalidToken
+from db.migrate import latest_version
+from db.pool import create_pool
+from db.stops import apply_unsubscribe_token
+from ops import actions, leads, stops, suppressions, tokens
+from runtime.daemon import every
+from runtime.health import Heartbeat
+from runtime.settings import ApiSettings
+from runtime.startup import check_schema
+
+log = structlog.get_logger()
+
+BigId = Annotated[int, Path(gt=0, le=2**63 - 1)]
+# A checked token is trusted this long before the database is asked again (revocation takes
+# effect within it; `last_used_at` is written at most this often per token and process).
+TOKEN_CACHE_SECONDS = 10.0
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(_pool)]
+
+
+class _Tokens:
+    def __init__(self) -> None:
+        self.seen: dict[bytes, tuple[str, float]] = {}
+
+    async def actor(self, pool: asyncpg.Pool, token: str) -> str | None:
+        key = hashlib.sha256(token.encode()).digest()
+        hit = self.seen.get(key)
+        if hit is not None and time.monotonic() - hit[1] < TOKEN_CACHE_SECONDS:
+            return hit[0]
+        async with pool.acquire() as conn:
+            name = await tokens.authenticate(conn, token, utcnow())
+        if name is None:
+            self.seen.pop(key, None)
+            return None
+        self.seen[key] = (name, time.monotonic())
+        return name
+
+
+def _quietly(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        try:
+            await fn()
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("database_check_failed", error=str(exc))
+
+    return run
+
+
+async def _actor(
+    request: Request,
+    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+) -> str:
+    """The name of the caller's token; 401 without a live one."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
+    known: _Tokens = request.app.state.tokens
+    name = await known.actor(_pool(request), token.strip())
+    if name is None:
+        raise Problem(401, "Unauthorized", "the token is unknown or revoked")
+    structlog.contextvars.bind_contextvars(actor=name)
+    return name
+
+
+Actor = Annotated[str, Depends(_actor)]
+
+
+def _cursor(value: int | str | None) -> str | None:
+    if value is None:
+        return None
+    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str | None) -> str:
+    if not cursor:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except ValueError:
+        raise Problem(422, "Invalid request", "cursor: not a cursor this API gave") from None
+
+
+def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> FastAPI:
+    """The application for `settings`; the pool opens and closes with it. Its progress
+    (the event loop turns and the database answers) goes to `heartbeat`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = pool = await create_pool(
+            settings.database_url, max_size=settings.db_pool_size
+        )
+        stop = asyncio.Event()
+
+        async def check() -> None:
+            async with pool.acquire() as conn:
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
+            if heartbeat is not None:
+                heartbeat.beat()
+
+        try:
+            await check_schema(pool, latest_version())
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(every(2.0, stop, _quietly(check)))
+                try:
+                    yield
+                finally:
+                    stop.set()
+        finally:
+            await pool.close()
+
+    app = FastAPI(
+        title="Email Scheduler",
+        summary="Multi-step email sequences: leads, sequences, senders, suppressions, status.",
+        version="1",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    problems.install(app)
+    app.state.tokens = _Tokens()
+
+    v1 = APIRouter(prefix="/api/v1")
+
+    @v1.get("/leads", response_model=models.LeadPage, tags=["leads"])
+    async def list_leads(
+        pool: Pool,
+        _who: Actor,
+        *,
+        status: Status | None = None,
+        sequence: Annotated[int | None, Query(gt=0, le=2**63 - 1)] = None,
+        email: Annotated[str | None, Query(max_length=254)] = None,
+        cursor: Annotated[str | None, Query(max_length=40)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        after = _uncursor(cursor)
+        if after and not (after.isascii() and after.isdigit()):
+            raise Problem(422, "Invalid request", "cursor: not a cursor this API gave")
+        async with pool.acquire() as conn:
+            items = await leads.listing(
+                conn,
+                status=status,
+                sequence_id=sequence,
+                email=email,
+                after=int(after or 0),
+                limit=limit,
+            )
+        more = len(items) == limit
+        return {"items": items, "next_cursor": _cursor(items[-1]["id"]) if more else None}
+
+    @v1.get("/leads/{lead_id}", response_model=models.LeadDetail, tags=["leads"])
+    async def get_lead(pool: Pool, _who: Actor, lead_id: BigId) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            try:
+                view = await leads.show(conn, lead_id)
+            except leads.NotFound as exc:
+                raise Problem(404, "Not found", str(exc)) from None
+        return {"lead": view.lead, "deliveries": view.deliveries, "events": view.events}
+
+    @v1.post("/leads/{lead_id}/{action}", response_model=models.ActionResult, tags=["leads"])
+    async def act_on_lead(
+        pool: Pool, who: Actor, lead_id: BigId, action: actions.Action
+    ) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            (done,) = await actions.act(conn, action, [lead_id], actor=who, now=utcnow())
+        if done.status_before is None:
+            raise Problem(404, "Not found", f"no lead {lead_id}")
+        if not done.changed:
+            raise Problem(409, "Conflict", f"a lead that is {done.status_before} cannot {action}")
+        return {"lead_id": lead_id, "action": action, "changed": True,
+                "status_before": done.status_before}  # fmt: skip
+
+    @v1.get("/suppressions", response_model=models.SuppressionPage, tags=["suppressions"])
+    async def list_suppressions(
+        pool: Pool,
+        _who: Actor,
+        cursor: Annotated[str | None, Query(max_length=400)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            rows = await suppressions.listing(conn, limit=limit, after=_uncursor(cursor))
+        return {
+            "items": [
+                {"email": r.email, "reason": r.reason, "created_at": r.created_at} for r in rows
+            ],
+            "next_cursor": _cursor(rows[-1].email) if len(rows) == limit else None,
+        }
+
+    @v1.post("/suppressions", response_model=models.SuppressionAdded, tags=["suppressions"])
+    async def add_suppression(
+        pool: Pool, _who: Actor, body: models.SuppressionIn
+    ) -> dict[str, Any]:
+        try:
+            async with pool.acquire() as conn:
+                added, stopped = await suppressions.add(conn, body.email, body.reason)
+        except suppressions.InvalidEntry as exc:
+            raise Problem(422, "Invalid request", f"email: {exc}") from None
+        return {"email": suppressions.check(body.email), "added": added, "stopped": stopped}
+
+    @v1.delete("/suppressions/{entry}", status_code=204, tags=["suppressions"])
+    async def remove_suppression(
+        pool: Pool, _who: Actor, entry: Annotated[str, Path(max_length=254)]
+    ) -> None:
+        try:
+            async with pool.acquire() as conn:
+                if not await suppressions.remove(conn, entry):
+                    raise Problem(404, "Not found", f"{entry!r} is not suppressed")
+        except suppressions.InvalidEntry as exc:
+            raise Problem(422, "Invalid request", f"entry: {exc}") from None
+
+    async def _stop(pool: asyncpg.Pool, body: models.Address, reply: bool) -> dict[str, Any]:
+        try:
+            async with pool.acquire() as conn:
+                n = await (stops.reply if reply else stops.unsubscribe)(conn, body.email)
+        except ValueError as exc:
+            raise Problem(422, "Invalid request", f"email: {exc}") from None
+        return {"email": body.email.lower(), "stopped": n}
+
+    @v1.post("/replies", response_model=models.Stopped, tags=["stops"])
+    async def reply(pool: Pool, _who: Actor, body: models.Address) -> dict[str, Any]:
+        """The address replied (record_reply): its leads stop."""
+        return await _stop(pool, body, reply=True)
+
+    @v1.post("/unsubscribes", response_model=models.Stopped, tags=["stops"])
+    async def unsubscribe(pool: Pool, _who: Actor, body: models.Address) -> dict[str, Any]:
+        """The address unsubscribed (record_unsubscribe): suppressed, its leads stop."""
+        return await _stop(pool, body, reply=False)
+
+    app.include_router(v1)
+
+    @app.get("/healthz", response_model=models.Health, tags=["service"])
+    async def healthz(pool: Pool) -> JSONResponse:
+        try:
+            async with pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return JSONResponse({"status": f"database unavailable: {exc}"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    secret = settings.unsubscribe_secret.get_secret_value()
+
+    @app.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def unsubscribe_page(token: Annotated[str, Path(max_length=800)]) -> HTMLResponse:
+        # A GET never unsubscribes: mail scanners follow links.
+        quoted = html.escape(token, quote=True)
+        return HTMLResponse(
+            _PAGE.format(
+                body=f'<form method="post" action="/u/{quoted}"><p>Stop receiving these'
+                ' emails?</p><button type="submit">Unsubscribe</button></form>'
+            )
+        )
+
+    @app.post("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def unsubscribe_now(
+        pool: Pool, token: Annotated[str, Path(max_length=800)]
+    ) -> HTMLResponse:
+        """RFC 8058 one-click: applies at once; again is harmless."""
+        try:
+            async with pool.acquire() as conn:
+                await apply_unsubscribe_token(conn, secret, token)
+        except InvalidToken:
+            return HTMLResponse(_PAGE.format(body="<p>This link is not valid.</p>"), 400)
+        except ValueError:  # no secret configured: nothing can be verified
+            return HTMLResponse(_PAGE.format(body="<p>Unsubscribing is not set up.</p>"), 503)
+        return HTMLResponse(_PAGE.format(body="<p>You are unsubscribed.</p>"))
+
+    return app
+
+
+_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1"><title>Unsubscribe</title>
+</head><body><main>{body}</main></body></html>"""

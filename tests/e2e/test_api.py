@@ -1,0 +1,159 @@
+"""The REST API through a real HTTP server (`python -m api` on a free port): bearer tokens,
+problem details, lead actions with the token's name as actor, suppressions, replies,
+one-click unsubscribe (RFC 8058) for good, forged and repeated tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from core.unsubscribe import make_token
+from ops import tokens
+from tests.conftest import wait_for
+from tests.e2e.daemons import Daemons
+
+pytestmark = pytest.mark.e2e
+SECRET = "api-test-secret-of-at-least-32-bytes"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Client:
+    def __init__(self, base: str, token: str | None) -> None:
+        self.base = base
+        self.token = token
+
+    def call(
+        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+    ) -> tuple[int, dict[str, str], Any]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None and raw is None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - our own server
+                text = resp.read().decode()
+                status, headers = resp.status, dict(resp.headers)
+        except urllib.error.HTTPError as err:
+            text = err.read().decode()
+            status, headers = err.code, dict(err.headers)
+        ctype = headers.get("content-type", "")
+        return status, headers, json.loads(text) if "json" in ctype and text else text
+
+
+@pytest.fixture
+async def api(pool: asyncpg.Pool, database: str, tmp_path: Path) -> AsyncIterator[Client]:
+    port = free_port()
+    daemons = Daemons(
+        {
+            "DATABASE_URL": database,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(port),
+            "UNSUBSCRIBE_SECRET": SECRET,
+            "HEALTH_DIR": str(tmp_path / "health"),
+        },
+        tmp_path,
+    )
+    daemons.start("api")
+    async with pool.acquire() as conn:
+        token = await tokens.create(conn, "crm")
+    client = Client(f"http://127.0.0.1:{port}", token)
+
+    def up() -> bool:
+        try:
+            return client.call("GET", "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    try:
+        await wait_for(lambda: asyncio.to_thread(up), timeout=30, interval=0.2)
+        yield client
+    finally:
+        codes = daemons.stop_all()
+    assert codes == {"api#0": 0}, daemons.logs()[-2000:]
+
+
+SETUP = """
+    INSERT INTO senders (email) VALUES ('s@acme.test');
+    INSERT INTO sequences (name) VALUES ('Welcome');
+    INSERT INTO sequence_steps (sequence_id, position, subject, body_text) VALUES (1, 1, 's', 'b');
+    INSERT INTO leads (sequence_id, sender_id, email)
+    SELECT 1, 1, 'l' || i || '@x.test' FROM generate_series(1, 5) i;
+"""
+
+
+async def test_tokens_problems_and_lead_actions(api: Client, pool: asyncpg.Pool) -> None:
+    await pool.execute(SETUP)
+    anonymous = Client(api.base, None)
+    status, headers, body = anonymous.call("GET", "/api/v1/leads")
+    assert status == 401
+    assert headers["content-type"] == "application/problem+json"
+    assert body["status"] == 401
+    assert Client(api.base, "es_forged").call("GET", "/api/v1/leads")[0] == 401
+
+    status, _, page = api.call("GET", "/api/v1/leads?limit=2")
+    assert status == 200
+    assert [x["id"] for x in page["items"]] == [1, 2]
+    _, _, page2 = api.call("GET", f"/api/v1/leads?limit=2&cursor={page['next_cursor']}")
+    assert [x["id"] for x in page2["items"]] == [3, 4]
+    status, _, bad = api.call("GET", "/api/v1/leads?status=sideways")
+    assert (status, bad["detail"].split(":")[0]) == (422, "status")
+
+    assert api.call("POST", "/api/v1/leads/2/pause")[0] == 200
+    status, _, conflict = api.call("POST", "/api/v1/leads/2/pause")
+    assert (status, conflict["title"]) == (409, "Conflict")
+    assert api.call("POST", "/api/v1/leads/999/stop")[0] == 404
+    assert api.call("POST", "/api/v1/leads/2/dance")[0] == 422
+    actor = await pool.fetchval("SELECT data->>'actor' FROM events WHERE type = 'paused'")
+    assert actor == "crm"
+    status, _, detail = api.call("GET", "/api/v1/leads/2")
+    assert (status, detail["lead"]["status"]) == (200, "paused")
+    assert [e["type"] for e in detail["events"]] == ["paused"]
+
+    status, _, added = api.call("POST", "/api/v1/suppressions", {"email": "L3@x.test"})
+    assert (status, added) == (200, {"email": "l3@x.test", "added": True, "stopped": 1})
+    status, _, problem = api.call("POST", "/api/v1/suppressions", {"email": "no way"})
+    assert (status, problem["detail"].startswith("email:")) == (422, True)
+    assert api.call("POST", "/api/v1/replies", {"email": "l4@x.test"})[2]["stopped"] == 1
+    assert api.call("POST", "/api/v1/replies", {"email": "*@x.test"})[0] == 422
+    assert api.call("POST", "/api/v1/replies", raw=b"{not json")[0] == 422
+    assert api.call("DELETE", "/api/v1/suppressions/l3@x.test")[0] == 204
+    assert api.call("DELETE", "/api/v1/suppressions/l3@x.test")[0] == 404
+
+    await pool.execute("UPDATE api_tokens SET revoked_at = now()")
+    await asyncio.sleep(11)  # the API trusts a checked token for 10 s
+    assert api.call("GET", "/api/v1/leads")[0] == 401
+
+
+async def test_one_click_unsubscribe(api: Client, pool: asyncpg.Pool) -> None:
+    await pool.execute(SETUP)
+    token = make_token(SECRET, 1)
+    status, _, page = api.call("GET", f"/u/{token}")
+    assert status == 200
+    assert 'method="post"' in page
+    assert await pool.fetchval("SELECT count(*) FROM suppressions") == 0  # a GET changes nothing
+    one_click = b"List-Unsubscribe=One-Click"
+    assert api.call("POST", f"/u/{token}", raw=one_click)[0] == 200
+    assert api.call("POST", f"/u/{token}", raw=one_click)[0] == 200  # again: harmless
+    assert await pool.fetchval("SELECT email FROM suppressions") == "l1@x.test"
+    assert await pool.fetchval("SELECT status FROM leads WHERE id = 1") == "stopped"
+    for bad in (make_token("x" * 32, 2), "2.AAAAAAAAAAAAAAAAAAAAAA", "garbage", "%3Cscript%3E"):
+        status, _, text = api.call("POST", f"/u/{bad}", raw=one_click)
+        assert status == 400, bad
+        assert "<script>" not in text
+    assert await pool.fetchval("SELECT count(*) FROM suppressions") == 1
