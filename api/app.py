@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import html
 import time
@@ -93,21 +92,6 @@ async def _actor(
 Actor = Annotated[str, Depends(_actor)]
 
 
-def _cursor(value: int | str | None) -> str | None:
-    if value is None:
-        return None
-    return base64.urlsafe_b64encode(str(value).encode()).decode().rstrip("=")
-
-
-def _uncursor(cursor: str | None) -> str:
-    if not cursor:
-        return ""
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except ValueError:
-        raise Problem(422, "Invalid request", "cursor: not a cursor this API gave") from None
-
-
 def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> FastAPI:
     """The application for `settings`; the pool opens and closes with it. Its progress
     (the event loop turns and the database answers) goes to `heartbeat`."""
@@ -148,7 +132,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     problems.install(app)
     app.state.tokens = _Tokens()
 
-    v1 = APIRouter(prefix="/api/v1")
+    v1 = APIRouter(prefix="/api/v1", responses=models.problems(401, 422))
 
     @v1.get("/leads", response_model=models.LeadPage, tags=["leads"])
     async def list_leads(
@@ -157,13 +141,14 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         *,
         status: Status | None = None,
         sequence: Annotated[int | None, Query(gt=0, le=2**63 - 1)] = None,
-        email: Annotated[str | None, Query(max_length=254)] = None,
-        cursor: Annotated[str | None, Query(max_length=40)] = None,
+        email: Annotated[str | None, Query(pattern=r"^[!-~]{1,254}$")] = None,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=r"^[0-9]{1,18}$", description="the `next_cursor` of the page before"),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
-        after = _uncursor(cursor)
-        if after and not (after.isascii() and after.isdigit()):
-            raise Problem(422, "Invalid request", "cursor: not a cursor this API gave")
+        after = cursor or "0"
         async with pool.acquire() as conn:
             items = await leads.listing(
                 conn,
@@ -174,9 +159,14 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
                 limit=limit,
             )
         more = len(items) == limit
-        return {"items": items, "next_cursor": _cursor(items[-1]["id"]) if more else None}
+        return {"items": items, "next_cursor": str(items[-1]["id"]) if more else None}
 
-    @v1.get("/leads/{lead_id}", response_model=models.LeadDetail, tags=["leads"])
+    @v1.get(
+        "/leads/{lead_id}",
+        response_model=models.LeadDetail,
+        tags=["leads"],
+        responses=models.problems(404),
+    )
     async def get_lead(pool: Pool, _who: Actor, lead_id: BigId) -> dict[str, Any]:
         async with pool.acquire() as conn:
             try:
@@ -185,7 +175,12 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
                 raise Problem(404, "Not found", str(exc)) from None
         return {"lead": view.lead, "deliveries": view.deliveries, "events": view.events}
 
-    @v1.post("/leads/{lead_id}/{action}", response_model=models.ActionResult, tags=["leads"])
+    @v1.post(
+        "/leads/{lead_id}/{action}",
+        response_model=models.ActionResult,
+        tags=["leads"],
+        responses=models.problems(404, 409),
+    )
     async def act_on_lead(
         pool: Pool, who: Actor, lead_id: BigId, action: actions.Action
     ) -> dict[str, Any]:
@@ -202,16 +197,18 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     async def list_suppressions(
         pool: Pool,
         _who: Actor,
-        cursor: Annotated[str | None, Query(max_length=400)] = None,
+        cursor: Annotated[
+            str | None, Query(max_length=254, description="the `next_cursor` of the page before")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         async with pool.acquire() as conn:
-            rows = await suppressions.listing(conn, limit=limit, after=_uncursor(cursor))
+            rows = await suppressions.listing(conn, limit=limit, after=cursor or "")
         return {
             "items": [
                 {"email": r.email, "reason": r.reason, "created_at": r.created_at} for r in rows
             ],
-            "next_cursor": _cursor(rows[-1].email) if len(rows) == limit else None,
+            "next_cursor": rows[-1].email if len(rows) == limit else None,
         }
 
     @v1.post("/suppressions", response_model=models.SuppressionAdded, tags=["suppressions"])
@@ -225,7 +222,12 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
             raise Problem(422, "Invalid request", f"email: {exc}") from None
         return {"email": suppressions.check(body.email), "added": added, "stopped": stopped}
 
-    @v1.delete("/suppressions/{entry}", status_code=204, tags=["suppressions"])
+    @v1.delete(
+        "/suppressions/{entry}",
+        status_code=204,
+        tags=["suppressions"],
+        responses=models.problems(404),
+    )
     async def remove_suppression(
         pool: Pool, _who: Actor, entry: Annotated[str, Path(max_length=254)]
     ) -> None:
@@ -233,8 +235,8 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
             async with pool.acquire() as conn:
                 if not await suppressions.remove(conn, entry):
                     raise Problem(404, "Not found", f"{entry!r} is not suppressed")
-        except suppressions.InvalidEntry as exc:
-            raise Problem(422, "Invalid request", f"entry: {exc}") from None
+        except suppressions.InvalidEntry:
+            raise Problem(404, "Not found", f"{entry!r} is not suppressed") from None
 
     async def _stop(pool: asyncpg.Pool, body: models.Address, reply: bool) -> dict[str, Any]:
         try:
@@ -256,7 +258,12 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
 
     app.include_router(v1)
 
-    @app.get("/healthz", response_model=models.Health, tags=["service"])
+    @app.get(
+        "/healthz",
+        response_model=models.Health,
+        tags=["service"],
+        responses={503: {"model": models.Health}},
+    )
     async def healthz(pool: Pool) -> JSONResponse:
         try:
             async with pool.acquire() as conn:

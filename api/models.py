@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.lifecycle import Status
+from ops.suppressions import ADDRESS_PATTERN, ENTRY_PATTERN
 
 
 class Strict(BaseModel):
@@ -65,7 +66,9 @@ class ActionResult(BaseModel):
 
 
 class Address(Strict):
-    email: str = Field(min_length=3, max_length=254, examples=["bob@example.com"])
+    email: str = Field(
+        min_length=3, max_length=254, pattern=ADDRESS_PATTERN, examples=["bob@example.com"]
+    )
 
 
 class Stopped(BaseModel):
@@ -75,7 +78,10 @@ class Stopped(BaseModel):
 
 class SuppressionIn(Strict):
     email: str = Field(
-        min_length=3, max_length=254, description="an address, or *@domain for a whole domain"
+        min_length=3,
+        max_length=254,
+        pattern=ENTRY_PATTERN,
+        description="an address, or *@domain for a whole domain",
     )
     reason: str = Field(default="manual", min_length=1, max_length=100)
 
@@ -99,3 +105,21 @@ class SuppressionPage(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class ProblemDetail(BaseModel):
+    """RFC 9457 problem details; `errors` names each bad field of an invalid request."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` entry for problem answers with these status codes."""
+    return {
+        code: {"model": ProblemDetail, "content": {"application/problem+json": {}}}
+        for code in codes
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -57,6 +58,12 @@ def install(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         return response(exc.status_code, str(exc.detail), str(exc.detail), headers)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _data(_request: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # A value the database cannot take (a NUL character, a number out of range): the
+        # request's fault, whichever field it came in.
+        return response(422, "Invalid request", f"a value the database cannot store: {exc}")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -8,7 +8,12 @@ from datetime import datetime
 
 from db.pool import Conn
 
-_ENTRY = re.compile(r"^(?:[^@\s*]+|\*)@[^@\s*]+\.[^@\s*]+$")
+# An address, or *@domain: visible ASCII but for @ and * (the addresses mail goes to here;
+# no spaces, controls or other patterns). The REST API's schema says the same with these.
+_PART = r"[!-)+-?A-~]+"
+ADDRESS_PATTERN = rf"^{_PART}@{_PART}\.{_PART}$"
+ENTRY_PATTERN = rf"^(?:{_PART}|\*)@{_PART}\.{_PART}$"
+_ENTRY = re.compile(ENTRY_PATTERN)
 
 
 class InvalidEntry(ValueError):
