@@ -67,13 +67,14 @@ def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check
         "scheduler": {"database_url", "unsubscribe_secret"},
         "pump": {"database_url", "amqp_url"},
         "worker": {"database_url", "amqp_url", "smtp_password"},
+        "api": {"database_url", "unsubscribe_secret"},
     }
     for name, secrets in uses.items():
         assert set(services[name]["secrets"]) == secrets, name
     for name, spec in services.items():
         assert spec["deploy"]["resources"]["limits"]["memory"], name
     assert services["migrate"]["restart"] == "on-failure:5"
-    for name in DAEMONS:
+    for name in DAEMONS | {"api"}:
         for doc_ in (doc, yaml.safe_load((ROOT / "compose.yaml").read_text())):
             assert doc_["services"][name]["healthcheck"]["test"] == [
                 "CMD",
@@ -93,7 +94,7 @@ def test_dockerfile_is_multistage_nonroot_and_copies_every_package() -> None:
     assert len(re.findall(r"^FROM ", text, re.MULTILINE)) == 2
     assert re.search(r"^USER app$", text, re.MULTILINE)
     copied = set(re.findall(r"^COPY (\w+) ", text, re.MULTILINE))
-    for pkg in DAEMONS | {"core", "runtime", "db", "broker", "migrations"}:
+    for pkg in DAEMONS | {"core", "runtime", "db", "broker", "migrations", "ops", "api"}:
         assert pkg in copied
         assert (ROOT / pkg).is_dir()
     cmd = re.search(r'^CMD \["python", "-m", "(\w+)"\]', text, re.MULTILINE)
