@@ -14,7 +14,7 @@ from typing import Any
 from core.clock import utcnow
 from db.migrate import latest_version
 from db.pool import Conn, create_pool
-from ops import actions, leads, sequences, suppressions, tokens
+from ops import actions, leads, senders, sequences, suppressions, tokens
 from runtime import health, logs
 from runtime.settings import CommonSettings, load_or_exit
 from runtime.startup import StartupError, check_schema
@@ -90,6 +90,39 @@ async def _sequence(conn: Conn, args: argparse.Namespace) -> None:
     print(f"sequence {args.name!r}: {status}" + ("" if changed else " already"))
 
 
+def _limit(text: str) -> int | None:
+    """A limit on the command line: a whole number, or `none` for unlimited."""
+    if text.lower() in ("none", "unlimited"):
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"not a whole number nor 'none': {text!r}")
+    return int(text)
+
+
+async def _sender(conn: Conn, args: argparse.Namespace) -> None:
+    flags = {
+        "hourly_limit": args.hourly,
+        "daily_limit": args.daily,
+        "daily_new_limit": args.daily_new,
+        "min_gap_seconds": args.min_gap,
+        "jitter_seconds": args.jitter,
+    }
+    given = {k: v for k, v in flags.items() if v is not _UNSET}
+    try:
+        done = await senders.set_limits(conn, args.email, given, actor=ACTOR, now=utcnow())
+    except (leads.NotFound, senders.InvalidLimit) as exc:
+        raise Failed(str(exc)) from None
+    _print(
+        args,
+        asdict(done),
+        f"sender {args.email}: {done.changes or 'no change'};"
+        f" {done.replanned} waiting lead(s) planned again",
+    )
+
+
+_UNSET: Any = object()
+
+
 async def _suppress(conn: Conn, args: argparse.Namespace) -> None:
     try:
         if args.action == "list":
@@ -162,12 +195,24 @@ def _parser() -> argparse.ArgumentParser:
     tok = cmd("token", help="create, revoke or list API tokens")
     tok.add_argument("action", choices=["create", "revoke", "list"])
     tok.add_argument("name", nargs="?")
+    snd = cmd("sender", help="set a sender's limits (its waiting leads are planned again)")
+    snd.add_argument("action", choices=["set"])
+    snd.add_argument("email")
+    for flag, what in (
+        ("--hourly", "hand-offs in any 60 minutes"),
+        ("--daily", "hand-offs in any 24 hours"),
+        ("--daily-new", "first touches in any 24 hours"),
+        ("--min-gap", "seconds between two hand-offs"),
+        ("--jitter", "up to this many seconds more, at random"),
+    ):
+        snd.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
     hl = cmd("health", help="is this host's replica of a service alive and making progress?")
     hl.add_argument("--service", choices=SERVICES, required=True)
     return p
 
 
 COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
+    "sender": _sender,
     "sequence": _sequence,
     "suppress": _suppress,
     "token": _token,

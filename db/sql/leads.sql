@@ -83,3 +83,20 @@ SELECT count(*) FILTER (WHERE l.status = 'active') AS due,
            AS lag_s
 FROM leads l
 WHERE (l.status = 'active' AND l.next_run_at <= $1::timestamptz) OR l.status = 'queued'
+
+-- name: replan_sender
+-- After a sender's limits changed: its waiting leads are due again when their own wait says
+-- (and not before now), so a raised cap takes effect at once and the scheduler plans them
+-- against the new limits. A lead's wait counts from enrolment for its first step, from the
+-- last send otherwise; a lead waiting out a retry's backoff keeps it.
+UPDATE leads l SET next_run_at = greatest($2::timestamptz, w.due), updated_at = $2::timestamptz
+FROM (
+    SELECT l2.id, coalesce(l2.last_sent_at, l2.enrolled_at)
+                  + make_interval(secs => coalesce(st.wait_seconds, 0)) AS due
+    FROM leads l2
+    LEFT JOIN sequence_steps st ON st.sequence_id = l2.sequence_id AND st.position = l2.current_step
+    WHERE l2.sender_id = $1 AND l2.status = 'active'
+      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_id = l2.id
+                      AND d.step = l2.current_step AND d.status = 'deferred')
+) w
+WHERE l.id = w.id AND l.next_run_at > greatest($2::timestamptz, w.due)

@@ -97,3 +97,41 @@ async def test_sequence_suppression_and_token_commands(pool: asyncpg.Pool, datab
     assert ops(database, "token", "revoke", "crm").returncode == 0
     assert ops(database, "token", "create").returncode == 2  # usage
     assert ops(database, "lead", "dance", "1").returncode == 2
+
+
+async def test_sender_set_plans_waiting_leads_again_and_no_follow_up_skips_its_wait(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    await pool.execute("""
+        INSERT INTO senders (email, hourly_limit) VALUES ('s@acme.test', 1);
+        INSERT INTO sequences (name) VALUES ('Two');
+        INSERT INTO sequence_steps (sequence_id, position, wait_seconds, subject, body_text)
+        VALUES (1, 1, 0, 's', 'b'), (1, 2, 86400, NULL, 'b2');
+        INSERT INTO leads (sequence_id, sender_id, email, next_run_at) VALUES
+            (1, 1, 'first@x.test', now() + interval '50 minutes'),  -- deferred by the cap
+            (1, 1, 'follow@x.test', now() + interval '50 minutes'),
+            (1, 1, 'retry@x.test', now() + interval '50 minutes');
+        -- follow@ sent step 1 an hour ago: its follow-up waits a day from then
+        UPDATE leads SET current_step = 2, last_sent_at = now() - interval '1 hour'
+        WHERE email = 'follow@x.test';
+        -- retry@ waits out a retry's backoff
+        INSERT INTO deliveries (lead_id, step, message_id, status, attempts)
+        SELECT id, 1, '<r@x>', 'deferred', 1 FROM leads WHERE email = 'retry@x.test';
+        UPDATE leads SET next_run_at = now() + interval '10 minutes' WHERE email = 'retry@x.test'
+    """)
+    before = dict(await pool.fetch("SELECT email, next_run_at FROM leads"))
+    done = ops(
+        database, "sender", "set", "S@acme.test", "--hourly", "none", "--min-gap", "5", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["changes"], out["replanned"]) == ({"hourly_limit": None, "min_gap_seconds": 5}, 1)
+    after = dict(await pool.fetch("SELECT email, next_run_at FROM leads"))
+    assert after["first@x.test"] < before["first@x.test"]  # due at once now
+    assert after["follow@x.test"] == before["follow@x.test"]  # its wait is not over
+    assert after["retry@x.test"] == before["retry@x.test"]  # the backoff holds
+    row = await pool.fetchrow("SELECT hourly_limit, min_gap_seconds, paced FROM senders")
+    assert tuple(row or ()) == (None, 5, True)
+    assert ops(database, "sender", "set", "s@acme.test", "--hourly", "0").returncode == 1
+    assert ops(database, "sender", "set", "s@acme.test", "--hourly", "many").returncode == 2
+    assert ops(database, "sender", "set", "nobody@acme.test", "--daily", "5").returncode == 1

@@ -1,0 +1,14 @@
+-- Queries over senders, run by the operator use cases.
+
+-- name: lock_by_email
+SELECT id FROM senders WHERE lower(email) = lower($1) FOR UPDATE
+
+-- name: set_limits
+-- Each limit changes only when its flag says so ($2, $4, ...); a NULL cap is unlimited.
+UPDATE senders SET
+    hourly_limit = CASE WHEN $2::boolean THEN $3::int ELSE hourly_limit END,
+    daily_limit = CASE WHEN $4::boolean THEN $5::int ELSE daily_limit END,
+    daily_new_limit = CASE WHEN $6::boolean THEN $7::int ELSE daily_new_limit END,
+    min_gap_seconds = CASE WHEN $8::boolean THEN $9::int ELSE min_gap_seconds END,
+    jitter_seconds = CASE WHEN $10::boolean THEN $11::int ELSE jitter_seconds END
+WHERE id = $1
