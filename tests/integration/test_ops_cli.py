@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 
 import asyncpg
 
@@ -119,14 +120,14 @@ async def test_sender_set_plans_waiting_leads_again_and_no_follow_up_skips_its_w
         SELECT id, 1, '<r@x>', 'deferred', 1 FROM leads WHERE email = 'retry@x.test';
         UPDATE leads SET next_run_at = now() + interval '10 minutes' WHERE email = 'retry@x.test'
     """)
-    before = dict(await pool.fetch("SELECT email, next_run_at FROM leads"))
+    before = await _due(pool)
     done = ops(
         database, "sender", "set", "S@acme.test", "--hourly", "none", "--min-gap", "5", "--json"
     )
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert (out["changes"], out["replanned"]) == ({"hourly_limit": None, "min_gap_seconds": 5}, 1)
-    after = dict(await pool.fetch("SELECT email, next_run_at FROM leads"))
+    after = await _due(pool)
     assert after["first@x.test"] < before["first@x.test"]  # due at once now
     assert after["follow@x.test"] == before["follow@x.test"]  # its wait is not over
     assert after["retry@x.test"] == before["retry@x.test"]  # the backoff holds
@@ -135,3 +136,10 @@ async def test_sender_set_plans_waiting_leads_again_and_no_follow_up_skips_its_w
     assert ops(database, "sender", "set", "s@acme.test", "--hourly", "0").returncode == 1
     assert ops(database, "sender", "set", "s@acme.test", "--hourly", "many").returncode == 2
     assert ops(database, "sender", "set", "nobody@acme.test", "--daily", "5").returncode == 1
+
+
+async def _due(pool: asyncpg.Pool) -> dict[str, datetime]:
+    return {
+        r["email"]: r["next_run_at"]
+        for r in await pool.fetch("SELECT email, next_run_at FROM leads")
+    }
