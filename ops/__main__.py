@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
+from broker.topology import Names
 from core.clock import utcnow
 from db.migrate import latest_version
 from db.pool import Conn, create_pool
-from ops import actions, leads, senders, sequences, suppressions, tokens
+from ops import actions, dead_letters, leads, senders, sequences, suppressions, tokens
 from runtime import health, logs
-from runtime.settings import CommonSettings, load_or_exit
+from runtime.settings import BrokerSettings, CommonSettings, load_or_exit
 from runtime.startup import StartupError, check_schema
 
 ACTOR = "cli"
@@ -88,6 +89,38 @@ async def _sequence(conn: Conn, args: argparse.Namespace) -> None:
     except leads.NotFound as exc:
         raise Failed(str(exc)) from None
     print(f"sequence {args.name!r}: {status}" + ("" if changed else " already"))
+
+
+async def _dead_letters(conn: Conn, args: argparse.Namespace) -> None:
+    settings = load_or_exit(BrokerSettings)
+    url, names = settings.amqp_url, Names.from_prefix(settings.amqp_prefix)
+    if args.action in ("list", "show"):
+        letters = await dead_letters.listing(
+            conn, url, names, limit=args.limit if args.action == "list" else 100_000, now=utcnow()
+        )
+        if args.action == "show":
+            letters = [d for d in letters if d.outbox_id in args.ids]
+            if not letters:
+                raise Failed(f"no dead letter {' '.join(args.ids)}")
+        _print(
+            args,
+            [asdict(d) for d in letters],
+            "\n".join(
+                f"{d.outbox_id}\tlead {d.lead_id}\t{round(d.age_seconds or 0)} s ago\t{d.reason}"
+                + (f"\n  {d.body}" if args.action == "show" else "")
+                for d in letters
+            ),
+        )
+        return
+    if args.action == "replay":
+        done = await dead_letters.replay(url, names, args.ids, args.limit if not args.ids else None)
+    elif not args.ids and not args.all:
+        raise Failed("purge needs the ids to drop, or --all")
+    else:
+        done = await dead_letters.purge(url, names, args.ids)
+    _print(args, done, f"{args.action}: {len(done)} dead letter(s) {' '.join(done)}".rstrip())
+    if args.ids and len(done) < len(set(args.ids)):
+        raise Partly(f"{len(set(args.ids)) - len(done)} of the ids are not dead letters")
 
 
 def _limit(text: str) -> int | None:
@@ -195,6 +228,11 @@ def _parser() -> argparse.ArgumentParser:
     tok = cmd("token", help="create, revoke or list API tokens")
     tok.add_argument("action", choices=["create", "revoke", "list"])
     tok.add_argument("name", nargs="?")
+    dl = cmd("dead-letters", help="list, show, replay or purge dead-lettered messages")
+    dl.add_argument("action", choices=["list", "show", "replay", "purge"])
+    dl.add_argument("ids", nargs="*", metavar="OUTBOX_ID")
+    dl.add_argument("--limit", type=int, default=100)
+    dl.add_argument("--all", action="store_true", help="purge: every dead letter")
     snd = cmd("sender", help="set a sender's limits (its waiting leads are planned again)")
     snd.add_argument("action", choices=["set"])
     snd.add_argument("email")
@@ -212,6 +250,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
+    "dead-letters": _dead_letters,
     "sender": _sender,
     "sequence": _sequence,
     "suppress": _suppress,

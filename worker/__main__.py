@@ -9,7 +9,7 @@ import sys
 
 import structlog
 
-from broker.replay import replay_dead_letters
+from broker.dead_letters import replay
 from broker.topology import Names, connect, declare
 from db.migrate import latest_version
 from db.pool import create_pool
@@ -68,8 +68,8 @@ def main(argv: list[str]) -> int:
         settings = daemon.start("worker", WorkerSettings)
         limit = int(argv[1]) if len(argv) > 1 and argv[1].isdigit() else None
         names = Names.from_prefix(settings.amqp_prefix)
-        report = asyncio.run(replay_dead_letters(settings.amqp_url, names, limit))
-        print(f"replayed {report.replayed} dead-lettered messages, {report.remaining} remain")
+        moved = asyncio.run(replay(settings.amqp_url, names, None, limit))
+        print(f"replayed {len(moved)} dead-lettered messages (python -m ops dead-letters)")
         return 0
     if argv and argv != ["--health"]:
         print(

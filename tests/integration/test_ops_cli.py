@@ -9,8 +9,11 @@ import subprocess
 import sys
 from datetime import datetime
 
+import aio_pika
 import asyncpg
 
+from broker.topology import Names, connect, declare
+from tests.conftest import AMQP_URL
 from tests.processes import ROOT
 
 SETUP = """
@@ -24,10 +27,14 @@ SETUP = """
 
 
 def ops(database: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return ops_env(database, {}, *args)
+
+
+def ops_env(database: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "ops", *args],
         cwd=ROOT,
-        env={"PATH": os.environ["PATH"], "DATABASE_URL": database},
+        env={"PATH": os.environ["PATH"], "DATABASE_URL": database, **env},
         capture_output=True,
         text=True,
         timeout=60,
@@ -143,3 +150,40 @@ async def _due(pool: asyncpg.Pool) -> dict[str, datetime]:
         r["email"]: r["next_run_at"]
         for r in await pool.fetch("SELECT email, next_run_at FROM leads")
     }
+
+
+async def test_dead_letters_list_show_replay_and_purge(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str
+) -> None:
+    names = Names.from_prefix(amqp_prefix)
+    conn = await connect(AMQP_URL, name="test")
+    try:
+        ch = await conn.channel(publisher_confirms=True)
+        topo = await declare(ch, names)
+        for i in (11, 12, 13):
+            await topo.dead_exchange.publish(
+                aio_pika.Message(b'{"v":2}', message_id=str(i)), routing_key="send"
+            )
+    finally:
+        await conn.close()
+    await pool.execute(
+        """INSERT INTO events (type, data) VALUES
+           ('message_rejected', '{"outbox_id": "12", "error": "no outbox row 12"}')"""
+    )
+    env = ("AMQP_URL", AMQP_URL, "AMQP_PREFIX", amqp_prefix)
+
+    def dl(*args: str) -> subprocess.CompletedProcess[str]:
+        return ops_env(database, dict(zip(env[::2], env[1::2], strict=True)), "dead-letters", *args)
+
+    listed = dl("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    letters = {d["outbox_id"]: d for d in json.loads(listed.stdout)}
+    assert set(letters) == {"11", "12", "13"}
+    assert letters["12"]["reason"] == "no outbox row 12"  # the worker's reason
+    assert "no outbox row 12" in dl("show", "12").stdout
+    assert dl("show", "99").returncode == 1
+    replayed = dl("replay", "12", "99")
+    assert replayed.returncode == 3  # one of the two was no dead letter
+    assert dl("purge").returncode == 1  # nothing named, no --all
+    assert json.loads(dl("purge", "11", "--json").stdout) == ["11"]
+    assert [d["outbox_id"] for d in json.loads(dl("list", "--json").stdout)] == ["13"]

@@ -7,7 +7,7 @@ import asyncio
 import aio_pika
 import asyncpg
 
-from broker.replay import replay_dead_letters
+from broker import dead_letters
 from broker.topology import ROUTING_KEY, Names
 from core.schemas import JobRef, SendJob
 from tests.conftest import AMQP_URL, wait_for
@@ -45,8 +45,9 @@ async def test_poison_message_goes_to_dead_letters_with_event_and_can_be_replaye
         assert "Field required" in rejected["901"]["data"]["error"]
         assert "Invalid JSON" in rejected["902"]["data"]["error"]
         assert "message_id must be the outbox id" in rejected["nope"]["data"]["error"]
-        report = await replay_dead_letters(AMQP_URL, Names.from_prefix(amqp_prefix), limit=2)
-        assert (report.replayed, report.remaining) == (2, 2)
+        names = Names.from_prefix(amqp_prefix)
+        assert len(await dead_letters.replay(AMQP_URL, names, None, limit=2)) == 2
+        assert len(await dead_letters.peek(AMQP_URL, names, 10)) == 2
         await wait_for(lambda: _has_count(p, 2))
     assert await pool.fetchval("SELECT status FROM leads") == "completed"
 
@@ -219,5 +220,5 @@ async def test_forged_and_altered_jobs_are_dead_lettered_and_never_reach_smtp(
     assert errors["²"] == "message_id must be the outbox id, got '²'"
     assert errors["12345678901234567890"].startswith("message_id must be the outbox id")
     assert errors["3"].startswith("attempt: Input should be less than or equal to 2147483647")
-    report = await replay_dead_letters(AMQP_URL, Names.from_prefix(amqp_prefix), limit=0)
-    assert report.remaining == len(bodies)  # all in the dead-letter queue
+    left = await dead_letters.peek(AMQP_URL, Names.from_prefix(amqp_prefix), 100)
+    assert sorted(str(d.outbox_id) for d in left) == sorted(bodies)  # all dead-lettered
