@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
-import time
+import time as monotonic
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import time
 from typing import Annotated, Any
 
 import asyncpg
@@ -23,7 +24,7 @@ from core.unsubscribe import InvalidToken
 from db.migrate import latest_version
 from db.pool import create_pool
 from db.stops import apply_unsubscribe_token
-from ops import actions, leads, stops, suppressions, tokens
+from ops import actions, definitions, leads, senders, sequences, stops, suppressions, tokens
 from runtime.daemon import every
 from runtime.health import Heartbeat
 from runtime.settings import ApiSettings
@@ -52,14 +53,14 @@ class _Tokens:
     async def actor(self, pool: asyncpg.Pool, token: str) -> str | None:
         key = hashlib.sha256(token.encode()).digest()
         hit = self.seen.get(key)
-        if hit is not None and time.monotonic() - hit[1] < TOKEN_CACHE_SECONDS:
+        if hit is not None and monotonic.monotonic() - hit[1] < TOKEN_CACHE_SECONDS:
             return hit[0]
         async with pool.acquire() as conn:
             name = await tokens.authenticate(conn, token, utcnow())
         if name is None:
             self.seen.pop(key, None)
             return None
-        self.seen[key] = (name, time.monotonic())
+        self.seen[key] = (name, monotonic.monotonic())
         return name
 
 
@@ -90,6 +91,17 @@ async def _actor(
 
 
 Actor = Annotated[str, Depends(_actor)]
+
+
+_KEEP: Any = object()
+
+
+def _seq(row: dict[str, Any]) -> dict[str, Any]:
+    """A sequence row as the API shows it (times as HH:MM:SS)."""
+    for f in ("send_from", "send_until"):
+        if row.get(f) is not None:
+            row[f] = row[f].isoformat()
+    return row
 
 
 def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> FastAPI:
@@ -255,6 +267,182 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     async def unsubscribe(pool: Pool, _who: Actor, body: models.Address) -> dict[str, Any]:
         """The address unsubscribed (record_unsubscribe): suppressed, its leads stop."""
         return await _stop(pool, body, reply=False)
+
+    def _invalid(exc: definitions.Invalid) -> Problem:
+        return Problem(
+            422, "Invalid request", str(exc), errors=[{"field": exc.field, "message": str(exc)}]
+        )
+
+    def _times(body: dict[str, Any]) -> dict[str, Any]:
+        for f in ("send_from", "send_until"):
+            value = body.get(f)
+            if value is not None:
+                # 24:00 (only an end may say it) is the end of the day: stored as NULL.
+                body[f] = None if value.startswith("24:") else time.fromisoformat(value)
+        return body
+
+    @v1.get("/sequences", response_model=models.SequencePage, tags=["sequences"])
+    async def list_sequences(
+        pool: Pool,
+        _who: Actor,
+        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            items = await definitions.sequences(conn, after=int(cursor or 0), limit=limit)
+        return {"items": [_seq(i) for i in items],
+                "next_cursor": str(items[-1]["id"]) if len(items) == limit else None}  # fmt: skip
+
+    @v1.post("/sequences", response_model=models.Created, status_code=201, tags=["sequences"])
+    async def create_sequence(pool: Pool, _who: Actor, body: models.SequenceIn) -> dict[str, int]:
+        spec = _times(body.model_dump())
+        try:
+            async with pool.acquire() as conn:
+                seq_id = await definitions.create_sequence(conn, definitions.SequenceSpec(**spec))
+        except definitions.Invalid as exc:
+            raise _invalid(exc) from None
+        return {"id": seq_id}
+
+    @v1.get(
+        "/sequences/{seq_id}",
+        response_model=models.Sequence,
+        tags=["sequences"],
+        responses=models.problems(404),
+    )
+    async def get_sequence(pool: Pool, _who: Actor, seq_id: BigId) -> dict[str, Any]:
+        try:
+            async with pool.acquire() as conn:
+                return _seq(await definitions.sequence(conn, seq_id))
+        except leads.NotFound as exc:
+            raise Problem(404, "Not found", str(exc)) from None
+
+    @v1.patch(
+        "/sequences/{seq_id}",
+        response_model=models.Sequence,
+        tags=["sequences"],
+        responses=models.problems(404),
+    )
+    async def update_sequence(
+        pool: Pool, _who: Actor, seq_id: BigId, body: models.SequencePatch
+    ) -> dict[str, Any]:
+        changes = _times(body.model_dump(include=body.model_fields_set))
+        try:
+            async with pool.acquire() as conn:
+                await definitions.update_sequence(conn, seq_id, changes)
+                return _seq(await definitions.sequence(conn, seq_id))
+        except definitions.Invalid as exc:
+            raise _invalid(exc) from None
+        except leads.NotFound as exc:
+            raise Problem(404, "Not found", str(exc)) from None
+
+    @v1.post(
+        "/sequences/{seq_id}/{action}",
+        response_model=models.Sequence,
+        tags=["sequences"],
+        responses=models.problems(404),
+    )
+    async def pause_or_resume(
+        pool: Pool, who: Actor, seq_id: BigId, action: models.SequenceAction
+    ) -> dict[str, Any]:
+        status = "paused" if action is models.SequenceAction.PAUSE else "active"
+        try:
+            async with pool.acquire() as conn:
+                await sequences.set_status(conn, seq_id, status, actor=who, now=utcnow())
+                return _seq(await definitions.sequence(conn, seq_id))
+        except leads.NotFound as exc:
+            raise Problem(404, "Not found", str(exc)) from None
+
+    @v1.get(
+        "/sequences/{seq_id}/steps",
+        response_model=list[models.Step],
+        tags=["sequences"],
+        responses=models.problems(404),
+    )
+    async def list_steps(pool: Pool, _who: Actor, seq_id: BigId) -> list[dict[str, Any]]:
+        try:
+            async with pool.acquire() as conn:
+                return await definitions.steps(conn, seq_id)
+        except leads.NotFound as exc:
+            raise Problem(404, "Not found", str(exc)) from None
+
+    @v1.put(
+        "/sequences/{seq_id}/steps/{position}",
+        response_model=models.Created,
+        tags=["sequences"],
+        responses=models.problems(404),
+    )
+    async def put_step(
+        pool: Pool,
+        _who: Actor,
+        seq_id: BigId,
+        position: Annotated[int, Path(ge=1, le=10_000)],
+        body: models.StepIn,
+    ) -> dict[str, int]:
+        try:
+            async with pool.acquire() as conn:
+                step_id = await definitions.put_step(
+                    conn, seq_id, definitions.StepSpec(position=position, **body.model_dump())
+                )
+        except definitions.Invalid as exc:
+            raise _invalid(exc) from None
+        except leads.NotFound as exc:
+            raise Problem(404, "Not found", str(exc)) from None
+        return {"id": step_id}
+
+    @v1.get("/senders", response_model=models.SenderPage, tags=["senders"])
+    async def list_senders(
+        pool: Pool,
+        _who: Actor,
+        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        async with pool.acquire() as conn:
+            items = await definitions.senders(conn, after=int(cursor or 0), limit=limit)
+        return {"items": items,
+                "next_cursor": str(items[-1]["id"]) if len(items) == limit else None}  # fmt: skip
+
+    @v1.post(
+        "/senders",
+        response_model=models.Created,
+        status_code=201,
+        tags=["senders"],
+        responses=models.problems(409),
+    )
+    async def create_sender(pool: Pool, _who: Actor, body: models.SenderIn) -> dict[str, int]:
+        limits = body.model_dump(exclude={"email", "name"})
+        try:
+            async with pool.acquire() as conn:
+                sender_id = await definitions.create_sender(conn, body.email, body.name, limits)
+        except definitions.Conflict as exc:
+            raise Problem(409, "Conflict", str(exc)) from None
+        except definitions.Invalid as exc:
+            raise _invalid(exc) from None
+        return {"id": sender_id}
+
+    @v1.patch(
+        "/senders/{sender_id}",
+        response_model=models.SenderChanged,
+        tags=["senders"],
+        responses=models.problems(404),
+    )
+    async def update_sender(
+        pool: Pool, who: Actor, sender_id: BigId, body: models.SenderPatch
+    ) -> dict[str, int]:
+        given = body.model_dump(include=body.model_fields_set)
+        name = given.pop("name", _KEEP)
+        try:
+            async with pool.acquire() as conn:
+                current = await definitions.sender(conn, sender_id)
+                if name is not _KEEP:
+                    await definitions.rename_sender(conn, sender_id, name)
+                done = await senders.set_limits(
+                    conn, current["email"], given, actor=who, now=utcnow()
+                )
+        except leads.NotFound as exc:
+            raise Problem(404, "Not found", str(exc)) from None
+        except senders.InvalidLimit as exc:
+            raise Problem(422, "Invalid request", str(exc)) from None
+        return {"id": sender_id, "replanned": done.replanned}
 
     app.include_router(v1)
 

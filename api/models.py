@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import enum
+import zoneinfo
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -123,3 +125,131 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
         code: {"model": ProblemDetail, "content": {"application/problem+json": {}}}
         for code in codes
     }
+
+
+TimeZone = enum.StrEnum(  # type: ignore[misc]
+    "TimeZone", {z: z for z in sorted(zoneinfo.available_timezones())}
+)
+ClockTime = Annotated[
+    str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$", examples=["09:00"])
+]
+# An end of window may also be 24:00, the end of the day.
+UntilTime = Annotated[
+    str,
+    Field(
+        pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?|24:00(:00)?)$", examples=["17:00"]
+    ),
+]
+Weekday = Annotated[int, Field(ge=1, le=7)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Seconds = Annotated[int, Field(ge=0, le=10**9)]
+Cap = Annotated[int, Field(ge=1, le=10**9)]
+SenderEmail = Annotated[str, Field(min_length=3, max_length=254, pattern=ADDRESS_PATTERN)]
+
+
+class SequenceIn(Strict):
+    name: Name
+    timezone: TimeZone = "UTC"  # type: ignore[assignment]
+    send_days: list[Weekday] | None = Field(default=None, min_length=1, max_length=7)
+    send_from: ClockTime | None = None
+    send_until: UntilTime | None = Field(default=None, description="24:00 for the end of day")
+    stop_on_company_reply: bool = False
+    senders: list[SenderEmail] | None = Field(default=None, max_length=1000)
+
+
+class SequenceAction(enum.StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+
+
+class SequencePatch(Strict):
+    name: Name | None = None
+    timezone: TimeZone | None = None
+    send_days: list[Weekday] | None = Field(default=None, min_length=1, max_length=7)
+    send_from: ClockTime | None = None
+    send_until: UntilTime | None = None
+    stop_on_company_reply: bool | None = None
+    senders: list[SenderEmail] | None = Field(default=None, max_length=1000)
+
+
+class Sequence(BaseModel):
+    id: int
+    name: str
+    timezone: str
+    send_days: list[int] | None
+    send_from: str | None
+    send_until: str | None
+    status: str
+    stop_on_company_reply: bool
+    created_at: datetime
+    sender_ids: list[int]
+
+
+class SequencePage(BaseModel):
+    items: list[Sequence]
+    next_cursor: str | None
+
+
+class StepIn(Strict):
+    wait_seconds: Seconds = 0
+    subject: str | None = Field(
+        default=None, max_length=2000, description="null: a reply in the lead's thread"
+    )
+    body_text: str = Field(min_length=1, max_length=512 * 1024)
+    body_html: str | None = Field(default=None, max_length=512 * 1024)
+
+
+class Step(BaseModel):
+    id: int
+    position: int
+    wait_seconds: int
+    subject: str | None
+    body_text: str
+    body_html: str | None
+
+
+class SenderIn(Strict):
+    email: SenderEmail
+    name: str | None = Field(default=None, max_length=200)
+    hourly_limit: Cap | None = None
+    daily_limit: Cap | None = None
+    daily_new_limit: Cap | None = None
+    min_gap_seconds: Seconds = 0
+    jitter_seconds: Seconds = 0
+
+
+class SenderPatch(Strict):
+    name: str | None = Field(default=None, max_length=200)
+    hourly_limit: Cap | None = None
+    daily_limit: Cap | None = None
+    daily_new_limit: Cap | None = None
+    # Absent: unchanged; these two have no "unlimited" (0 is none).
+    min_gap_seconds: Seconds = None  # type: ignore[assignment]
+    jitter_seconds: Seconds = None  # type: ignore[assignment]
+
+
+class Sender(BaseModel):
+    id: int
+    email: str
+    name: str | None
+    hourly_limit: int | None
+    daily_limit: int | None
+    daily_new_limit: int | None
+    min_gap_seconds: int
+    jitter_seconds: int
+    paced: bool
+    created_at: datetime
+
+
+class SenderPage(BaseModel):
+    items: list[Sender]
+    next_cursor: str | None
+
+
+class Created(BaseModel):
+    id: int
+
+
+class SenderChanged(BaseModel):
+    id: int
+    replanned: int = Field(description="waiting leads planned again under the new limits")

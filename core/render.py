@@ -135,3 +135,11 @@ def lead_context(
     )
     ctx.update(extra)
     return ctx
+
+
+def check(source: str, *, part: str, html: bool = False) -> None:
+    """Raise TemplateError if `source` does not compile (it is not rendered)."""
+    try:
+        _compile(source, html)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"{part}: syntax error at line {exc.lineno}: {exc.message}") from exc

@@ -10,14 +10,20 @@ from db.pool import Conn
 from ops.leads import NotFound
 
 
-async def set_status(conn: Conn, name: str, status: str, *, actor: str, now: datetime) -> bool:
-    """Pause or resume the sequence called `name`; False if it already was so."""
+async def set_status(conn: Conn, key: str | int, status: str, *, actor: str, now: datetime) -> bool:
+    """Pause or resume the sequence with id `key` (an int) or called `key`; False if it
+    already was so."""
     async with conn.transaction():
         row = await conn.fetchrow(
-            "SELECT id, status FROM sequences WHERE name = $1 ORDER BY id LIMIT 1 FOR UPDATE", name
+            """SELECT id, status FROM sequences WHERE id = $1 OR name = $2
+               ORDER BY id LIMIT 1 FOR UPDATE""",
+            key if isinstance(key, int) else None,
+            key if isinstance(key, str) else None,
         )
         if row is None:
-            raise NotFound(f"no sequence named {name!r}")
+            raise NotFound(
+                f"no sequence {key}" if isinstance(key, int) else f"no sequence named {key!r}"
+            )
         if row["status"] == status:
             return False
         await conn.execute("UPDATE sequences SET status = $2 WHERE id = $1", row["id"], status)

@@ -12,3 +12,22 @@ UPDATE senders SET
     min_gap_seconds = CASE WHEN $8::boolean THEN $9::int ELSE min_gap_seconds END,
     jitter_seconds = CASE WHEN $10::boolean THEN $11::int ELSE jitter_seconds END
 WHERE id = $1
+
+-- name: list
+SELECT id, email, name, hourly_limit, daily_limit, daily_new_limit, min_gap_seconds,
+       jitter_seconds, paced, created_at
+FROM senders WHERE id > $1 ORDER BY id LIMIT $2
+
+-- name: get
+SELECT id, email, name, hourly_limit, daily_limit, daily_new_limit, min_gap_seconds,
+       jitter_seconds, paced, created_at
+FROM senders WHERE id = $1
+
+-- name: create
+INSERT INTO senders (email, name, hourly_limit, daily_limit, daily_new_limit, min_gap_seconds,
+                     jitter_seconds)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+RETURNING id
+
+-- name: rename
+UPDATE senders SET name = $2 WHERE id = $1
