@@ -3,11 +3,13 @@ token commands, their exit statuses, and the events each change writes."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import aio_pika
 import asyncpg
@@ -187,3 +189,73 @@ async def test_dead_letters_list_show_replay_and_purge(
     assert dl("purge").returncode == 1  # nothing named, no --all
     assert json.loads(dl("purge", "11", "--json").stdout) == ["11"]
     assert [d["outbox_id"] for d in json.loads(dl("list", "--json").stdout)] == ["13"]
+
+
+IMPORT_SETUP = """
+    INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');
+    INSERT INTO sequences (name) VALUES ('Welcome');
+    INSERT INTO sequence_steps (sequence_id, position, subject, body_text)
+    VALUES (1, 1, 'Hi {{ first_name }}', 'Your plan: {{ plan }}{{ seats | default("") }}');
+    INSERT INTO leads (sequence_id, email, attributes) VALUES (1, 'old@x.test', '{"plan": "a"}');
+"""
+
+CSV = """email,first_name,company,timezone,plan,seats
+bob@x.test,Bob,Initech,Europe/Berlin,pro,3
+carol@x.test,Carol,,,,
+BOB@X.test,Bobby,Initech,,team,
+old@x.test,Old,,,pro,
+not an address,X,,,pro,
+eve@x.test,Eve,,Mars/Olympus,pro,
+dan@x.test,"Dan, Jr",Umbrella,,pro,1
+short@x.test,Short
+"""
+
+
+async def test_import_csv_checks_each_row_and_is_idempotent(
+    pool: asyncpg.Pool, database: str, tmp_path: Path
+) -> None:
+    await pool.execute(IMPORT_SETUP)
+    path = tmp_path / "leads.csv"
+    path.write_text(CSV)
+    dry = ops(database, "import", str(path), "--sequence", "Welcome", "--dry-run", "--json")
+    assert dry.returncode == 3, dry.stderr
+    report = json.loads(dry.stdout)
+    assert (report["imported"], report["duplicates"], report["rejected"]) == (2, 2, 4)
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 1  # a dry run stores nothing
+
+    done = ops(database, "import", str(path), "--sequence", "Welcome")
+    assert done.returncode == 3
+    assert done.stdout.strip() == "imported 2, duplicates 2, rejected 4"
+    with (tmp_path / "leads.csv.rejected.csv").open(newline="") as f:
+        rejected = [(row[0], row[1]) for row in csv.reader(f)][1:]
+    assert rejected == [
+        ("3", "step 1 body_text: 'plan' is undefined"),  # carol has no plan
+        ("6", "email: not a valid email address: 'not an address'"),
+        ("7", "timezone: unknown timezone 'Mars/Olympus'"),
+        ("9", "2 fields, the header has 6"),
+    ]
+    leads = {r["email"]: r for r in await pool.fetch("SELECT * FROM leads")}
+    assert set(leads) == {"old@x.test", "bob@x.test", "dan@x.test"}
+    assert leads["dan@x.test"]["first_name"] == "Dan, Jr"
+    assert leads["bob@x.test"]["attributes"] == {"plan": "pro", "seats": "3"}
+    assert leads["bob@x.test"]["timezone"] == "Europe/Berlin"
+
+    again = ops(database, "import", str(path), "--sequence", "Welcome", "--json")
+    assert json.loads(again.stdout)["imported"] == 0  # the same file twice adds nothing
+    update = ops(
+        database, "import", str(path), "--sequence", "Welcome", "--on-duplicate", "update", "--json"
+    )
+    assert json.loads(update.stdout)["updated"] == 3  # bob (as Bobby, the later row), old, dan
+    assert await pool.fetchval("SELECT first_name FROM leads WHERE email = 'bob@x.test'") == "Bobby"
+    jsonl = tmp_path / "more.jsonl"
+    jsonl.write_text(
+        '{"email": "fay@x.test", "attributes": {"plan": "pro"}, "seats": 2}\n'
+        '{"email": "gil@x.test", "plan": ["no"]}\n'
+        "not json\n"
+    )
+    res = json.loads(ops(database, "import", str(jsonl), "--sequence", "Welcome", "--json").stdout)
+    assert (res["imported"], res["rejected"]) == (1, 2)
+    assert (
+        ops(database, "import", str(tmp_path / "none.csv"), "--sequence", "Welcome").returncode == 2
+    )
+    assert ops(database, "import", str(path), "--sequence", "Nope").returncode == 1
