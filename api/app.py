@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import html
+import io
+import json
+import tempfile
 import time as monotonic
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from datetime import time
 from typing import Annotated, Any
 
@@ -24,7 +28,17 @@ from core.unsubscribe import InvalidToken
 from db.migrate import latest_version
 from db.pool import create_pool
 from db.stops import apply_unsubscribe_token
-from ops import actions, definitions, leads, senders, sequences, stops, suppressions, tokens
+from ops import (
+    actions,
+    definitions,
+    imports,
+    leads,
+    senders,
+    sequences,
+    stops,
+    suppressions,
+    tokens,
+)
 from runtime.daemon import every
 from runtime.health import Heartbeat
 from runtime.settings import ApiSettings
@@ -334,6 +348,72 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
             raise _invalid(exc) from None
         except leads.NotFound as exc:
             raise Problem(404, "Not found", str(exc)) from None
+
+    @v1.post(
+        "/sequences/{seq_id}/leads",
+        response_model=models.ImportReport,
+        tags=["leads"],
+        responses=models.problems(404, 415),
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "maxItems": 10_000,
+                            "items": models.LeadIn.model_json_schema(),
+                        }
+                    },
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+            }
+        },
+    )
+    async def import_leads(
+        request: Request,
+        pool: Pool,
+        _who: Actor,
+        seq_id: BigId,
+        *,
+        dry_run: bool = False,
+        on_duplicate: models.OnDuplicate = models.OnDuplicate.SKIP,
+        sender: Annotated[str | None, Query(max_length=254)] = None,
+    ) -> dict[str, Any]:
+        """Import leads (a JSON array of objects, or CSV with a header row) with the rules of
+        `python -m ops import`; rejected rows are listed with their line (or index + 1)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        with tempfile.SpooledTemporaryFile(max_size=1 << 20) as spool:
+            async for chunk in request.stream():
+                spool.write(chunk)
+            spool.seek(0)
+            text = io.TextIOWrapper(spool, encoding="utf-8-sig", errors="replace", newline="")
+            if kind == "text/csv":
+                rows: Any = imports.records(text, "csv")
+            elif kind in ("application/json", ""):
+                try:
+                    data = json.load(text)
+                except ValueError as exc:
+                    raise Problem(422, "Invalid request", f"body: not JSON: {exc}") from None
+                if not isinstance(data, list):
+                    raise Problem(422, "Invalid request", "body: a JSON array of leads")
+                rows = (
+                    (n, r if isinstance(r, dict) else "not a JSON object")
+                    for n, r in enumerate(data, start=1)
+                )
+            else:
+                raise Problem(415, "Unsupported media type", "send application/json or text/csv")
+            try:
+                async with pool.acquire() as conn:
+                    report = await imports.import_leads(
+                        conn, seq_id, rows, sender=sender, on_duplicate=on_duplicate,
+                        dry_run=dry_run,
+                    )  # fmt: skip
+            except leads.NotFound as exc:
+                raise Problem(404, "Not found", str(exc)) from None
+        out = asdict(report)
+        out["rejections"] = [{"line": n, "reason": r} for n, r in report.rejections]
+        return out
 
     @v1.post(
         "/sequences/{seq_id}/{action}",

@@ -253,3 +253,35 @@ class Created(BaseModel):
 class SenderChanged(BaseModel):
     id: int
     replanned: int = Field(description="waiting leads planned again under the new limits")
+
+
+class Rejection(BaseModel):
+    line: int
+    reason: str
+
+
+class ImportReport(BaseModel):
+    rows: int
+    imported: int
+    updated: int
+    duplicates: int
+    rejected: int
+    rejections: list[Rejection] = Field(description="the first 100 rejected rows")
+    dry_run: bool
+
+
+class OnDuplicate(enum.StrEnum):
+    SKIP = "skip"
+    UPDATE = "update"
+
+
+class LeadIn(BaseModel):
+    """A lead to import: these fields, and any other key is an attribute."""
+
+    model_config = ConfigDict(extra="allow")
+
+    email: str = Field(max_length=254)
+    first_name: str | None = Field(default=None, max_length=10_000)
+    last_name: str | None = Field(default=None, max_length=10_000)
+    company: str | None = Field(default=None, max_length=10_000)
+    timezone: str | None = Field(default=None, max_length=100)

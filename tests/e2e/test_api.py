@@ -39,13 +39,21 @@ class Client:
         self.token = token
 
     def call(
-        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        content_type: str | None = None,
     ) -> tuple[int, dict[str, str], Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
         req = urllib.request.Request(self.base + path, data=data, method=method)  # noqa: S310
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
-        if data is not None and raw is None:
+        if content_type is not None:
+            req.add_header("Content-Type", content_type)
+        elif data is not None and raw is None:
             req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - our own server
@@ -230,3 +238,27 @@ async def test_sequences_steps_and_senders(api: Client, pool: asyncpg.Pool) -> N
         await pool.fetchval("SELECT data->>'actor' FROM events WHERE type = 'sender_changed'")
         == "crm"
     )
+
+
+async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) -> None:
+    await pool.execute(SETUP)
+    status, _, report = api.call(
+        "POST",
+        "/api/v1/sequences/1/leads",
+        [{"email": "new@x.test", "first_name": "New", "plan": "pro"}, {"email": "bad"}, 7,
+         {"email": "L1@x.test"}],
+    )  # fmt: skip
+    assert status == 200, report
+    assert (report["imported"], report["duplicates"], report["rejected"]) == (1, 1, 2)
+    assert [r["line"] for r in report["rejections"]] == [2, 3]
+    req_csv = b"email,first_name\ncsv@x.test,Cee\nnope,No\n"
+    status, _, report = api.call(
+        "POST", "/api/v1/sequences/1/leads?dry_run=true", raw=req_csv, content_type="text/csv"
+    )
+    assert (status, report["imported"], report["rejected"], report["dry_run"]) == (200, 1, 1, True)
+    assert await pool.fetchval("SELECT count(*) FROM leads WHERE email = 'csv@x.test'") == 0
+    assert api.call("POST", "/api/v1/sequences/99/leads", [])[0] == 404
+    unsupported = api.call(
+        "POST", "/api/v1/sequences/1/leads", raw=b"x", content_type="application/xml"
+    )
+    assert unsupported[0] == 415
