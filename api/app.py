@@ -31,6 +31,7 @@ from db.stops import apply_unsubscribe_token
 from ops import (
     actions,
     definitions,
+    emails,
     imports,
     leads,
     senders,
@@ -468,6 +469,44 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         except leads.NotFound as exc:
             raise Problem(404, "Not found", str(exc)) from None
         return {"id": step_id}
+
+    @v1.post(
+        "/emails",
+        response_model=models.EmailScheduled,
+        status_code=201,
+        tags=["emails"],
+        responses={**models.problems(404), 200: {"model": models.EmailScheduled}},
+    )
+    async def schedule_email(pool: Pool, _who: Actor, body: models.EmailIn) -> JSONResponse:
+        """Schedule one email (201); the same idempotency key again answers as the first
+        time (200) and sends nothing twice."""
+        send_at = body.send_at
+        if send_at is not None and send_at.tzinfo is None:
+            raise Problem(422, "Invalid request", "send_at: give a timezone (Z or +hh:mm)")
+        try:
+            async with pool.acquire() as conn:
+                done = await emails.schedule(
+                    conn,
+                    to=body.to,
+                    subject=body.subject,
+                    body_text=body.body_text,
+                    body_html=body.body_html,
+                    sender=body.sender,
+                    send_at=send_at,
+                    idempotency_key=body.idempotency_key,
+                    now=utcnow(),
+                )
+        except definitions.Invalid as exc:
+            raise _invalid(exc) from None
+        except leads.NotFound as exc:
+            raise Problem(404, "Not found", str(exc)) from None
+        answer = models.EmailScheduled(
+            id=done.id, status=done.status, send_at=done.send_at,
+            idempotency_key=done.idempotency_key,
+        )  # fmt: skip
+        return JSONResponse(
+            answer.model_dump(mode="json"), status_code=201 if done.created else 200
+        )
 
     @v1.get("/senders", response_model=models.SenderPage, tags=["senders"])
     async def list_senders(

@@ -285,3 +285,25 @@ class LeadIn(BaseModel):
     last_name: str | None = Field(default=None, max_length=10_000)
     company: str | None = Field(default=None, max_length=10_000)
     timezone: str | None = Field(default=None, max_length=100)
+
+
+class EmailIn(Strict):
+    to: SenderEmail
+    subject: str = Field(min_length=1, max_length=900)
+    body_text: str = Field(min_length=1, max_length=512 * 1024)
+    body_html: str | None = Field(default=None, max_length=512 * 1024)
+    sender: SenderEmail = Field(description="one of the senders' addresses")
+    send_at: datetime | None = Field(default=None, description="default: now")
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the same key again returns the first answer and sends nothing twice",
+    )
+
+
+class EmailScheduled(BaseModel):
+    id: int = Field(description="the lead the email is (GET /api/v1/leads/{id})")
+    status: str
+    send_at: datetime
+    idempotency_key: str

@@ -183,11 +183,11 @@ def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJ
     text = render.render(lead.body_text, ctx, part="body_text", max_bytes=limit)
     html = None
     if lead.body_html:
+        # A template may render no HTML for some leads: then the message is text only.
         html = render.render(lead.body_html, ctx, part="body_html", html=True, max_bytes=limit)
-        if len(text) + len(html) > limit:
-            raise render.BudgetExceeded(
-                f"body: text and html together larger than {limit} characters"
-            )
+        html = html if html.strip() else None
+    if html is not None and len(text) + len(html) > limit:
+        raise render.BudgetExceeded(f"body: text and html together larger than {limit} characters")
 
     unsub_parts = []
     if settings.unsubscribe_mailto:

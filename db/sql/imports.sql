@@ -18,7 +18,7 @@ INSERT INTO leads (sequence_id, sender_id, email, first_name, last_name, company
 SELECT $1, $2, x.email, x.first_name, x.last_name, x.company, x.timezone, x.attributes::jsonb
 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
      AS x(email, first_name, last_name, company, timezone, attributes)
-ON CONFLICT (sequence_id, lower(email)) WHERE duplicate_of IS NULL DO NOTHING
+ON CONFLICT (sequence_id, lower(email)) WHERE duplicate_of IS NULL AND one_off_key IS NULL DO NOTHING
 RETURNING true AS inserted
 
 -- name: insert_update
@@ -29,7 +29,7 @@ INSERT INTO leads AS l (sequence_id, sender_id, email, first_name, last_name, co
 SELECT $1, $2, x.email, x.first_name, x.last_name, x.company, x.timezone, x.attributes::jsonb
 FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
      AS x(email, first_name, last_name, company, timezone, attributes)
-ON CONFLICT (sequence_id, lower(email)) WHERE duplicate_of IS NULL DO UPDATE
+ON CONFLICT (sequence_id, lower(email)) WHERE duplicate_of IS NULL AND one_off_key IS NULL DO UPDATE
 SET first_name = excluded.first_name, last_name = excluded.last_name,
     company = excluded.company, timezone = excluded.timezone,
     attributes = excluded.attributes, sender_id = coalesce(excluded.sender_id, l.sender_id),

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from core.unsubscribe import make_token
 from ops import tokens
 from tests.conftest import wait_for
-from tests.e2e.daemons import Daemons
+from tests.e2e.daemons import Daemons, daemon_env
+from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
 SECRET = "api-test-secret-of-at-least-32-bytes"
@@ -262,3 +263,47 @@ async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) ->
         "POST", "/api/v1/sequences/1/leads", raw=b"x", content_type="application/xml"
     )
     assert unsupported[0] == 415
+
+
+async def test_a_scheduled_email_arrives_once_whatever_the_retries(  # noqa: PLR0917
+    api: Client, pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    await pool.execute("INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana')")
+    daemons = Daemons(daemon_env(database, amqp_prefix, smtp.port), tmp_path / "daemons")
+    (tmp_path / "daemons").mkdir()
+    for module in ("scheduler", "pump", "worker"):
+        daemons.start(module)
+    email = {
+        "to": "bob@example.test",
+        "subject": "Your invoice {{ not a template }}",
+        "body_text": "Hello Bob",
+        "body_html": "<p>Hello <b>Bob</b></p>",
+        "sender": "ana@acme.test",
+        "idempotency_key": "invoice-42",
+    }
+    try:
+        # The same request ten times at once (a client retrying): one email.
+        answers = await asyncio.gather(
+            *(asyncio.to_thread(api.call, "POST", "/api/v1/emails", email) for _ in range(10))
+        )
+        assert sorted(a[0] for a in answers) == [200] * 9 + [201], [(a[0], a[2]) for a in answers]
+        assert len({a[2]["id"] for a in answers}) == 1
+        later = {**email, "idempotency_key": None, "send_at": "2100-01-01T09:00:00Z"}
+        status, _, scheduled = api.call("POST", "/api/v1/emails", later)
+        assert (status, scheduled["send_at"]) == (201, "2100-01-01T09:00:00Z")
+        await wait_for(lambda: len(smtp.received) == 1, timeout=30)
+        await asyncio.sleep(1)
+    finally:
+        codes = daemons.stop_all()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
+    (got,) = smtp.received
+    assert got.message["Subject"] == "Your invoice {{ not a template }}"  # sent as given
+    html = got.message.get_body(("html",))
+    assert html is not None
+    assert "<b>Bob</b>" in html.get_content()
+    assert api.call("POST", "/api/v1/emails", {**email, "sender": "nobody@acme.test",
+                                               "idempotency_key": "x"})[0] == 404  # fmt: skip
+    status, _, problem = api.call("POST", "/api/v1/emails", {**email, "to": "bad..addr@x.test",
+                                                             "idempotency_key": "y"})  # fmt: skip
+    assert (status, problem["errors"][0]["field"]) == (422, "to")
