@@ -196,10 +196,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     )
     async def get_lead(pool: Pool, _who: Actor, lead_id: BigId) -> dict[str, Any]:
         async with pool.acquire() as conn:
-            try:
-                view = await leads.show(conn, lead_id)
-            except leads.NotFound as exc:
-                raise Problem(404, "Not found", str(exc)) from None
+            view = await leads.show(conn, lead_id)
         return {"lead": view.lead, "deliveries": view.deliveries, "events": view.events}
 
     @v1.post(
@@ -283,11 +280,6 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         """The address unsubscribed (record_unsubscribe): suppressed, its leads stop."""
         return await _stop(pool, body, reply=False)
 
-    def _invalid(exc: definitions.Invalid) -> Problem:
-        return Problem(
-            422, "Invalid request", str(exc), errors=[{"field": exc.field, "message": str(exc)}]
-        )
-
     def _times(body: dict[str, Any]) -> dict[str, Any]:
         for f in ("send_from", "send_until"):
             value = body.get(f)
@@ -311,11 +303,8 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     @v1.post("/sequences", response_model=models.Created, status_code=201, tags=["sequences"])
     async def create_sequence(pool: Pool, _who: Actor, body: models.SequenceIn) -> dict[str, int]:
         spec = _times(body.model_dump())
-        try:
-            async with pool.acquire() as conn:
-                seq_id = await definitions.create_sequence(conn, definitions.SequenceSpec(**spec))
-        except definitions.Invalid as exc:
-            raise _invalid(exc) from None
+        async with pool.acquire() as conn:
+            seq_id = await definitions.create_sequence(conn, definitions.SequenceSpec(**spec))
         return {"id": seq_id}
 
     @v1.get(
@@ -325,11 +314,8 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         responses=models.problems(404),
     )
     async def get_sequence(pool: Pool, _who: Actor, seq_id: BigId) -> dict[str, Any]:
-        try:
-            async with pool.acquire() as conn:
-                return _seq(await definitions.sequence(conn, seq_id))
-        except leads.NotFound as exc:
-            raise Problem(404, "Not found", str(exc)) from None
+        async with pool.acquire() as conn:
+            return _seq(await definitions.sequence(conn, seq_id))
 
     @v1.patch(
         "/sequences/{seq_id}",
@@ -341,14 +327,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         pool: Pool, _who: Actor, seq_id: BigId, body: models.SequencePatch
     ) -> dict[str, Any]:
         changes = _times(body.model_dump(include=body.model_fields_set))
-        try:
-            async with pool.acquire() as conn:
-                await definitions.update_sequence(conn, seq_id, changes)
-                return _seq(await definitions.sequence(conn, seq_id))
-        except definitions.Invalid as exc:
-            raise _invalid(exc) from None
-        except leads.NotFound as exc:
-            raise Problem(404, "Not found", str(exc)) from None
+        async with pool.acquire() as conn:
+            await definitions.update_sequence(conn, seq_id, changes)
+            return _seq(await definitions.sequence(conn, seq_id))
 
     @v1.post(
         "/sequences/{seq_id}/leads",
@@ -404,14 +385,11 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
                 )
             else:
                 raise Problem(415, "Unsupported media type", "send application/json or text/csv")
-            try:
-                async with pool.acquire() as conn:
-                    report = await imports.import_leads(
-                        conn, seq_id, rows, sender=sender, on_duplicate=on_duplicate,
-                        dry_run=dry_run,
-                    )  # fmt: skip
-            except leads.NotFound as exc:
-                raise Problem(404, "Not found", str(exc)) from None
+            async with pool.acquire() as conn:
+                report = await imports.import_leads(
+                    conn, seq_id, rows, sender=sender, on_duplicate=on_duplicate,
+                    dry_run=dry_run,
+                )  # fmt: skip
         out = asdict(report)
         out["rejections"] = [{"line": n, "reason": r} for n, r in report.rejections]
         return out
@@ -426,12 +404,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         pool: Pool, who: Actor, seq_id: BigId, action: models.SequenceAction
     ) -> dict[str, Any]:
         status = "paused" if action is models.SequenceAction.PAUSE else "active"
-        try:
-            async with pool.acquire() as conn:
-                await sequences.set_status(conn, seq_id, status, actor=who, now=utcnow())
-                return _seq(await definitions.sequence(conn, seq_id))
-        except leads.NotFound as exc:
-            raise Problem(404, "Not found", str(exc)) from None
+        async with pool.acquire() as conn:
+            await sequences.set_status(conn, seq_id, status, actor=who, now=utcnow())
+            return _seq(await definitions.sequence(conn, seq_id))
 
     @v1.get(
         "/sequences/{seq_id}/steps",
@@ -440,11 +415,8 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         responses=models.problems(404),
     )
     async def list_steps(pool: Pool, _who: Actor, seq_id: BigId) -> list[dict[str, Any]]:
-        try:
-            async with pool.acquire() as conn:
-                return await definitions.steps(conn, seq_id)
-        except leads.NotFound as exc:
-            raise Problem(404, "Not found", str(exc)) from None
+        async with pool.acquire() as conn:
+            return await definitions.steps(conn, seq_id)
 
     @v1.put(
         "/sequences/{seq_id}/steps/{position}",
@@ -459,15 +431,10 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         position: Annotated[int, Path(ge=1, le=10_000)],
         body: models.StepIn,
     ) -> dict[str, int]:
-        try:
-            async with pool.acquire() as conn:
-                step_id = await definitions.put_step(
-                    conn, seq_id, definitions.StepSpec(position=position, **body.model_dump())
-                )
-        except definitions.Invalid as exc:
-            raise _invalid(exc) from None
-        except leads.NotFound as exc:
-            raise Problem(404, "Not found", str(exc)) from None
+        async with pool.acquire() as conn:
+            step_id = await definitions.put_step(
+                conn, seq_id, definitions.StepSpec(position=position, **body.model_dump())
+            )
         return {"id": step_id}
 
     @v1.post(
@@ -483,23 +450,18 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         send_at = body.send_at
         if send_at is not None and send_at.tzinfo is None:
             raise Problem(422, "Invalid request", "send_at: give a timezone (Z or +hh:mm)")
-        try:
-            async with pool.acquire() as conn:
-                done = await emails.schedule(
-                    conn,
-                    to=body.to,
-                    subject=body.subject,
-                    body_text=body.body_text,
-                    body_html=body.body_html,
-                    sender=body.sender,
-                    send_at=send_at,
-                    idempotency_key=body.idempotency_key,
-                    now=utcnow(),
-                )
-        except definitions.Invalid as exc:
-            raise _invalid(exc) from None
-        except leads.NotFound as exc:
-            raise Problem(404, "Not found", str(exc)) from None
+        async with pool.acquire() as conn:
+            done = await emails.schedule(
+                conn,
+                to=body.to,
+                subject=body.subject,
+                body_text=body.body_text,
+                body_html=body.body_html,
+                sender=body.sender,
+                send_at=send_at,
+                idempotency_key=body.idempotency_key,
+                now=utcnow(),
+            )
         answer = models.EmailScheduled(
             id=done.id, status=done.status, send_at=done.send_at,
             idempotency_key=done.idempotency_key,
@@ -529,13 +491,8 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     )
     async def create_sender(pool: Pool, _who: Actor, body: models.SenderIn) -> dict[str, int]:
         limits = body.model_dump(exclude={"email", "name"})
-        try:
-            async with pool.acquire() as conn:
-                sender_id = await definitions.create_sender(conn, body.email, body.name, limits)
-        except definitions.Conflict as exc:
-            raise Problem(409, "Conflict", str(exc)) from None
-        except definitions.Invalid as exc:
-            raise _invalid(exc) from None
+        async with pool.acquire() as conn:
+            sender_id = await definitions.create_sender(conn, body.email, body.name, limits)
         return {"id": sender_id}
 
     @v1.patch(
@@ -549,18 +506,11 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     ) -> dict[str, int]:
         given = body.model_dump(include=body.model_fields_set)
         name = given.pop("name", _KEEP)
-        try:
-            async with pool.acquire() as conn:
-                current = await definitions.sender(conn, sender_id)
-                if name is not _KEEP:
-                    await definitions.rename_sender(conn, sender_id, name)
-                done = await senders.set_limits(
-                    conn, current["email"], given, actor=who, now=utcnow()
-                )
-        except leads.NotFound as exc:
-            raise Problem(404, "Not found", str(exc)) from None
-        except senders.InvalidLimit as exc:
-            raise Problem(422, "Invalid request", str(exc)) from None
+        async with pool.acquire() as conn:
+            current = await definitions.sender(conn, sender_id)
+            if name is not _KEEP:
+                await definitions.rename_sender(conn, sender_id, name)
+            done = await senders.set_limits(conn, current["email"], given, actor=who, now=utcnow())
         return {"id": sender_id, "replanned": done.replanned}
 
     app.include_router(v1)

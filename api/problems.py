@@ -11,6 +11,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ops.definitions import Conflict, Invalid
+from ops.leads import NotFound
+from ops.senders import InvalidLimit
+
 log = structlog.get_logger()
 
 MEDIA_TYPE = "application/problem+json"
@@ -58,6 +62,24 @@ def install(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         return response(exc.status_code, str(exc.detail), str(exc.detail), headers)
+
+    # What the use cases refuse, the same way on every route.
+    @app.exception_handler(NotFound)
+    async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
+        return response(404, "Not found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_request: Request, exc: Conflict) -> JSONResponse:
+        return response(409, "Conflict", str(exc))
+
+    @app.exception_handler(Invalid)
+    async def _refused(_request: Request, exc: Invalid) -> JSONResponse:
+        errors = [{"field": exc.field, "message": str(exc)}]
+        return response(422, "Invalid request", str(exc), errors=errors)
+
+    @app.exception_handler(InvalidLimit)
+    async def _limit(_request: Request, exc: InvalidLimit) -> JSONResponse:
+        return response(422, "Invalid request", str(exc))
 
     @app.exception_handler(asyncpg.DataError)
     async def _data(_request: Request, exc: asyncpg.DataError) -> JSONResponse:

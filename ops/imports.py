@@ -244,8 +244,21 @@ async def import_leads(
     tx = conn.transaction() if dry_run else None
     if tx is not None:
         await tx.start()
+    batch: list[Row] = []
+
+    async def flush() -> None:
+        await _store(
+            conn,
+            insert,
+            batch,
+            report,
+            sequence_id=seq["id"],
+            sender=sender_row,
+            on_duplicate=on_duplicate,
+        )
+        batch.clear()
+
     try:
-        batch: list[Row] = []
         for line, record in rows:
             report.rows += 1
             try:
@@ -259,28 +272,11 @@ async def import_leads(
                 continue
             batch.append(row)
             if len(batch) >= BATCH:
-                await _store(
-                    conn,
-                    insert,
-                    batch,
-                    report,
-                    sequence_id=seq["id"],
-                    sender=sender_row,
-                    on_duplicate=on_duplicate,
-                )
-                batch = []
+                await flush()
                 if progress is not None:
                     progress(report)
         if batch:
-            await _store(
-                conn,
-                insert,
-                batch,
-                report,
-                sequence_id=seq["id"],
-                sender=sender_row,
-                on_duplicate=on_duplicate,
-            )
+            await flush()
         if progress is not None:
             progress(report)
     finally:
