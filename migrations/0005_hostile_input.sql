@@ -32,6 +32,8 @@ ALTER TABLE leads
 -- stays, the others are stopped (reason `duplicate`) and keep `duplicate_of`, which takes
 -- them out of the unique index.
 ALTER TABLE leads ADD COLUMN duplicate_of bigint REFERENCES leads (id) ON DELETE SET NULL;
+-- Deleting a lead looks up the duplicates pointing at it: through this index, not a scan.
+CREATE INDEX leads_duplicate_of ON leads (duplicate_of) WHERE duplicate_of IS NOT NULL;
 WITH ranked AS (
     SELECT id, first_value(id) OVER w AS keep, row_number() OVER w AS n
     FROM leads
