@@ -109,6 +109,17 @@ Actor = Annotated[str, Depends(_actor)]
 
 
 _KEEP: Any = object()
+# A list's paging: the `next_cursor` of the page before (an id), and the page's size.
+IdCursor = Annotated[
+    str | None,
+    Query(pattern=r"^[0-9]{1,18}$", description="the `next_cursor` of the page before"),
+]
+PageSize = Annotated[int, Query(ge=1, le=500)]
+
+
+def _page(items: list[Any], limit: int, cursor: Any) -> dict[str, Any]:
+    """A page of `items`; its next cursor is the last item's key when the page is full."""
+    return {"items": items, "next_cursor": str(cursor) if items and len(items) == limit else None}
 
 
 def _seq(row: dict[str, Any]) -> dict[str, Any]:
@@ -292,13 +303,12 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     async def list_sequences(
         pool: Pool,
         _who: Actor,
-        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: IdCursor = None,
+        limit: PageSize = 100,
     ) -> dict[str, Any]:
         async with pool.acquire() as conn:
             items = await definitions.sequences(conn, after=int(cursor or 0), limit=limit)
-        return {"items": [_seq(i) for i in items],
-                "next_cursor": str(items[-1]["id"]) if len(items) == limit else None}  # fmt: skip
+        return _page([_seq(i) for i in items], limit, items[-1]["id"] if items else None)
 
     @v1.post("/sequences", response_model=models.Created, status_code=201, tags=["sequences"])
     async def create_sequence(pool: Pool, _who: Actor, body: models.SequenceIn) -> dict[str, int]:
@@ -474,13 +484,12 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     async def list_senders(
         pool: Pool,
         _who: Actor,
-        cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: IdCursor = None,
+        limit: PageSize = 100,
     ) -> dict[str, Any]:
         async with pool.acquire() as conn:
             items = await definitions.senders(conn, after=int(cursor or 0), limit=limit)
-        return {"items": items,
-                "next_cursor": str(items[-1]["id"]) if len(items) == limit else None}  # fmt: skip
+        return _page(items, limit, items[-1]["id"] if items else None)
 
     @v1.post(
         "/senders",
