@@ -23,6 +23,7 @@ COPY worker ./worker
 COPY ops ./ops
 COPY api ./api
 COPY migrations ./migrations
+COPY pyproject.toml ./
 USER app
 # Override per service: python -m scheduler | pump | worker | db migrate | db seed-demo
 CMD ["python", "-m", "worker"]

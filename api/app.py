@@ -18,10 +18,13 @@ from typing import Annotated, Any
 import asyncpg
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from api import metrics as api_metrics
 from api import models, problems
 from api.problems import Problem
+from broker.topology import Names
 from core.clock import utcnow
 from core.lifecycle import Status
 from core.unsubscribe import InvalidToken
@@ -36,6 +39,7 @@ from ops import (
     leads,
     senders,
     sequences,
+    status,
     stops,
     suppressions,
     tokens,
@@ -139,6 +143,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         app.state.pool = pool = await create_pool(
             settings.database_url, max_size=settings.db_pool_size
         )
+        depths = status.QueueDepths(settings.amqp_url, Names.from_prefix(settings.amqp_prefix))
         stop = asyncio.Event()
 
         async def check() -> None:
@@ -149,6 +154,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
 
         try:
             await check_schema(pool, latest_version())
+            if heartbeat is not None:
+                heartbeat.attach(pool)
+            app.state.status = status.Shared(pool, depths)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(every(2.0, stop, _quietly(check)))
                 try:
@@ -156,6 +164,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
                 finally:
                     stop.set()
         finally:
+            if heartbeat is not None:
+                await heartbeat.detach()
+            await depths.close()
             await pool.close()
 
     app = FastAPI(
@@ -522,7 +533,21 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
             done = await senders.set_limits(conn, current["email"], given, actor=who, now=utcnow())
         return {"id": sender_id, "replanned": done.replanned}
 
+    @v1.get("/status", response_model=status.Overview, tags=["status"])
+    async def get_status(request: Request, _who: Actor) -> status.Overview:
+        """Sequences, senders and the pipeline at a glance (what `ops status` prints)."""
+        shared: status.Shared = request.app.state.status
+        return await shared.get()
+
     app.include_router(v1)
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
+    async def get_metrics(request: Request) -> PlainTextResponse:
+        """Prometheus text format: this process's metrics and the status gauges."""
+        shared: status.Shared = request.app.state.status
+        return PlainTextResponse(
+            api_metrics.render(await shared.get()), media_type=CONTENT_TYPE_LATEST
+        )
 
     @app.get(
         "/healthz",

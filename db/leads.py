@@ -9,7 +9,7 @@ from core.lifecycle import Status
 from core.pacing import Pacing
 from core.planner import DueLead
 from db.pool import Conn
-from db.queries import query
+from db.queries import COUNT_CAP, query
 
 _DUE_FIELDS = tuple(f.name for f in fields(DueLead))
 
@@ -135,9 +135,9 @@ async def rescue_stuck(
     return [Rescued(r["id"], r["current_step"], r["attempt"]) for r in rows]
 
 
-async def backlog(conn: Conn, now: datetime) -> Backlog:
-    """Due and queued lead counts and how late the oldest due lead is."""
-    r = await conn.fetchrow(query("leads", "backlog"), now)
+async def backlog(conn: Conn, now: datetime, cap: int = COUNT_CAP) -> Backlog:
+    """Due and queued lead counts (up to `cap`) and how late the oldest due lead is."""
+    r = await conn.fetchrow(query("leads", "backlog"), now, cap)
     assert r is not None
     return Backlog(due=r["due"], queued=r["queued"], lag_s=float(r["lag_s"] or 0.0))
 

@@ -8,7 +8,7 @@ from datetime import datetime
 
 from core.schemas import ref_body
 from db.pool import Conn
-from db.queries import query
+from db.queries import COUNT_CAP, query
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +52,8 @@ async def prune_published(conn: Conn, before: datetime, limit: int) -> int:
     return int(status.rsplit(" ", 1)[-1])
 
 
-async def backlog(conn: Conn, now: datetime) -> tuple[int, float]:
-    """Unpublished row count and the age of the oldest one, in seconds."""
-    r = await conn.fetchrow(query("outbox", "backlog"), now)
+async def backlog(conn: Conn, now: datetime, cap: int = COUNT_CAP) -> tuple[int, float]:
+    """Unpublished row count (up to `cap`) and the age of the oldest one, in seconds."""
+    r = await conn.fetchrow(query("outbox", "backlog"), now, cap)
     assert r is not None
     return int(r["unpublished"]), float(r["oldest_s"] or 0.0)

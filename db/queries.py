@@ -7,6 +7,9 @@ from functools import cache
 from pathlib import Path
 
 SQL_DIR = Path(__file__).with_name("sql")
+# Counts of a backlog (due leads, unpublished rows) stop here ("10000+"): a backlog that size
+# is what an operator needs to know, and counting further would scan it on every call.
+COUNT_CAP = 10_000
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 

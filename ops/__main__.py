@@ -17,7 +17,17 @@ from broker.topology import Names
 from core.clock import utcnow
 from db.migrate import latest_version
 from db.pool import Conn, create_pool
-from ops import actions, dead_letters, imports, leads, senders, sequences, suppressions, tokens
+from ops import (
+    actions,
+    dead_letters,
+    imports,
+    leads,
+    senders,
+    sequences,
+    status,
+    suppressions,
+    tokens,
+)
 from runtime import health, logs
 from runtime.settings import BrokerSettings, CommonSettings, load_or_exit
 from runtime.startup import StartupError, check_schema
@@ -123,6 +133,50 @@ async def _dead_letters(conn: Conn, args: argparse.Namespace) -> None:
     _print(args, done, f"{args.action}: {len(done)} dead letter(s) {' '.join(done)}".rstrip())
     if args.ids and len(done) < len(set(args.ids)):
         raise Partly(f"{len(set(args.ids)) - len(done)} of the ids are not dead letters")
+
+
+def _when(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
+def _status_text(view: status.Overview) -> str:
+    lines = ["SEQUENCES"]
+    for q in view.sequences:
+        counts = ", ".join(f"{k} {v}" for k, v in q.leads.items() if v)
+        day = ", ".join(f"{k} {v}" for k, v in q.last_24h.items() if v)
+        lines.append(f"  {q.id} {q.name!r} [{q.status}]: {counts or 'no leads'}")
+        lines.append(f"      last 24 h: {day or 'nothing'}")
+    lines.append("SENDERS")
+    for s in view.senders:
+        caps = f"{s.sent_last_hour}/{s.hourly_limit or '-'} this hour, "
+        caps += f"{s.sent_last_day}/{s.daily_limit or '-'} today"
+        free = f", next free slot {s.next_free_slot:%H:%M:%S}" if s.next_free_slot else ""
+        lines.append(f"  {s.id} {s.email}: {caps}{free}" + ("" if s.paced else " (unpaced)"))
+    p = view.pipeline
+    unknown = "unknown (broker not reachable)"
+    lines += [
+        "PIPELINE",
+        f"  due now {p.due}{'+' if p.due_capped else ''}"
+        + (f", oldest waiting {_when(p.lag_seconds)}" if p.due else ""),
+        f"  queued {p.queued}, outbox unpublished {p.outbox_unpublished}"
+        + (f" (oldest {_when(p.outbox_oldest_seconds)})" if p.outbox_unpublished else ""),
+        f"  send queue {unknown if p.queue_messages is None else p.queue_messages},"
+        f" dead letters {unknown if p.dead_letters is None else p.dead_letters}",
+        "  replicas: " + (", ".join(
+            f"{r.service}@{r.host}:{r.pid} ({_when((view.at - r.last_progress).total_seconds())}"
+            " since progress)" for r in p.replicas) or "none reporting"),
+    ]  # fmt: skip
+    return "\n".join(lines)
+
+
+async def _status(conn: Conn, args: argparse.Namespace) -> None:
+    settings = load_or_exit(BrokerSettings)
+    depths = status.QueueDepths(settings.amqp_url, Names.from_prefix(settings.amqp_prefix))
+    try:
+        view = await status.read(conn, depths, utcnow())
+    finally:
+        await depths.close()
+    _print(args, asdict(view), _status_text(view))
 
 
 class _Progress:
@@ -304,6 +358,7 @@ def _parser() -> argparse.ArgumentParser:
         ("--jitter", "up to this many seconds more, at random"),
     ):
         snd.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
+    cmd("status", help="sequences, senders and the pipeline at a glance")
     hl = cmd("health", help="is this host's replica of a service alive and making progress?")
     hl.add_argument("--service", choices=SERVICES, required=True)
     return p
@@ -314,6 +369,7 @@ COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
     "import": _import,
     "sender": _sender,
     "sequence": _sequence,
+    "status": _status,
     "suppress": _suppress,
     "token": _token,
 }

@@ -21,6 +21,7 @@ def build(settings: PumpSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
+            heartbeat.attach(pool)
             connection = await connect(settings.amqp_url, name="email-scheduler-pump", stop=stop)
             try:
                 names = Names.from_prefix(settings.amqp_prefix)
@@ -36,6 +37,7 @@ def build(settings: PumpSettings, heartbeat: Heartbeat) -> Main:
             finally:
                 await connection.close()
         finally:
+            await heartbeat.detach()
             await pool.close()
 
     return run

@@ -16,6 +16,7 @@ from broker.topology import BROKER_ERRORS, ROUTING_KEY, send_message
 from core.clock import utcnow
 from db import outbox
 from db.pool import TRANSIENT_DB_ERRORS, Listener
+from runtime import metrics
 from runtime.daemon import every, repeat, wait_first
 from runtime.health import Heartbeat
 from runtime.settings import PumpSettings
@@ -81,6 +82,8 @@ class Pump:
                 await outbox.mark_published(conn, confirmed, self.clock())
         duration_ms = round((time.perf_counter() - started) * 1000, 1)
         self.published_total += len(confirmed)
+        metrics.PUBLISHED.inc(len(confirmed))
+        metrics.PUBLISH_BATCH.observe(len(rows))
         if confirmed:
             log.info(
                 "outbox_batch_published",
@@ -129,6 +132,8 @@ class Pump:
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("summary_unavailable", error=str(exc))
             return
+        metrics.PUMP_BACKLOG.set(unpublished)
+        metrics.PUMP_OLDEST.set(oldest)
         log.info(
             "pump_summary",
             published_total=self.published_total,

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import structlog
 
-from runtime import health, logs
+from runtime import health, logs, metrics
 from runtime.settings import CommonSettings, HealthSettings, load_or_exit, unknown_variables
 from runtime.startup import StartupError
 
@@ -38,6 +38,7 @@ def main(
     if argv == ["--health"]:
         return health.main(service)
     settings = start(service, cls)
+    metrics.serve(settings.metrics_port)
     heartbeat = health.Heartbeat(service, HealthSettings())
     body = build(settings, heartbeat)
 

@@ -1,6 +1,8 @@
 """Liveness of a daemon: its loop records each turn it completes (`Heartbeat.beat`), a side
 task writes the time of the last one to a file per process, and `check` (behind
-`python -m <daemon> --health`, which compose's health checks run) reads those files.
+`python -m ops health --service <daemon>`, which compose's health checks run) reads those
+files. Once the daemon has its database pool (`attach`), the same side task also reports
+to the `daemon_replicas` table, which `ops status` lists for every host.
 
 A daemon whose loop stops turning (a statement that never returns, a lock that is never
 granted) keeps writing the same old time, so the check fails even though the process is up.
@@ -10,18 +12,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import socket
 import time
+import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
+import asyncpg
 import structlog
 
+from db import replicas
 from runtime.settings import HealthSettings
 
 log = structlog.get_logger()
+
+
+# The database being away or the pool closing: the report is skipped, the daemon goes on.
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+@functools.cache
+def version() -> str:
+    """This installation's version (pyproject's), as replicas report it."""
+    try:
+        return metadata.version("email-scheduler")
+    except metadata.PackageNotFoundError:  # run from a checkout
+        pass
+    try:
+        with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "unknown"
 
 
 def _file(directory: Path, service: str, pid: int) -> Path:
@@ -31,11 +57,31 @@ def _file(directory: Path, service: str, pid: int) -> Path:
 class Heartbeat:
     """One process's record of progress."""
 
-    def __init__(self, service: str, settings: HealthSettings, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        service: str,
+        settings: HealthSettings,
+        interval: float = 2.0,
+        report_every: float = 5.0,
+    ) -> None:
         self.service = service
         self.path = _file(settings.health_dir, service, os.getpid())
         self.interval = interval
+        self.report_every = report_every
         self.last_progress = time.time()
+        self.replica = replicas.Replica(
+            service=service,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=version(),
+            started_at=datetime.now(UTC),
+        )
+        self._pool: asyncpg.Pool | None = None
+        self._reported = 0.0
+
+    def attach(self, pool: asyncpg.Pool) -> None:
+        """Report to the database through `pool` from now on."""
+        self._pool = pool
 
     def beat(self) -> None:
         """The loop completed a turn."""
@@ -57,19 +103,44 @@ class Heartbeat:
         )
         tmp.replace(self.path)
 
+    async def report(self) -> None:
+        """Record this replica's progress in the database (when attached to one)."""
+        if self._pool is None:
+            return
+        last = datetime.fromtimestamp(self.last_progress, UTC)
+        async with self._pool.acquire(timeout=5) as conn:
+            await replicas.report(conn, self.replica, last, datetime.now(UTC))
+
+    async def detach(self) -> None:
+        """The daemon is stopping (its pool about to close): no longer listed."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        with contextlib.suppress(*_DB_ERRORS):
+            async with pool.acquire(timeout=2) as conn:
+                await asyncio.wait_for(replicas.leave(conn, self.replica), 2)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Write the heartbeat every `interval` until `stop`; remove it on the way out."""
+        """Write the heartbeat every `interval` (and report it every `report_every`) until
+        `stop`; remove it on the way out."""
         try:
             while not stop.is_set():
                 try:
                     self.write()
                 except OSError as exc:
                     log.warning("heartbeat_not_written", error=str(exc), path=str(self.path))
+                if time.monotonic() - self._reported >= self.report_every:
+                    try:
+                        await asyncio.wait_for(self.report(), self.report_every)
+                        self._reported = time.monotonic()
+                    except _DB_ERRORS as exc:
+                        log.warning("heartbeat_not_reported", error=str(exc) or type(exc).__name__)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.interval)
         finally:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+            await self.detach()
 
 
 @dataclass(frozen=True, slots=True)

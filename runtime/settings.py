@@ -46,6 +46,8 @@ class CommonSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
     summary_interval_seconds: float = Field(default=30.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # This process's Prometheus metrics on this port (runtime/metrics.py); unset: not served.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Hand-offs per second for the whole deployment (relays that limit the account); None = off.
     # The scheduler plans against it and the worker enforces it under a row lock.
     global_rate_per_second: float | None = Field(default=None, gt=0)
@@ -113,8 +115,8 @@ class SchedulerSettings(CommonSettings):
         return v
 
 
-class ApiSettings(CommonSettings):
-    """The HTTP service (`python -m api`)."""
+class ApiSettings(BrokerSettings):
+    """The HTTP service (`python -m api`); the broker for status and dead letters."""
 
     api_host: str = "0.0.0.0"  # noqa: S104 - a service, reached through compose's ports
     api_port: int = Field(default=8080, ge=1, le=65535)
@@ -214,6 +216,7 @@ PREFIXES = (
     "HEALTH_",
     "LOG_",
     "MESSAGE_ID",
+    "METRICS_",
     "OUTBOX_",
     "PACING_",
     "PUMP_",

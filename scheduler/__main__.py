@@ -21,10 +21,12 @@ def build(settings: SchedulerSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
+            heartbeat.attach(pool)
             await planning.start()
             await Scheduler(pool, settings, heartbeat=heartbeat).run(stop)
         finally:
             planning.shutdown()
+            await heartbeat.detach()
             await pool.close()
 
     return run

@@ -17,9 +17,10 @@ import structlog
 from core import pacing, planner
 from core.clock import utcnow
 from core.lifecycle import Status
-from db import events, leads
+from db import counts, events, leads
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS, Conn, Listener
+from runtime import metrics
 from runtime.daemon import every, repeat, wait_first
 from runtime.health import Heartbeat
 from runtime.settings import SchedulerSettings
@@ -113,6 +114,9 @@ class Scheduler:
                     )
         _emit(lines)  # after the commit: a line means the change happened
         self.totals.update(result.outcomes)
+        metrics.PLAN_BATCH.observe(len(claimed))
+        for outcome, n in result.outcomes.items():
+            metrics.PLANNED.labels(outcome).inc(n)
         return result
 
     async def _one_lead(
@@ -315,9 +319,11 @@ class Scheduler:
         try:
             async with self.pool.acquire() as conn:
                 b = await leads.backlog(conn, self.clock())
+                await counts.fold(conn, self.clock())
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("summary_unavailable", error=str(exc))
             return
+        metrics.SCHEDULER_LAG.set(b.lag_s)
         log.info(
             "scheduler_summary",
             due=b.due,

@@ -45,6 +45,7 @@ def build(settings: WorkerSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
+            heartbeat.attach(pool)
             connection = await connect(settings.amqp_url, name="email-scheduler-worker", stop=stop)
             smtp = SmtpPool(
                 settings, size=settings.worker_concurrency, local_hostname=local_hostname
@@ -58,6 +59,7 @@ def build(settings: WorkerSettings, heartbeat: Heartbeat) -> Main:
                 await smtp.close()
                 await connection.close()
         finally:
+            await heartbeat.detach()
             await pool.close()
 
     return run

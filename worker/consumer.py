@@ -36,6 +36,7 @@ from core.schemas import JobRef, SendJob
 from db import deliveries, ledger, outbox
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS
+from runtime import metrics
 from runtime.daemon import every
 from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
@@ -199,6 +200,11 @@ class Worker:
 
     async def handle(self, message: AbstractIncomingMessage) -> str:
         """Process one message; return what happened (for tests and counters)."""
+        result = await self._handle(message)
+        metrics.MESSAGES.labels(result).inc()
+        return result
+
+    async def _handle(self, message: AbstractIncomingMessage) -> str:
         try:
             got = parse(message)
         except InvalidMessage as exc:
@@ -234,6 +240,8 @@ class Worker:
         outcome, duration_ms = await self._send(job, not_before)
 
         evs = await self._records.submit(_Outcome(job, claim.token, claim.attempts, outcome))
+        metrics.SMTP_SECONDS.observe(duration_ms / 1000)
+        metrics.SENDS.labels(evs[0].type if evs else "claim_lost", str(job.sender_id or "")).inc()
         if evs is None:
             bound.warning("delivery_claim_lost", attempt=claim.attempts, duration_ms=duration_ms)
         else:
@@ -281,6 +289,7 @@ class Worker:
         A message the outbox does not bear out is refused (a string saying why); so is one
         whose claim fails on its own when the batch could not be claimed together.
         """
+        metrics.CLAIM_BATCH.observe(len(items))
         rows = await self._retrying(partial(self._jobs, [it.outbox_id for it in items]))
         out: list[tuple[SendJob, Claim] | str] = []
         trusted: list[tuple[int, Incoming]] = []
@@ -320,6 +329,7 @@ class Worker:
     async def _record_batch(self, items: list[_Outcome]) -> list[list[Event] | None]:
         """Record what SMTP said for each claim: the messages that left in one transaction,
         each failure in its own; each retried on its own while the database is away."""
+        metrics.RECORD_BATCH.observe(len(items))
         now = self.clock()
         results: list[list[Event] | None] = [None] * len(items)
         left: list[tuple[int, deliveries.Finished]] = []

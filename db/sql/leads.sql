@@ -77,12 +77,22 @@ FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[]) AS o(lead_id, step, 
 
 
 -- name: backlog
-SELECT count(*) FILTER (WHERE l.status = 'active') AS due,
-       count(*) FILTER (WHERE l.status = 'queued') AS queued,
-       extract(epoch FROM $1::timestamptz - min(l.next_run_at) FILTER (WHERE l.status = 'active'))
-           AS lag_s
-FROM leads l
-WHERE (l.status = 'active' AND l.next_run_at <= $1::timestamptz) OR l.status = 'queued'
+-- Due leads of active sequences (a paused one's are not lag) and leads in the pipeline, each
+-- counted up to $2 (a bounded scan, whatever the backlog), and how late the oldest due is.
+SELECT
+    (SELECT count(*) FROM (
+        SELECT 1 FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+        WHERE l.status = 'active' AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'
+        LIMIT $2) x) AS due,
+    (SELECT count(*) FROM (SELECT 1 FROM leads WHERE status = 'queued' LIMIT $2) x) AS queued,
+    extract(epoch FROM $1::timestamptz - least(
+        (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+         WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL
+           AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'),
+        (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
+         WHERE l.status = 'active' AND l.last_sent_at IS NULL
+           AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'))) AS lag_s
+
 
 -- name: replan_sender
 -- After a sender's limits changed: its waiting leads are due again when their own wait says

@@ -16,9 +16,12 @@ DELETE FROM outbox
 WHERE id IN (SELECT id FROM outbox WHERE published_at < $1 ORDER BY published_at LIMIT $2)
 
 -- name: backlog
-SELECT count(*) AS unpublished,
-       extract(epoch FROM $1::timestamptz - min(created_at)) AS oldest_s
-FROM outbox WHERE published_at IS NULL
+-- Unpublished rows, counted up to $2, and the age of the oldest.
+SELECT (SELECT count(*) FROM (SELECT 1 FROM outbox WHERE published_at IS NULL LIMIT $2) x)
+           AS unpublished,
+       extract(epoch FROM $1::timestamptz - (
+           SELECT created_at FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT 1))
+           AS oldest_s
 
 -- name: jobs
 -- The worker's jobs by outbox id: what the scheduler committed, whatever the broker says.

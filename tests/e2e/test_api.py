@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 
 from core.unsubscribe import make_token
 from ops import tokens
-from tests.conftest import wait_for
+from tests.conftest import AMQP_URL, wait_for
 from tests.e2e.daemons import Daemons, daemon_env
 from tests.smtp_server import SmtpServer
 
@@ -68,11 +68,15 @@ class Client:
 
 
 @pytest.fixture
-async def api(pool: asyncpg.Pool, database: str, tmp_path: Path) -> AsyncIterator[Client]:
+async def api(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, tmp_path: Path
+) -> AsyncIterator[Client]:
     port = free_port()
     daemons = Daemons(
         {
             "DATABASE_URL": database,
+            "AMQP_URL": AMQP_URL,
+            "AMQP_PREFIX": amqp_prefix,
             "API_HOST": "127.0.0.1",
             "API_PORT": str(port),
             "UNSUBSCRIBE_SECRET": SECRET,
@@ -276,8 +280,9 @@ async def test_a_scheduled_email_arrives_once_whatever_the_retries(  # noqa: PLR
     await pool.execute("INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana')")
     daemons = Daemons(daemon_env(database, amqp_prefix, smtp.port), tmp_path / "daemons")
     (tmp_path / "daemons").mkdir()
+    worker_metrics = free_port()
     for module in ("scheduler", "pump", "worker"):
-        daemons.start(module)
+        daemons.start(module, METRICS_PORT=str(worker_metrics) if module == "worker" else "")
     email = {
         "to": "bob@example.test",
         "subject": "Your invoice {{ not a template }}",
@@ -298,6 +303,7 @@ async def test_a_scheduled_email_arrives_once_whatever_the_retries(  # noqa: PLR
         assert (status, scheduled["send_at"]) == (201, "2100-01-01T09:00:00Z")
         await wait_for(lambda: len(smtp.received) == 1, timeout=30)
         await asyncio.sleep(1)
+        await _status_shows_the_run(api, worker_metrics)
     finally:
         codes = daemons.stop_all()
     assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
@@ -311,3 +317,37 @@ async def test_a_scheduled_email_arrives_once_whatever_the_retries(  # noqa: PLR
     status, _, problem = api.call("POST", "/api/v1/emails", {**email, "to": "bad..addr@x.test",
                                                              "idempotency_key": "y"})  # fmt: skip
     assert (status, problem["errors"][0]["field"]) == (422, "to")
+
+
+async def _status_shows_the_run(api: Client, worker_metrics: int) -> None:
+    """GET /api/v1/status and the metrics, while the daemons that sent the email run."""
+
+    def replicas() -> list[str]:
+        view = api.call("GET", "/api/v1/status")[2]
+        return sorted(r["service"] for r in view["pipeline"]["replicas"])
+
+    every = ["api", "pump", "scheduler", "worker"]
+    assert await wait_for(lambda: replicas() == every, timeout=20, interval=0.5)
+    status, _, view = api.call("GET", "/api/v1/status")
+    assert status == 200
+    (one_off,) = view["sequences"]
+    assert one_off["kind"] == "one_off"
+    assert {k: v for k, v in one_off["leads"].items() if v} == {"completed": 1, "active": 1}
+    assert one_off["last_24h"]["sent"] == 1
+    assert view["senders"][0]["sent_last_day"] == 1
+    assert view["pipeline"]["queue_messages"] == 0
+    assert view["pipeline"]["dead_letters"] == 0
+    assert Client(api.base, None).call("GET", "/api/v1/status")[0] == 401
+
+    status, headers, text = Client(api.base, None).call("GET", "/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain")
+    assert (
+        'email_scheduler_leads{sequence="One-off emails",sequence_id="1",status="completed"} 1.0'
+        in text
+    )
+    assert 'email_scheduler_daemon_replicas{service="worker"} 1.0' in text
+    with urllib.request.urlopen(f"http://127.0.0.1:{worker_metrics}/metrics") as resp:
+        worker = resp.read().decode()
+    assert 'email_scheduler_sends_total{outcome="sent",sender="1"} 1.0' in worker
+    assert "email_scheduler_smtp_seconds_count 1.0" in worker

@@ -121,10 +121,18 @@ async def test_health_check_fails_while_the_loop_is_stalled(
     daemons.start("scheduler")
 
     def health() -> subprocess.CompletedProcess[str]:
-        return _run("scheduler", health_env, "--health", timeout=30)
+        # What compose's health checks run.
+        return _run("ops", health_env, "health", "--service", "scheduler", timeout=30)
+
+    async def replicas() -> list[str]:
+        rows = await pool.fetch("SELECT service, version FROM daemon_replicas")
+        return [f"{r['service']} {r['version']}" for r in rows]
 
     try:
         await wait_for(lambda: health().returncode == 0, timeout=30, interval=0.5)
+        assert _run("scheduler", health_env, "--health").returncode == 0
+        # Every replica also reports to the database, for `ops status` on any host.
+        assert await wait_for(replicas, timeout=15) == ["scheduler 0.1.0"]
         # A lock the scheduler's claim waits for: the process is up, its loop is not turning.
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute("LOCK TABLE leads IN ACCESS EXCLUSIVE MODE")
@@ -138,3 +146,4 @@ async def test_health_check_fails_while_the_loop_is_stalled(
         codes = daemons.stop_all()
     assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
     assert health().returncode == 1  # no live scheduler any more
+    assert await replicas() == []  # a stopped replica takes itself off the list

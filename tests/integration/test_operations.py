@@ -67,7 +67,7 @@ def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check
         "scheduler": {"database_url", "unsubscribe_secret"},
         "pump": {"database_url", "amqp_url"},
         "worker": {"database_url", "amqp_url", "smtp_password"},
-        "api": {"database_url", "unsubscribe_secret"},
+        "api": {"database_url", "amqp_url", "unsubscribe_secret"},
     }
     for name, secrets in uses.items():
         assert set(services[name]["secrets"]) == secrets, name
@@ -77,12 +77,8 @@ def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check
     for name in DAEMONS | {"api"}:
         for doc_ in (doc, yaml.safe_load((ROOT / "compose.yaml").read_text())):
             assert doc_["services"][name]["healthcheck"]["test"] == [
-                "CMD",
-                "python",
-                "-m",
-                name,
-                "--health",
-            ]
+                "CMD", "python", "-m", "ops", "health", "--service", name,
+            ]  # fmt: skip
         # The health files go to a tmpfs: the root file system is read-only.
         assert services[name]["read_only"] is True
         assert "/tmp" in services[name]["tmpfs"]

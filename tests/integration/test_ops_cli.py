@@ -259,3 +259,25 @@ async def test_import_csv_checks_each_row_and_is_idempotent(
         ops(database, "import", str(tmp_path / "none.csv"), "--sequence", "Welcome").returncode == 2
     )
     assert ops(database, "import", str(path), "--sequence", "Nope").returncode == 1
+
+
+async def test_status_prints_sequences_senders_and_the_pipeline(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str
+) -> None:
+    await pool.execute(SETUP)
+    await pool.execute("UPDATE leads SET status = 'completed' WHERE id = 3")
+    await pool.execute("INSERT INTO events (lead_id, step, type) VALUES (3, 1, 'sent')")
+    env = {"AMQP_URL": AMQP_URL, "AMQP_PREFIX": amqp_prefix}
+    shown = ops_env(database, env, "status", "--json")
+    assert shown.returncode == 0, shown.stderr
+    view = json.loads(shown.stdout)
+    (welcome,) = view["sequences"]
+    assert (welcome["leads"]["active"], welcome["leads"]["completed"]) == (2, 1)
+    assert welcome["last_24h"]["sent"] == 1
+    assert view["pipeline"]["due"] == 2
+    assert view["pipeline"]["queue_messages"] is None  # this prefix has no queues: unknown
+    text = ops_env(database, env, "status").stdout
+    assert "'Welcome' [active]: active 2, completed 1" in text
+    assert "due now 2" in text
+    assert "send queue unknown (broker not reachable)" in text
+    assert ops_env(database, {}, "status").returncode == 2  # no AMQP_URL: named, exit 2

@@ -1,0 +1,65 @@
+"""GET /metrics: this process's metrics (requests, its own counters) and the deployment's
+status gauges (ops/status.py), refreshed from the shared status read at each scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, Gauge, generate_latest
+
+from ops.status import Overview
+from runtime.metrics import PREFIX
+
+LEADS = Gauge(
+    f"{PREFIX}_leads", "Leads by sequence and status", ["sequence_id", "sequence", "status"]
+)
+LAST_DAY = Gauge(
+    f"{PREFIX}_sequence_last_day",
+    "Outcomes of a sequence in the last 24 hours (hour buckets)",
+    ["sequence_id", "sequence", "outcome"],
+)
+SENDER_SENT = Gauge(
+    f"{PREFIX}_sender_sent",
+    "A sender's hand-offs in the last hour and day, against its limits",
+    ["sender", "window"],
+)
+SENDER_LIMIT = Gauge(
+    f"{PREFIX}_sender_limit", "A sender's cap per window (absent: none)", ["sender", "window"]
+)
+DUE = Gauge(f"{PREFIX}_due_leads", "Due leads of active sequences (counted up to 10,000)")
+LAG = Gauge(f"{PREFIX}_lag_seconds", "How long the oldest due lead of an active sequence waited")
+QUEUED = Gauge(f"{PREFIX}_queued_leads", "Leads in the pipeline (counted up to 10,000)")
+UNPUBLISHED = Gauge(f"{PREFIX}_outbox_unpublished", "Unpublished outbox rows (up to 10,000)")
+OUTBOX_AGE = Gauge(f"{PREFIX}_outbox_oldest_seconds", "Age of the oldest unpublished outbox row")
+QUEUE = Gauge(f"{PREFIX}_queue_messages", "Ready messages in the send queue")
+DEAD = Gauge(f"{PREFIX}_dead_letters", "Messages in the dead-letter queue")
+REPLICAS = Gauge(f"{PREFIX}_daemon_replicas", "Live daemon replicas by service", ["service"])
+
+_LABELLED = (LEADS, LAST_DAY, SENDER_SENT, SENDER_LIMIT, REPLICAS)
+
+
+def render(view: Overview) -> bytes:
+    """The text exposition, with the status gauges set from `view`."""
+    for gauge in _LABELLED:
+        gauge.clear()  # a sequence or sender gone since the last scrape is not reported
+    for q in view.sequences:
+        for status, n in q.leads.items():
+            LEADS.labels(str(q.id), q.name, status).set(n)
+        for outcome, n in q.last_24h.items():
+            LAST_DAY.labels(str(q.id), q.name, outcome).set(n)
+    for s in view.senders:
+        SENDER_SENT.labels(s.email, "hour").set(s.sent_last_hour)
+        SENDER_SENT.labels(s.email, "day").set(s.sent_last_day)
+        if s.hourly_limit is not None:
+            SENDER_LIMIT.labels(s.email, "hour").set(s.hourly_limit)
+        if s.daily_limit is not None:
+            SENDER_LIMIT.labels(s.email, "day").set(s.daily_limit)
+    p = view.pipeline
+    DUE.set(p.due)
+    LAG.set(p.lag_seconds)
+    QUEUED.set(p.queued)
+    UNPUBLISHED.set(p.outbox_unpublished)
+    OUTBOX_AGE.set(p.outbox_oldest_seconds)
+    QUEUE.set(p.queue_messages if p.queue_messages is not None else float("nan"))
+    DEAD.set(p.dead_letters if p.dead_letters is not None else float("nan"))
+    for service in ("scheduler", "pump", "worker", "inbox", "api"):
+        REPLICAS.labels(service).set(sum(r.service == service for r in p.replicas))
+    return generate_latest(REGISTRY)

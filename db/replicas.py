@@ -1,0 +1,31 @@
+"""The daemon_replicas table: each daemon process's heartbeat, for `ops status`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from db.pool import Conn
+from db.queries import query
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    service: str
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+
+
+async def report(conn: Conn, me: Replica, last_progress: datetime, now: datetime) -> None:
+    """Record that `me` is up and when its loop last made progress."""
+    await conn.execute(
+        query("replicas", "report"),
+        me.service, me.host, me.pid, me.version, me.started_at, now, last_progress,
+    )  # fmt: skip
+
+
+async def leave(conn: Conn, me: Replica) -> None:
+    """`me` stopped: it is no longer listed."""
+    await conn.execute(query("replicas", "leave"), me.service, me.host, me.pid)

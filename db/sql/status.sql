@@ -1,0 +1,45 @@
+-- What `ops status` (and GET /api/v1/status, the metrics, the console) shows. Every query
+-- here reads maintained counts (migration 0008) or stops after a bounded number of rows:
+-- none counts the leads table.
+
+-- name: lead_counts
+SELECT sequence_id, status, sum(n)::bigint AS n
+FROM lead_count_changes GROUP BY 1, 2 HAVING sum(n) <> 0
+
+-- name: sequences
+SELECT id, name, status, kind FROM sequences ORDER BY id
+
+-- name: activity
+-- Event counts by sequence, sender and type since $1 (the hour buckets starting at or after
+-- it), and the part of them since $2.
+SELECT sequence_id, sender_id, type, sum(n)::bigint AS n,
+       coalesce(sum(n) FILTER (WHERE hour >= $2::timestamptz), 0)::bigint AS recent
+FROM activity_changes WHERE hour >= $1::timestamptz
+GROUP BY 1, 2, 3
+
+-- name: hourly
+-- Event counts of the given types per hour bucket since $1.
+SELECT hour, type, sum(n)::bigint AS n
+FROM activity_changes WHERE hour >= $1::timestamptz AND type = ANY($2::text[])
+GROUP BY 1, 2 ORDER BY 1, 2
+
+-- name: senders
+-- Every sender with its rules; a paced one with its hand-offs of the last day (what its
+-- limits count).
+SELECT s.id, s.email, s.name, s.hourly_limit, s.daily_limit, s.daily_new_limit,
+       s.min_gap_seconds, s.jitter_seconds, s.next_send_at, s.paced,
+       coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches
+FROM senders s
+LEFT JOIN LATERAL (
+    SELECT array_agg(at ORDER BY at) AS sends,
+           array_agg(at ORDER BY at) FILTER (WHERE first_touch) AS first_touches
+    FROM sender_sends WHERE sender_id = s.id AND at > $1::timestamptz - interval '1 day'
+) x ON s.paced
+ORDER BY s.id
+
+-- name: replicas
+SELECT service, host, pid, version, started_at, last_progress, seen_at
+FROM daemon_replicas WHERE seen_at >= $1::timestamptz ORDER BY service, host, pid
+
+-- name: fold
+SELECT fold_counts($1::timestamptz)
