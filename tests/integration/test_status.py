@@ -18,6 +18,7 @@ import pytest
 from broker.topology import Names, declare
 from core.clock import utcnow
 from db import counts
+from db.pool import Conn
 from ops import status
 from runtime.health import Heartbeat
 from runtime.settings import HealthSettings
@@ -33,24 +34,24 @@ SETUP = """
 STATUSES = ["active", "queued", "paused", "completed", "stopped", "failed"]
 
 
-async def _truth(conn: asyncpg.Connection) -> dict[tuple[int, str], int]:
+async def _truth(conn: Conn) -> dict[tuple[int, str], int]:
     rows = await conn.fetch("SELECT sequence_id, status, count(*) AS n FROM leads GROUP BY 1, 2")
     return {(r["sequence_id"], r["status"]): r["n"] for r in rows}
 
 
-async def _maintained(conn: asyncpg.Connection) -> dict[tuple[int, str], int]:
+async def _maintained(conn: Conn) -> dict[tuple[int, str], int]:
     view = await status.read(conn, None, utcnow())
     return {(q.id, k): v for q in view.sequences for k, v in q.leads.items() if v}
 
 
-async def _random_writes(conn: asyncpg.Connection, rng: random.Random, rounds: int) -> None:
+async def _random_writes(conn: Conn, rng: random.Random, rounds: int) -> None:
     for _ in range(rounds):
         # Writers racing over the same rows may deadlock: that statement changed nothing.
         with contextlib.suppress(asyncpg.DeadlockDetectedError):
             await _random_write(conn, rng)
 
 
-async def _random_write(conn: asyncpg.Connection, rng: random.Random) -> None:
+async def _random_write(conn: Conn, rng: random.Random) -> None:
     op = rng.choice(["insert", "update", "update", "delete", "fold", "move"])
     if op == "insert":
         await conn.execute(
