@@ -38,11 +38,15 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# The fast sink is postfix's smtp-sink; installed here when missing and apt-get can (root).
+# The fast sink is postfix's smtp-sink, the HTTP load generator wrk; installed here when
+# missing and apt-get can (root).
 bench: install
 	@command -v smtp-sink >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null; } \
 		|| echo "smtp-sink not found: the bench falls back to aiosmtpd (server-bound)"
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; } \
+		|| echo "wrk not found: POST /api/v1/emails is not measured"
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # The fault suite's long form: SEED and DURATION (seconds of continuous faults) to choose.

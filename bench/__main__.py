@@ -9,8 +9,13 @@ in the same run, as one table and one JSON line.
 3. e2e      leads x 3 zero-wait steps through scheduler, pump and worker processes into the
             sink; emails/s, CPU per email per daemon, peak RSS over time (memory).
 4. latency  at idle: one due lead inserted, until the SMTP server accepted it; 200 times.
-5. scale    the scheduler's and the pump's cost per row with a large table against a small
-            one, in the same database; with the query plans.
+5. emails   POST /api/v1/emails driven by wrk (32 connections, 20 s) while the daemons send
+            what it schedules: requests/s, p50/p99 latency; every email sent once.
+6. import   `python -m ops import` of a 1,000,000-row CSV as a process: validated rows/s and
+            peak RSS; the same file again (every row a duplicate).
+7. scale    the scheduler's and the pump's cost per row with a large table against a small
+            one, in the same database, and the p95 of `ops status`'s read at both; with the
+            query plans.
 
 The sink is postfix's `smtp-sink` (`apt-get install postfix`), or aiosmtpd if it is missing.
 Set BENCH_PROFILE=<dir> to record py-spy profiles of the daemons during e2e."""
@@ -29,6 +34,7 @@ import uvloop
 from bench.ceiling import build_speed, ceiling
 from bench.e2e import end_to_end, paced
 from bench.latency import latency
+from bench.operator import emails_rps, import_speed
 from bench.scale import scale
 from bench.services import free_port, start_sink
 from runtime import logs
@@ -49,6 +55,11 @@ GOALS = {
     "rss_peak_mb_scheduler": ("<", 150),
     "rss_peak_mb_pump": ("<", 150),
     "rss_peak_mb_worker": ("<", 150),
+    "import_rows_per_s": (">=", 20_000),
+    "import_rss_peak_mb": ("<", 200),
+    "status_p95_ms_large": ("<", 100),
+    "emails_requests_per_s": (">=", 500),
+    "emails_p99_ms": ("<", 50),
 }
 
 
@@ -63,7 +74,8 @@ async def main() -> None:
     ap.add_argument("--scale-rows", type=int, default=10_000_000)
     ap.add_argument("--paced-leads", type=int, default=30_000)
     ap.add_argument("--paced-senders", type=int, default=3_000)
-    ap.add_argument("--only", default="ceiling,build,e2e,paced,latency,scale")
+    ap.add_argument("--import-rows", type=int, default=1_000_000)
+    ap.add_argument("--only", default="ceiling,build,e2e,paced,latency,emails,import,scale")
     args = ap.parse_args()
     only = set(args.only.split(","))
     logs.configure("bench", "WARNING", LogFormat.CONSOLE)  # the in-process scheduler and pump
@@ -89,9 +101,13 @@ async def main() -> None:
             result |= await paced(port, args.paced_leads, args.paced_senders, log_dir)
         if "latency" in only:
             result |= await latency(port, args.latency_leads, log_dir)
+        if "emails" in only:
+            result |= await emails_rps(port, log_dir)
     finally:
         sink.terminate()
         sink.wait(10)
+    if "import" in only:
+        result |= await import_speed(args.import_rows)
     if "scale" in only:
         result |= await scale(args.scale_rows)
     print(f"\n{'measure':<34}{'value':>14}  goal")
