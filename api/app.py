@@ -57,7 +57,8 @@ BigId = Annotated[int, Path(gt=0, le=2**63 - 1)]
 TOKEN_CACHE_SECONDS = 10.0
 
 
-def _pool(request: Request) -> asyncpg.Pool:
+async def _pool(request: Request) -> asyncpg.Pool:
+    # async: FastAPI runs a plain function dependency in a thread, a hop per request.
     pool: asyncpg.Pool = request.app.state.pool
     return pool
 
@@ -102,7 +103,7 @@ async def _actor(
     if scheme.lower() != "bearer" or not token.strip():
         raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
     known: _Tokens = request.app.state.tokens
-    name = await known.actor(_pool(request), token.strip())
+    name = await known.actor(request.app.state.pool, token.strip())
     if name is None:
         raise Problem(401, "Unauthorized", "the token is unknown or revoked")
     structlog.contextvars.bind_contextvars(actor=name)

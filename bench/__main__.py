@@ -9,7 +9,7 @@ in the same run, as one table and one JSON line.
 3. e2e      leads x 3 zero-wait steps through scheduler, pump and worker processes into the
             sink; emails/s, CPU per email per daemon, peak RSS over time (memory).
 4. latency  at idle: one due lead inserted, until the SMTP server accepted it; 200 times.
-5. emails   POST /api/v1/emails driven by wrk (32 connections, 20 s) while the daemons send
+5. emails   POST /api/v1/emails driven by wrk (8 connections, 20 s) while the daemons send
             what it schedules: requests/s, p50/p99 latency; every email sent once.
 6. import   `python -m ops import` of a 1,000,000-row CSV as a process: validated rows/s and
             peak RSS; the same file again (every row a duplicate).

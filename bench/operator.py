@@ -115,7 +115,7 @@ async def emails_rps(port: int, log_dir: Path, seconds: int = 20) -> dict[str, A
             check_alive(procs, log_dir)
             with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
                 script.write(_WRK_SCRIPT % {"token": token})
-            cmd = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", script.name,
+            cmd = ["wrk", "-t2", "-c8", f"-d{seconds}s", "--latency", "-s", script.name,
                    f"http://127.0.0.1:{api_port}"]  # fmt: skip
             out = await asyncio.to_thread(
                 subprocess.run, cmd, capture_output=True, text=True, check=True
@@ -128,8 +128,8 @@ async def emails_rps(port: int, log_dir: Path, seconds: int = 20) -> dict[str, A
                 raise RuntimeError(f"wrk said: {out.stdout}{out.stderr}")
             requests, bad, broken = int(m[1]), int(m[2]), int(m[3])
             duration, p50, p99, worst = (float(m[i]) for i in range(4, 8))
-            scheduled = await conn.fetchval("SELECT count(*) FROM leads")
-            # The daemons keep sending what was scheduled: wait (bounded) for all of it.
+            # The daemons keep sending what was scheduled (with the requests that were still
+            # under way when wrk stopped counting): wait, bounded, for all of it.
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline and await conn.fetchval(
                 "SELECT EXISTS (SELECT 1 FROM leads WHERE status <> 'completed')"
@@ -137,6 +137,7 @@ async def emails_rps(port: int, log_dir: Path, seconds: int = 20) -> dict[str, A
                 check_alive(procs, log_dir)
                 await asyncio.sleep(0.5)
             sent = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'")
+            scheduled = await conn.fetchval("SELECT count(*) FROM leads")
         finally:
             for p in procs.values():
                 p.terminate()
@@ -152,5 +153,5 @@ async def emails_rps(port: int, log_dir: Path, seconds: int = 20) -> dict[str, A
         "emails_p99_ms": p99,
         "emails_max_ms": worst,
         "emails_non_2xx": bad + broken,
-        "emails_all_sent": sent == scheduled == requests,
+        "emails_all_sent": sent == scheduled >= requests,
     }

@@ -82,22 +82,20 @@ async def schedule(
         if value is not None and "\x00" in value:
             raise Invalid(name, "holds a NUL character")
     key = idempotency_key or f"auto:{uuid.uuid4()}"
-    async with conn.transaction():
-        sender_id = await conn.fetchval(query("emails", "sender"), sender)
-        if sender_id is None:
+    attributes = {"one_off_subject": subject, "one_off_text": body_text, "one_off_html": body_html}
+    args = (sender, to, attributes, send_at or now, key)
+    # One statement, one round trip; the reasons for no row are looked at only then.
+    row = await conn.fetchrow(query("emails", "schedule"), *args)
+    created = row is not None
+    if row is None:
+        row = await conn.fetchrow(query("emails", "by_key"), key)
+    if row is None:  # not the key: no such sender, or no one-off sequence yet
+        if await conn.fetchval(query("emails", "sender"), sender) is None:
             raise NotFound(f"no sender {sender!r}")
-        seq_id = await one_off_sequence(conn)
-        row = await conn.fetchrow(
-            query("emails", "schedule"),
-            seq_id,
-            sender_id,
-            to,
-            {"one_off_subject": subject, "one_off_text": body_text, "one_off_html": body_html},
-            send_at or now,
-            key,
-        )
+        await one_off_sequence(conn)
+        row = await conn.fetchrow(query("emails", "schedule"), *args)
         created = row is not None
-        if row is None:  # the key was used: the first answer
+        if row is None:  # made by a request with the same key meanwhile
             row = await conn.fetchrow(query("emails", "by_key"), key)
             assert row is not None
     return Scheduled(row["id"], row["status"], row["next_run_at"], key, created)
