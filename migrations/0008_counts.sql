@@ -84,3 +84,7 @@ SELECT date_trunc('hour', e.at), l.sequence_id, l.sender_id, e.step, e.type, cou
 FROM events e LEFT JOIN leads l ON l.id = e.lead_id
 WHERE e.at >= date_trunc('hour', now()) - interval '48 hours'
 GROUP BY 1, 2, 3, 4, 5;
+
+-- Listing leads by status (the API, the console) walks this index in id order, so a status
+-- few leads have is found at once among millions.
+CREATE INDEX leads_status ON leads (status, id);

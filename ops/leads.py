@@ -60,6 +60,16 @@ LIST_FIELDS = (
 )
 
 
+# A listing's filters: each one given adds its condition (fixed text, the value a parameter),
+# so every combination has a plan of its own that uses the index for it: a condition such as
+# `$2 IS NULL OR status = $2` would get one generic plan that can use none.
+_FILTERS = {
+    "status": "status = ${}::text",
+    "sequence_id": "sequence_id = ${}::bigint",
+    "email": "lower(email) = lower(${}::text)",
+}
+
+
 async def listing(
     conn: Conn,
     *,
@@ -70,16 +80,14 @@ async def listing(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Leads in id order after `after` (a cursor), filtered by status, sequence, address."""
+    args: list[object] = [after, limit]
+    where = ["id > $1"]
+    for name, value in (("status", status), ("sequence_id", sequence_id), ("email", email)):
+        if value is not None:
+            args.append(value)
+            where.append(_FILTERS[name].format(len(args)))
     rows = await conn.fetch(
-        f"""SELECT {LIST_FIELDS} FROM leads
-            WHERE id > $1 AND ($2::text IS NULL OR status = $2)
-              AND ($3::bigint IS NULL OR sequence_id = $3)
-              AND ($4::text IS NULL OR lower(email) = lower($4))
-            ORDER BY id LIMIT $5""",
-        after,
-        status,
-        sequence_id,
-        email,
-        limit,
+        f"SELECT {LIST_FIELDS} FROM leads WHERE {' AND '.join(where)} ORDER BY id LIMIT $2",
+        *args,
     )
     return [dict(r) for r in rows]
