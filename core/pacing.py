@@ -39,15 +39,19 @@ class Pacing:
 def _cap_frees_at(
     sends: Sequence[datetime], limit: int | None, span: timedelta, now: datetime
 ) -> datetime:
-    """When a rolling `span` cap of `limit` admits one more send (sends sorted ascending)."""
+    """The earliest instant >= now at which a rolling `span` cap of `limit` admits one more
+    send (sends sorted ascending). Sends after that instant do not count against it: a
+    forecast books future hand-offs, and a send before them is judged by its own window."""
     if limit is None:
         return now
-    lo = bisect.bisect_right(sends, now - span)
-    in_span = len(sends) - lo
-    if in_span < limit:
-        return now
-    # The (in_span - limit + 1)-th oldest send in the span must leave it first.
-    return sends[lo + in_span - limit] + span
+    t = now
+    while True:
+        lo = bisect.bisect_right(sends, t - span)
+        in_span = bisect.bisect_right(sends, t) - lo
+        if in_span < limit:
+            return t
+        # The (in_span - limit + 1)-th oldest send in the span must leave it first.
+        t = sends[lo + in_span - limit] + span
 
 
 def next_slot(
@@ -61,17 +65,20 @@ def next_slot(
 ) -> datetime:
     """The earliest instant >= now at which this sender may hand one more message to SMTP.
 
-    `sends` and `first_touches` are the sender's hand-offs in the last day, ascending;
-    `gap_until` is the end of the gap (plus jitter) drawn after the last send.
+    `sends` and `first_touches` are the sender's hand-offs in the last day, ascending (a
+    forecast adds the ones it expects); `gap_until` is the end of the gap (plus jitter)
+    drawn after the last send. Each cap is judged at the slot the others allow, until all
+    of them agree.
     """
-    slot = now
-    if gap_until is not None and gap_until > slot:
-        slot = gap_until
-    slot = max(slot, _cap_frees_at(sends, pacing.hourly_limit, HOUR, now))
-    slot = max(slot, _cap_frees_at(sends, pacing.daily_limit, DAY, now))
-    if first_touch:
-        slot = max(slot, _cap_frees_at(first_touches, pacing.daily_new_limit, DAY, now))
-    return slot
+    slot = now if gap_until is None else max(now, gap_until)
+    while True:
+        later = _cap_frees_at(sends, pacing.hourly_limit, HOUR, slot)
+        later = _cap_frees_at(sends, pacing.daily_limit, DAY, later)
+        if first_touch:
+            later = _cap_frees_at(first_touches, pacing.daily_new_limit, DAY, later)
+        if later == slot:
+            return slot
+        slot = later
 
 
 def gap_after(pacing: Pacing, sent_at: datetime, rng: random.Random | None = None) -> datetime:
@@ -93,24 +100,44 @@ class Forecast:
     first_touches: list[datetime]
     gap_until: datetime | None = None
 
-    def take(self, now: datetime, *, first_touch: bool) -> datetime:
-        """Book the next slot at or after `now` and return it."""
-        slot = next_slot(
-            self.rules,
-            now,
-            sends=self.sends,
-            first_touches=self.first_touches,
-            gap_until=self.gap_until,
-            first_touch=first_touch,
-        )
+    def take(self, now: datetime, *, first_touch: bool, soon: datetime | None = None) -> datetime:
+        """Book the next slot at or after `now` and return it: within the caps, and not
+        within a gap of any booked hand-off, before or after it. A slot no later than
+        `soon` is taken as the caps and the last gap allow (it is sent now, and the worker
+        spaces what follows from it)."""
+        # The expected gap: the worker draws the jitter when it hands the message over.
+        gap = timedelta(seconds=self.rules.min_gap_seconds + self.rules.jitter_seconds / 2)
+        slot = now
+        while True:
+            free = next_slot(
+                self.rules,
+                slot,
+                sends=self.sends,
+                first_touches=self.first_touches,
+                gap_until=self.gap_until,
+                first_touch=first_touch,
+            )
+            if gap and (soon is None or free > soon):
+                i = bisect.bisect_right(self.sends, free - gap)
+                while i < len(self.sends) and self.sends[i] < free + gap:
+                    free = max(free, self.sends[i] + gap)
+                    i += 1
+            if free == slot:
+                break
+            slot = free
         bisect.insort(self.sends, slot)
         if first_touch:
             bisect.insort(self.first_touches, slot)
-        # The expected gap: the worker draws the jitter when it hands the message over.
-        self.gap_until = slot + timedelta(
-            seconds=self.rules.min_gap_seconds + self.rules.jitter_seconds / 2
-        )
+        self.gap_until = slot + gap
         return slot
+
+    def book(self, sends: Sequence[datetime], first_touches: Sequence[datetime]) -> None:
+        """Hand-offs expected at known times (leads waiting for them): what is taken next
+        counts them against the caps and keeps the gap from each."""
+        for at in sends:
+            bisect.insort(self.sends, at)
+        for at in first_touches:
+            bisect.insort(self.first_touches, at)
 
 
 @dataclass(slots=True)

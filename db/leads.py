@@ -52,6 +52,8 @@ class PacingState:
     gap_until: datetime | None
     queued_first: int
     queued_followups: int
+    waiting: list[datetime]  # due times of its waiting leads in the next day (first 5,000)
+    waiting_first: list[datetime]  # those of them that are first touches
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +156,8 @@ async def pacing_state(conn: Conn, sender_ids: list[int], now: datetime) -> list
             gap_until=r["next_send_at"],
             queued_first=r["queued_first"],
             queued_followups=r["queued_followups"],
+            waiting=list(r["waiting"]),
+            waiting_first=list(r["waiting_first"]),
         )
         for r in rows
     ]

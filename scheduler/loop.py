@@ -49,7 +49,8 @@ class BatchResult:
 
 
 def _forecast(state: leads.PacingState, now: datetime) -> pacing.Forecast:
-    """A sender's forecast with its in-flight messages already booked."""
+    """A sender's forecast with its in-flight messages, and its waiting leads at their due
+    times, already booked."""
     forecast = pacing.Forecast(
         state.rules, list(state.sends), list(state.first_touches), state.gap_until
     )
@@ -57,6 +58,7 @@ def _forecast(state: leads.PacingState, now: datetime) -> pacing.Forecast:
         forecast.take(now, first_touch=False)
     for _ in range(state.queued_first):
         forecast.take(now, first_touch=True)
+    forecast.book(state.waiting, state.waiting_first)
     return forecast
 
 
@@ -247,7 +249,11 @@ class Scheduler:
             if isinstance(decision, planner.Enqueue):
                 job = decision.job
                 forecast = senders.get(job.sender_id)
-                slot = now if forecast is None else forecast.take(now, first_touch=job.first_touch)
+                slot = (
+                    now
+                    if forecast is None
+                    else forecast.take(now, first_touch=job.first_touch, soon=horizon)
+                )
                 reason = "pacing"
                 if rate is not None:
                     global_slot = rate.take(slot)

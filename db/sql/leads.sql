@@ -22,14 +22,16 @@ SELECT least(
      WHERE l.status = 'active' AND l.last_sent_at IS NULL AND seq.status = 'active'))
 
 -- name: pacing_state
--- For the paced senders of a batch: their rules, hand-offs in the last day, and how many
--- of their leads are in flight (those take the next slots before anything planned now). A
--- lead a worker has claimed already booked its slot (in sender_sends and next_send_at):
--- counted there, not again here.
+-- For the paced senders of a batch: their rules, hand-offs in the last day, how many of
+-- their leads are in flight (those take the next slots before anything planned now), and
+-- when their leads that wait take theirs (a lead deferred to a forecast slot keeps it: the
+-- leads planned now go around them, not onto the same slots). A lead a worker has claimed
+-- already booked its slot (in sender_sends and next_send_at): counted there, not here.
 SELECT s.id AS sender_id, s.hourly_limit, s.daily_limit, s.daily_new_limit,
        s.min_gap_seconds, s.jitter_seconds, s.next_send_at,
        coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
-       q.queued_first, q.queued_followups
+       q.queued_first, q.queued_followups,
+       coalesce(w.slots, '{}') AS waiting, coalesce(w.first_slots, '{}') AS waiting_first
 FROM senders s
 LEFT JOIN LATERAL (
     SELECT array_agg(at ORDER BY at) AS sends,
@@ -43,6 +45,16 @@ CROSS JOIN LATERAL (
       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.lead_id = l.id
                       AND d.step = l.current_step AND d.status = 'sending')
 ) q
+LEFT JOIN LATERAL (
+    SELECT array_agg(y.next_run_at ORDER BY y.next_run_at) AS slots,
+           array_agg(y.next_run_at ORDER BY y.next_run_at) FILTER (WHERE y.first) AS first_slots
+    FROM (
+        SELECT l.next_run_at, l.last_sent_at IS NULL AS first FROM leads l
+        WHERE l.sender_id = s.id AND l.status = 'active'
+          AND l.next_run_at > $2::timestamptz AND l.next_run_at <= $2::timestamptz + interval '1 day'
+        ORDER BY l.next_run_at LIMIT 5000
+    ) y
+) w ON true
 WHERE s.id = ANY($1::bigint[]) AND s.paced
 
 -- name: global_pace_state

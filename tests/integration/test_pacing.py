@@ -124,7 +124,7 @@ async def test_resumed_sequence_is_spread_over_pacing_not_burst(
         " VALUES (1, 1, 'late@example.test', '2026-11-23 11:59+00')"
     )
     assert (await s.run_once(now=T)).outcomes == {"deferred": 1}
-    assert (await _due(pool))["late@example.test"] == ("active", T + timedelta(seconds=30))
+    assert (await _due(pool))["late@example.test"] == ("active", T + timedelta(seconds=150))
 
 
 def _gaps(times: list[float]) -> list[float]:
@@ -208,3 +208,35 @@ async def test_global_rate_holds_across_workers_and_senders(
     print(f"rate 4/s: server min gap {min(_gaps(arrived)):.4f} s")
     assert min(_gaps(arrived)) >= 0.25 - 0.1, _gaps(arrived)  # less hand-off jitter
     assert max(arrived) - min(arrived) >= 11 * 0.25 - 0.05
+
+
+async def test_a_big_import_against_a_slow_sender_defers_each_lead_once(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    """1,000 leads against a sender of 20 an hour, planned in two batches: each waits for a
+    forecast slot of its own (the second batch goes around the first's, not onto them) with
+    one `deferred` event, and thirty seconds of scheduling add nothing more."""
+    await pool.execute(
+        TWO_STEPS
+        + """
+        INSERT INTO senders (email, hourly_limit) VALUES ('s@acme.test', 20);
+        INSERT INTO leads (sequence_id, sender_id, email, next_run_at)
+        SELECT 1, 1, 'l' || i || '@example.test', '2026-11-23 11:00+00'
+        FROM generate_series(1, 1000) i;
+    """
+    )
+    s = scheduler(pool, database)
+    for second in range(31):
+        await s.run_once(now=T + timedelta(seconds=second))
+    per_lead = await pool.fetch(
+        "SELECT lead_id, count(*) AS n FROM events WHERE type = 'deferred' GROUP BY lead_id"
+    )
+    queued = await pool.fetchval("SELECT count(*) FROM events WHERE type = 'queued'")
+    assert queued == 20  # the hour's cap, at once
+    assert len(per_lead) == 980
+    assert max(r["n"] for r in per_lead) == 1
+    hours = await pool.fetch(
+        "SELECT date_trunc('hour', next_run_at - interval '1 second') AS h, count(*) AS n"
+        " FROM leads WHERE status = 'active' GROUP BY 1 ORDER BY 1"
+    )
+    assert [r["n"] for r in hours] == [20] * 49  # the cap, each hour, for 49 hours

@@ -122,3 +122,39 @@ def test_rate_forecast_never_books_closer_than_its_rate(rate: float, n: int, beh
     assert slots[0] == T0
     for a, b in itertools.pairwise(slots):
         assert abs((b - a).total_seconds() - 1 / rate) < 1e-5
+
+
+@given(
+    rules(),
+    st.lists(st.integers(1, 2 * 86400), max_size=40),
+    st.integers(1, 30),
+)
+@settings(max_examples=200, deadline=None)
+def test_forecast_goes_around_booked_waiting_leads(p: Pacing, waiting: list[int], n: int) -> None:
+    """Leads waiting for slots of their own (booked) keep them: new slots keep the gap from
+    every booked and new hand-off, and each new slot's window holds no more than its cap."""
+    booked = sorted(T0 + timedelta(seconds=s) for s in waiting)
+    forecast = Forecast(p, [], [])
+    forecast.book(booked, [])
+    new = [forecast.take(T0, first_touch=False) for _ in range(n)]
+    gap = p.min_gap_seconds + p.jitter_seconds / 2
+    every = sorted(booked + new)
+    for t in new:
+        assert t >= T0
+        neighbours = [x for x in every if x != t]
+        assert all(abs((t - x).total_seconds()) >= gap - 1e-6 for x in neighbours) or gap == 0
+        for limit, span in ((p.hourly_limit, HOUR), (p.daily_limit, DAY)):
+            assert limit is None or sum(1 for x in every if t - span < x <= t) <= limit
+
+
+def test_a_lead_due_at_its_slot_keeps_it_though_others_are_booked_just_after() -> None:
+    """A slot within `soon` is sent now (the worker spaces what follows): no walk past the
+    slots booked a gap later, which would push it behind all of them."""
+    p = Pacing(min_gap_seconds=1)
+    forecast = Forecast(p, [], [], gap_until=T0 + timedelta(seconds=0.05))
+    forecast.book([T0 + timedelta(seconds=s) for s in (1, 2, 3)], [])
+    soon = T0 + timedelta(seconds=1)
+    assert forecast.take(T0, first_touch=False, soon=soon) == T0 + timedelta(seconds=0.05)
+    later = Forecast(p, [], [], gap_until=T0 + timedelta(seconds=0.05))
+    later.book([T0 + timedelta(seconds=s) for s in (1, 2, 3)], [])
+    assert later.take(T0, first_touch=False) == T0 + timedelta(seconds=4)
