@@ -100,11 +100,18 @@ class Forecast:
     first_touches: list[datetime]
     gap_until: datetime | None = None
 
-    def take(self, now: datetime, *, first_touch: bool, soon: datetime | None = None) -> datetime:
-        """Book the next slot at or after `now` and return it: within the caps, and not
-        within a gap of any booked hand-off, before or after it. A slot no later than
-        `soon` is taken as the caps and the last gap allow (it is sent now, and the worker
-        spaces what follows from it)."""
+    def take(
+        self,
+        now: datetime,
+        *,
+        first_touch: bool,
+        soon: datetime | None = None,
+        keep_clear: bool = True,
+    ) -> datetime:
+        """Book the next slot at or after `now` and return it: within the caps, and (with
+        `keep_clear`) not within a gap of any booked hand-off, before or after it. A slot no
+        later than `soon` is taken as the caps and the last gap allow (it is sent now, and
+        the worker spaces what follows from it)."""
         # The expected gap: the worker draws the jitter when it hands the message over.
         gap = timedelta(seconds=self.rules.min_gap_seconds + self.rules.jitter_seconds / 2)
         slot = now
@@ -117,7 +124,7 @@ class Forecast:
                 gap_until=self.gap_until,
                 first_touch=first_touch,
             )
-            if gap and (soon is None or free > soon):
+            if gap and keep_clear and (soon is None or free > soon):
                 i = bisect.bisect_right(self.sends, free - gap)
                 while i < len(self.sends) and self.sends[i] < free + gap:
                     free = max(free, self.sends[i] + gap)

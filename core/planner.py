@@ -46,6 +46,9 @@ class DueLead:
     sent_steps: int = 0
     thread_subject: str | None = None
     thread_message_ids: Sequence[str] = field(default_factory=tuple)
+    # Due later than its step's wait said (deferred by pacing, a window, a retry): it holds
+    # a slot of its own, which leads due afresh go around.
+    booked: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,10 +249,14 @@ class Scheduler:
             if isinstance(decision, planner.Enqueue):
                 job = decision.job
                 forecast = senders.get(job.sender_id)
+                # A lead due at the slot it was deferred to keeps its place; one due afresh
+                # goes around the slots leads waiting already hold (unless it can go now).
                 slot = (
                     now
                     if forecast is None
-                    else forecast.take(now, first_touch=job.first_touch, soon=horizon)
+                    else forecast.take(
+                        now, first_touch=job.first_touch, soon=horizon, keep_clear=not lead.booked
+                    )
                 )
                 reason = "pacing"
                 if rate is not None:

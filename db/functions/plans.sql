@@ -37,7 +37,11 @@ SELECT l.id, l.email, l.first_name, l.last_name, l.company, l.timezone, l.attrib
        st.position AS step_position, st.subject, st.body_text, st.body_html,
        is_suppressed(l.email) AS suppressed,
        coalesce(thread.sent_steps, 0) AS sent_steps, thread.thread_subject,
-       coalesce(thread.message_ids, '{}') AS thread_message_ids
+       coalesce(thread.message_ids, '{}') AS thread_message_ids,
+       -- Due later than its step's own wait said (pacing, a window or a retry put it
+       -- there): the lead holds a slot of its own already.
+       coalesce(l.next_run_at > coalesce(l.last_sent_at, l.enrolled_at)
+                                + make_interval(secs => st.wait_seconds), false) AS booked
 FROM leads l
 JOIN sequences seq ON seq.id = l.sequence_id
 LEFT JOIN senders snd ON snd.id = l.sender_id
