@@ -88,3 +88,10 @@ GROUP BY 1, 2, 3, 4, 5;
 -- Listing leads by status (the API, the console) walks this index in id order, so a status
 -- few leads have is found at once among millions.
 CREATE INDEX leads_status ON leads (status, id);
+
+-- A sender's live leads by status and due time: its queued ones (in flight), and its
+-- waiting ones in due order, which the scheduler's pacing forecast books (db/sql/leads.sql
+-- `pacing_state`). It replaces the index of queued leads by sender.
+CREATE INDEX leads_sender_live ON leads (sender_id, status, next_run_at)
+    WHERE status IN ('active', 'queued');
+DROP INDEX leads_queued_sender;
