@@ -6,7 +6,11 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint types unit integration e2e fmt bench fault-long clean
+.PHONY: install system-deps test lint types unit integration e2e fmt bench fault-long clean
+
+# Real peers the tests run, from Debian's packages (installed when missing and apt-get can,
+# as root): Sisimai, the bounce classifier the tests compare ours with.
+SYSTEM_PACKAGES := libsisimai-perl
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -22,7 +26,17 @@ lint: install
 types: install
 	$(BIN)/mypy
 
-test: lint types
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else echo "missing Debian packages the tests need: $$missing"; fi; \
+	fi
+
+test: lint types system-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install

@@ -1,0 +1,699 @@
+"""What arrives in a sender's inbox, classified: a reply, an automatic reply, a bounce (the
+standard DSN of RFC 3464 and the free-form notices of real MTAs), or a complaint (ARF,
+RFC 5965). Pure: the message's bytes in, a verdict out; the inbox daemon acts on it.
+
+A bounce names each failed recipient with a status and the server's diagnostic, and is
+*hard* only when the address does not exist or is gone (unknown user, unknown domain, moved,
+a domain that accepts no mail). A full mailbox, a block, a policy or spam refusal, a
+suspended account, a timeout are *soft*: the address may work another day, so it is not
+suppressed.
+"""
+
+from __future__ import annotations
+
+import email
+import enum
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import compat32
+from email.utils import getaddresses, parseaddr
+
+MAX_BYTES = 10 * 2**20  # what is read of one message; the rest of a huge one is not needed
+_TEXT_CHARS = 20_000  # of each text part
+
+
+class Kind(enum.StrEnum):
+    REPLY = "reply"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One recipient a bounce says could not be reached."""
+
+    recipient: str
+    hard: bool
+    reason: str  # user_unknown, host_unknown, moved, not_accept, mailbox_full, blocked, ...
+    status: str | None  # the enhanced status code, e.g. 5.1.1
+    diagnostic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    kind: Kind
+    message_id: str | None
+    from_address: str
+    subject: str
+    # Message-IDs this message refers to: In-Reply-To and References, and for a bounce or a
+    # complaint those of the original message it carries.
+    refers_to: tuple[str, ...] = ()
+    failures: tuple[Failure, ...] = ()
+    complained: tuple[str, ...] = ()  # the addresses a complaint is about
+    unsubscribe: bool = False  # a reply that asks to be taken off the list
+    body: str = field(default="", repr=False)  # the reply's own text (quotes removed)
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_INLINE_ID = re.compile(r"^Message-ID:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_REPLY_CODE = re.compile(r"(?<!\d)([45]\d\d)(?:[ -]|$)")
+
+
+def _text(value: object) -> str:
+    return " ".join(str(value or "").split())
+
+
+def _header(msg: Message, name: str) -> str:
+    raw = msg.get(name)
+    if raw is None:
+        return ""
+    try:
+        decoded = email.header.decode_header(str(raw))
+        return _text(
+            "".join(
+                part.decode(charset or "ascii", "replace") if isinstance(part, bytes) else part
+                for part, charset in decoded
+            )
+        )
+    except (LookupError, ValueError):
+        return _text(raw)
+
+
+def _ids(value: str) -> list[str]:
+    return [f"<{m}>" for m in _MSGID.findall(value)]
+
+
+def _decoded(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            return payload[: _TEXT_CHARS * 4].decode(charset, "replace")[:_TEXT_CHARS]
+        except LookupError:
+            return payload[: _TEXT_CHARS * 4].decode("utf-8", "replace")[:_TEXT_CHARS]
+    if isinstance(payload, str):
+        return payload[:_TEXT_CHARS]
+    return ""
+
+
+def _html_text(html: str) -> str:
+    html = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", html)
+    html = re.sub(r"(?i)<br\s*/?>|</p>|</div>|</tr>", "\n", html)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+def _parts(msg: Message) -> list[Message]:
+    return list(msg.walk())
+
+
+def _embedded(msg: Message) -> Message | None:
+    """The original message a bounce or complaint carries (headers at least)."""
+    for part in _parts(msg):
+        ctype = part.get_content_type()
+        if ctype in ("message/rfc822", "message/global") and part.is_multipart():
+            inner = part.get_payload(0)
+            if isinstance(inner, Message):
+                return inner
+        if ctype in ("text/rfc822-headers", "message/rfc822-headers", "message/global-headers"):
+            return email.message_from_string(_decoded(part), policy=compat32)
+    return None
+
+
+def _lower_address(value: str) -> str:
+    return value.strip().strip("<>").strip().lower()
+
+
+# --- hard or soft ------------------------------------------------------------------------
+
+# (reason, hard, patterns), first match wins; the soft reasons that can look like an unknown
+# user ("user unknown or blocked") come first.
+_REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
+    (reason, hard, re.compile("|".join(patterns), re.IGNORECASE))
+    for reason, hard, patterns in (
+        (
+            "mailbox_full",
+            False,
+            [
+                r"mailbox (?:is )?full",
+                r"over ?quota",
+                r"quota exceeded",
+                r"exceeded (?:the )?(?:storage|quota)",
+                r"mailbox size limit",
+                r"insufficient (?:disk )?(?:space|storage)",
+                r"mail ?box (?:has )?exceeded",
+                r"user(?:'s)? (?:mailbox|disk) (?:is )?full",
+                r"too much mail",
+                r"storage allocation",
+                r"(?:is|are) over (?:their|the) (?:storage|quota)",
+                r"full mailbox",
+                r"mailfolder is full",
+                r"disk quota",
+                r"exceed(?:s|ed)? .*quota",
+            ],
+        ),
+        (
+            "spam",
+            False,
+            [
+                r"\bspam\b",
+                r"junk mail",
+                r"unsolicited",
+                r"content (?:was )?rejected",
+                r"virus",
+                r"\bphish",
+                r"suspicious",
+                r"bulk mail",
+                r"message (?:content )?(?:was )?(?:refused|rejected) (?:due|because)",
+            ],
+        ),
+        (
+            "blocked",
+            False,
+            [
+                r"blocked",
+                r"blacklist",
+                r"block ?list",
+                r"\bdenied\b",
+                r"\brbl\b",
+                r"spamhaus",
+                r"reputation",
+                r"not allowed to send",
+                r"access denied",
+                r"client host rejected",
+                r"sender (?:address )?rejected",
+                r"refused to talk",
+                r"poor reputation",
+                r"banned",
+                r"dnsbl",
+                r"blacklisted",
+                r"\bptr\b",
+                r"reverse dns",
+                r"relay(?:ing)? (?:access )?denied",
+                r"relay not permitted",
+                r"not permitted to relay",
+                r"authentication required",
+                r"dmarc",
+                r"\bspf\b",
+                r"dkim",
+                r"policy",
+                r"rate limit",
+                r"too many (?:connections|messages|recipients)",
+                r"try again later",
+            ],
+        ),
+        (
+            "suspended",
+            False,
+            [
+                r"disabled",
+                r"suspended",
+                r"inactive",
+                r"deactivated",
+                r"account (?:is )?locked",
+                r"not active",
+                r"closed",
+                r"expired account",
+                r"account expired",
+                r"frozen",
+            ],
+        ),
+        ("too_big", False, [r"too (?:big|large)", r"size (?:limit|exceeds)", r"exceeds.*size"]),
+        (
+            "sender_rejected",
+            False,
+            [
+                r"sender address",
+                r"domain of sender",
+                r"sender domain",
+                r"sender verify",
+                r"envelope sender",
+                r"from address",
+                r"return path",
+            ],
+        ),
+        (
+            "network",
+            False,
+            [
+                r"try again",
+                r"malformed",
+                r"temporar",
+                r"connection (?:refused|reset|timed|lost)",
+                r"network",
+                r"no route",
+                r"unreachable",
+            ],
+        ),
+        (
+            "host_unknown",
+            True,
+            [
+                r"host (?:or domain name )?(?:not found|unknown)",
+                r"unknown host",
+                r"domain (?:not found|does not exist|unknown)",
+                r"no such domain",
+                r"name service error",
+                r"unrouteable (?:mail )?domain",
+                r"nxdomain",
+                r"domain name not found",
+                r"host not found",
+                r"unknown domain",
+                r"no mx (?:record|host)",
+                r"bad destination (?:system|host)",
+                r"unroutable address",
+                r"domain (?:is )?not (?:valid|exist)",
+                r"hostname lookup failed",
+                r"host lookup failed",
+                r"domain could not be found",
+                r"no such host",
+                r"not (?:a )?known (?:host|domain)",
+            ],
+        ),
+        (
+            "moved",
+            True,
+            [
+                r"has moved",
+                r"no longer (?:with|at|valid|available|here)",
+                r"address (?:has )?changed",
+            ],
+        ),
+        ("not_accept", True, [r"null mx", r"does not accept (?:any )?mail", r"accepts no mail"]),
+        (
+            "user_unknown",
+            True,
+            [
+                r"user(?:name)? (?:is )?unknown",
+                r"unknown (?:user|recipient|local|address|mailbox|e-?mail)",
+                r"no such (?:user|recipient|mailbox|address|account|local user|person)",
+                r"(?:user|recipient|mailbox|address|account|addressee)"
+                r"(?: address)? (?:was )?not found",
+                r"does(?:n't| not) (?:exist|have an? (?:\w+ )?account)",
+                r"not exist",
+                r"non-?existent",
+                r"invalid (?:recipient|mailbox|address|user|e-?mail)",
+                r"(?:recipient|user|mailbox|address) (?:is )?invalid",
+                r"no mailbox",
+                r"mailbox (?:not found|unavailable|does not exist|is unavailable)",
+                r"unknown or illegal alias",
+                r"address rejected",
+                r"not a valid (?:mailbox|recipient|user)",
+                r"no (?:such )?account",
+                r"undeliverable address",
+                r"addressee unknown",
+                r"unrouteable address",
+                r"no longer exists",
+                r"bad (?:destination )?mailbox",
+                r"user not local",
+                r"recipient rejected",
+                r"rejected: user",
+                r"not our customer",
+                r"no valid recipients",
+                r"unknown$",
+                r"couldn't be found",
+                r"wasn't found",
+                r"is not a known user",
+                r"no such e-?mail",
+                r"user doesn't have",
+                r"unavailable user",
+            ],
+        ),
+        (
+            "expired",
+            False,
+            [
+                r"expired",
+                r"retry (?:time(?:out)?|period)",
+                r"too long",
+                r"timed? ?out",
+                r"giving up",
+                r"gave up",
+            ],
+        ),
+    )
+]
+
+_HARD_STATUS = {"5.1.1": "user_unknown", "5.1.2": "host_unknown", "5.1.6": "moved",
+                "5.1.10": "not_accept", "5.1.3": "user_unknown"}  # fmt: skip
+# About the sender or the mailbox's state, whatever the words say: never the address itself.
+_SOFT_STATUS = re.compile(r"^[45]\.(?:1\.[78]|2\.0|4\.\d+|7\.\d+|3\.\d+)$")
+
+
+_COMMAND_PHRASES = [
+    (
+        re.compile(
+            r"end of data|after data|data command|command data|message (?:body|content)", re.I
+        ),
+        "DATA",
+    ),
+    (re.compile(r"rcpt to|rcpt command|recipient command|does not like recipient", re.I), "RCPT"),
+    (re.compile(r"mail from|mail command", re.I), "MAIL"),
+]
+
+
+def refused_command(text: str) -> str | None:
+    """The SMTP command the server refused, as far as a bounce says: the last command of
+    a transcript (>>> DATA, then <<< 550 ...), or words such as "in reply to end of DATA
+    command" and "after RCPT TO"."""
+    last = None
+    for raw_line in text.splitlines():
+        line = raw_line.strip()
+        if line.startswith(">>>"):
+            last = line[3:].strip().split(":")[0].split(" ")[0].upper() or last
+        elif line.startswith("<<<") and re.match(r"<<<\s*[45]\d\d", line) and last:
+            return "RCPT" if last.startswith("RCPT") else last
+    for pattern, command in _COMMAND_PHRASES:
+        if pattern.search(text):
+            return command
+    return None
+
+
+def verdict(status: str | None, diagnostic: str, stage: str = "") -> tuple[str, bool]:
+    """(reason, hard) for one failed recipient; `stage` is the bounce's text about the SMTP
+    exchange (`refused_command` reads it)."""
+    found = next(((r, h) for r, h, pattern in _REASONS if pattern.search(diagnostic)), None)
+    if found is None and status in _HARD_STATUS:
+        found = (_HARD_STATUS[status], True)
+    reason, hard = found or ("", False)
+    if not reason:
+        return ("temporary" if status and status.startswith("4") else "other"), False
+    if hard and status is not None and _SOFT_STATUS.match(status):
+        return "rejected", False
+    if hard and reason == "user_unknown" and refused_command(stage or diagnostic) == "DATA":
+        return "filtered", False  # refused with the content in hand: a filter's verdict
+    return reason, hard
+
+
+def _status_in(text: str) -> str | None:
+    m = _STATUS.search(text)
+    if m is not None and m.group(1) != "2":
+        return ".".join(m.groups())
+    code = _REPLY_CODE.search(text)
+    if code is not None:
+        return f"{code.group(1)[0]}.0.0"
+    return None
+
+
+# --- complaints --------------------------------------------------------------------------
+
+
+def _complaint(msg: Message) -> list[str] | None:
+    report = None
+    for part in _parts(msg):
+        if part.get_content_type() == "message/feedback-report":
+            report = part
+            break
+    if report is None:
+        return None
+    fields = _fields(report)
+    found = [
+        _lower_address(v)
+        for key in ("original-rcpt-to", "removal-recipient")
+        for v in fields.get(key, [])
+        if "@" in v
+    ]
+    if not found and (original := _embedded(msg)) is not None:
+        found = [_lower_address(a) for _, a in getaddresses(original.get_all("To", [])) if a]
+    return found
+
+
+def _fields(part: Message) -> dict[str, list[str]]:
+    """The `Name: value` fields of a report part (however the parser stored it)."""
+    text = ""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        for block in payload:
+            if isinstance(block, Message):
+                text += "".join(f"{k}: {v}\n" for k, v in block.items()) + "\n"
+    else:
+        text = _decoded(part)
+    out: dict[str, list[str]] = {}
+    for block in _blocks(text):
+        for key, value in block:
+            out.setdefault(key, []).append(value)
+    return out
+
+
+def _blocks(text: str) -> list[list[tuple[str, str]]]:
+    """Header-like blocks separated by blank lines, continuation lines folded in."""
+    blocks: list[list[tuple[str, str]]] = [[]]
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line.strip():
+            if blocks[-1]:
+                blocks.append([])
+            continue
+        if line[:1] in (" ", "\t") and blocks[-1]:
+            key, value = blocks[-1][-1]
+            blocks[-1][-1] = (key, f"{value} {line.strip()}")
+            continue
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            blocks[-1].append((key.strip().lower(), value.strip()))
+    return [b for b in blocks if b]
+
+
+# --- DSNs (RFC 3464) ---------------------------------------------------------------------
+
+
+def _dsn(msg: Message) -> list[Failure] | None:
+    part = next(
+        (
+            p
+            for p in _parts(msg)
+            if p.get_content_type()
+            in ("message/delivery-status", "message/global-delivery-status", "text/delivery-status")
+        ),
+        None,
+    )
+    if part is None:
+        return None
+    text = ""
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        for block in payload:
+            if isinstance(block, Message):
+                text += "".join(f"{k}: {v}\n" for k, v in block.items()) + "\n"
+    else:
+        text = _decoded(part)
+    failures = []
+    for block in _blocks(text):
+        fields = dict(block)
+        recipient = fields.get("final-recipient") or fields.get("original-recipient") or ""
+        address = _lower_address(recipient.rpartition(";")[2] if ";" in recipient else recipient)
+        if "@" not in address:
+            continue
+        action = (
+            fields.get("action", "failed").lower().split()[0] if fields.get("action") else "failed"
+        )
+        if action in ("delivered", "relayed", "expanded"):
+            continue
+        status = None
+        if m := _STATUS.search(fields.get("status", "")):
+            status = ".".join(m.groups())
+        diagnostic = _text(fields.get("diagnostic-code", "")).partition(";")[2].strip() or _text(
+            fields.get("diagnostic-code", "")
+        )
+        if status is None or status.endswith(".0.0"):
+            status = _status_in(diagnostic) or status
+        stage = " ".join(fields.get(k, "") for k in ("x-postfix-sender", "x-actual-recipient"))
+        reason, hard = verdict(status, diagnostic, stage + " " + _transcript(msg))
+        if action == "delayed":
+            hard = False
+        failures.append(Failure(address, hard, reason, status, diagnostic[:1000]))
+    return failures
+
+
+def _transcript(msg: Message) -> str:
+    """What a bounce's text says about the SMTP exchange (e.g. a transcript with >>> DATA)."""
+    return "\n".join(
+        _decoded(p) for p in _parts(msg) if p.get_content_type() in ("text/plain", "text/html")
+    )
+
+
+# --- free-form bounces -------------------------------------------------------------------
+
+_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mail ?administrator|mdaemon",
+                          re.IGNORECASE)  # fmt: skip
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (?:status|failure|failed|notification|problem|has failed)|"
+    r"returned mail|failure notice|mail delivery|could not be delivered|non[- ]?delivery|"
+    r"not delivered|delivery report|rejected|bounce|mail system error|nondeliverable|"
+    r"delivery unsuccessful|failed delivery|returned to sender|unable to deliver|"
+    r"permanent error|mail failure|warning: could not|error sending",
+    re.IGNORECASE,
+)
+_SEPARATOR = re.compile(
+    r"^(?:-+ ?(?:Below this line is a copy|original message|This is a copy|Original message)|"
+    r"------ This is a copy of the message|Content-Type: message/rfc822|"
+    r"-{2,}\s*(?:The )?[Oo]riginal message|\s*--- Original message ---|"
+    r"Message headers follow|-+ ?Returned message|The original message (?:was|headers))",
+    re.MULTILINE | re.IGNORECASE,
+)
+
+
+def _looks_like_bounce(msg: Message) -> bool:
+    sender = _header(msg, "From")
+    return bool(
+        (
+            _header(msg, "Return-Path") in ("<>", "")
+            and (_BOUNCE_FROM.search(sender) or _BOUNCE_SUBJECT.search(_header(msg, "Subject")))
+        )
+        or _BOUNCE_FROM.search(parseaddr(sender)[1].partition("@")[0])
+        or (msg.get_content_type() == "multipart/report")
+        or (_BOUNCE_SUBJECT.search(_header(msg, "Subject")) and _BOUNCE_FROM.search(sender))
+    )
+
+
+def _body_text(msg: Message) -> str:
+    """The notice's own words: its first text part (HTML as text), up to the copy of the
+    original message."""
+    for part in _parts(msg):
+        if part.get_content_maintype() == "multipart":
+            continue
+        ctype = part.get_content_type()
+        if ctype in ("message/rfc822", "text/rfc822-headers"):
+            break
+        if ctype in ("text/plain", "text/html"):
+            text = _decoded(part)
+            if ctype == "text/html":
+                text = _html_text(text)
+            if m := _SEPARATOR.search(text):
+                text = text[: m.start()]
+            if text.strip():
+                return text
+    return ""
+
+
+def _freeform(msg: Message) -> list[Failure]:
+    text = _body_text(msg)
+    ours = {
+        _lower_address(a) for _, a in getaddresses(msg.get_all("To", []) + msg.get_all("From", []))
+    }
+    original = _embedded(msg)
+    if original is not None:
+        ours |= {_lower_address(a) for _, a in getaddresses(original.get_all("From", []))}
+    found: list[tuple[str, int]] = []
+    for m in _ADDRESS.finditer(text):
+        address = m.group(0).lower().rstrip(".")
+        local = address.partition("@")[0]
+        before = text[max(0, m.start() - 40) : m.start()].lower()
+        if address in ours or _BOUNCE_FROM.search(local) or local in ("root", "noreply"):
+            continue
+        if "message-id" in before or "id:" in before[-6:]:
+            continue  # a Message-ID, not an address
+        if address not in (a for a, _ in found):
+            found.append((address, m.start()))
+    if not found and original is not None:
+        found = [(_lower_address(a), 0) for _, a in getaddresses(original.get_all("To", [])) if a]
+        found = [f for f in found if f[0] not in ours]
+    if not found:  # the copy of the original inline, after the notice's own words
+        whole = "\n".join(_decoded(p) for p in _parts(msg) if p.get_content_type() == "text/plain")
+        if to := re.search(r"^To:\s*(.+)$", whole[len(text) :], re.MULTILINE):
+            found = [(_lower_address(a), 0) for _, a in getaddresses([to.group(1)]) if "@" in a]
+            found = [f for f in found if f[0] not in ours]
+    failures = []
+    for i, (address, at) in enumerate(found):
+        # The words about this recipient: from it to the next recipient (or a few lines).
+        end = found[i + 1][1] if i + 1 < len(found) and found[i + 1][1] > at else at + 1200
+        near = _text(text[at:end]) if at or text else ""
+        context = near or _text(text)
+        status = _status_in(context) or _status_in(_text(text))
+        stage = _transcript(msg)
+        reason, hard = verdict(status, context, stage)
+        if reason in ("other", "temporary") and near:
+            reason, hard = verdict(status, _text(text), stage)
+        failures.append(Failure(address, hard, reason, status, context[:1000]))
+    return failures
+
+
+# --- automatic replies and unsubscribe requests ------------------------------------------
+
+_AUTO_SUBJECT = re.compile(
+    r"^(?:auto(?:matic)?[ -]?(?:reply|response|answer)|out of (?:the )?office|autoreply|"
+    r"abwesenheit|absence|réponse automatique|respuesta automática|risposta automatica|"
+    r"i am (?:currently )?(?:out|away)|on vacation|vacation|away from|ooo\b|auto:)",
+    re.IGNORECASE,
+)
+_UNSUBSCRIBE = re.compile(
+    r"^\W*(?:please\s+)?(?:unsubscribe|remove me|take me off|stop(?: emailing| sending)?|"
+    r"opt[ -]?out|do not (?:contact|email)|don't (?:contact|email))\b",
+    re.IGNORECASE,
+)
+
+
+def _automatic(msg: Message) -> bool:
+    auto = _header(msg, "Auto-Submitted").lower()
+    if auto and auto != "no":
+        return True
+    if any(msg.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Autoresponder")):
+        return True
+    if _header(msg, "Precedence").lower() in ("auto_reply", "auto-reply"):
+        return True
+    if _header(msg, "X-Auto-Response-Suppress") and _AUTO_SUBJECT.search(_header(msg, "Subject")):
+        return True
+    return bool(_AUTO_SUBJECT.search(_header(msg, "Subject")))
+
+
+def _own_text(msg: Message) -> str:
+    """A reply's own words: its text without the quoted message below them."""
+    text = ""
+    for part in _parts(msg):
+        if part.get_content_type() == "text/plain":
+            text = _decoded(part)
+            break
+        if part.get_content_type() == "text/html" and not text:
+            text = _html_text(_decoded(part))
+    lines = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if (
+            line.startswith(">")
+            or re.match(r"^On .+wrote:\s*$", line)
+            or line.startswith(("-----Original Message-----", "From: ", "________________"))
+        ):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
+# --- the verdict -------------------------------------------------------------------------
+
+
+def classify(raw: bytes) -> Inbound:
+    """What `raw` (one message as received) is."""
+    msg = email.message_from_bytes(raw[:MAX_BYTES], policy=compat32)
+    own_ids = _ids(_header(msg, "Message-ID"))
+    message_id = own_ids[0] if own_ids else None
+    sender = parseaddr(_header(msg, "From"))[1].lower()
+    subject = _header(msg, "Subject")
+    refers = _ids(_header(msg, "In-Reply-To")) + _ids(_header(msg, "References"))
+    original = _embedded(msg)
+    carried = _ids(_header(original, "Message-ID")) if original is not None else []
+    if not carried:  # a copy of the original inline in the text
+        whole = "\n".join(_decoded(p) for p in _parts(msg) if p.get_content_type() == "text/plain")
+        carried = [i for i in _ids(" ".join(_INLINE_ID.findall(whole))) if i != message_id]
+
+    complained = _complaint(msg)
+    if complained is not None:
+        return Inbound(Kind.COMPLAINT, message_id, sender, subject, tuple(carried + refers),
+                       complained=tuple(complained))  # fmt: skip
+    failures = _dsn(msg)
+    if failures is None and _looks_like_bounce(msg):
+        failures = _freeform(msg)
+    if failures:
+        return Inbound(Kind.BOUNCE, message_id, sender, subject, tuple(carried + refers),
+                       failures=tuple(failures))  # fmt: skip
+    if failures is not None and failures == [] and _dsn(msg) is not None:
+        # A DSN that reports only deliveries: nothing failed.
+        return Inbound(Kind.AUTO_REPLY, message_id, sender, subject, tuple(carried + refers))
+    if _automatic(msg):
+        return Inbound(Kind.AUTO_REPLY, message_id, sender, subject, tuple(refers))
+    own = _own_text(msg)
+    asks = bool(_UNSUBSCRIBE.search(own) or _UNSUBSCRIBE.search(subject))
+    return Inbound(Kind.REPLY, message_id, sender, subject, tuple(refers),
+                   unsubscribe=asks, body=own[:2000])  # fmt: skip

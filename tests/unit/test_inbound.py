@@ -1,0 +1,179 @@
+"""core/inbound.py on hand-made messages of each kind: a DSN (hard and soft), a free-form
+bounce, a complaint, automatic replies, replies (threaded, asking to unsubscribe), and
+whatever bytes arrive (hypothesis: never an exception)."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.inbound import Kind, classify, refused_command, verdict
+
+DSN = b"""From: MAILER-DAEMON@mx.acme.test
+To: ana@acme.test
+Subject: Undelivered Mail Returned to Sender
+Auto-Submitted: auto-replied
+Message-ID: <bounce-1@mx.acme.test>
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="B"
+
+--B
+Content-Type: text/plain
+
+I'm sorry to have to inform you that your message could not be delivered.
+
+--B
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.acme.test
+
+Final-Recipient: rfc822; Bob@Example.test
+Action: failed
+Status: 5.1.1
+Diagnostic-Code: smtp; 550 5.1.1 <bob@example.test>: Recipient address rejected: User unknown
+
+Final-Recipient: rfc822; carol@example.test
+Action: failed
+Status: 5.2.2
+Diagnostic-Code: smtp; 552 5.2.2 Mailbox full
+
+--B
+Content-Type: text/rfc822-headers
+
+From: Ana <ana@acme.test>
+To: bob@example.test
+Message-ID: <step1.42@acme.test>
+Subject: Hello
+
+--B--
+"""
+
+FREEFORM = b"""Return-Path: <>
+From: MAILER-DAEMON@mx4.example.jp
+To: ana@acme.test
+Subject: failure notice
+
+Hi. This is the qmail-send program at mx4.example.jp.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+
+<dan@example.ne.jp>:
+192.0.2.32 does not like recipient.
+Remote host said: 550 5.1.1 <dan@example.ne.jp>... User Unknown
+
+--- Below this line is a copy of the message.
+
+From: Ana <ana@acme.test>
+To: dan@example.ne.jp
+Message-ID: <step2.43@acme.test>
+"""
+
+ARF = b"""From: feedback@isp.test
+To: abuse@acme.test
+Subject: Abuse report
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=feedback-report; boundary="F"
+
+--F
+Content-Type: text/plain
+
+This is an email abuse report.
+--F
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: isp/1.0
+Version: 1
+Original-Rcpt-To: Eve@example.test
+
+--F
+Content-Type: message/rfc822
+
+From: ana@acme.test
+To: eve@example.test
+Message-ID: <step1.44@acme.test>
+Subject: Hello
+
+Hi
+--F--
+"""
+
+
+def test_a_dsn_names_each_recipient_hard_or_soft() -> None:
+    got = classify(DSN)
+    assert got.kind == Kind.BOUNCE
+    assert [(f.recipient, f.hard, f.reason, f.status) for f in got.failures] == [
+        ("bob@example.test", True, "user_unknown", "5.1.1"),
+        ("carol@example.test", False, "mailbox_full", "5.2.2"),
+    ]
+    assert "<step1.42@acme.test>" in got.refers_to  # the original, for the lead
+
+
+def test_a_free_form_bounce_is_read_from_its_words() -> None:
+    got = classify(FREEFORM)
+    assert got.kind == Kind.BOUNCE
+    (failure,) = got.failures
+    assert (failure.recipient, failure.hard, failure.status) == ("dan@example.ne.jp", True, "5.1.1")
+    assert got.refers_to == ("<step2.43@acme.test>",)
+
+
+def test_a_complaint_names_who_complained() -> None:
+    got = classify(ARF)
+    assert (got.kind, got.complained) == (Kind.COMPLAINT, ("eve@example.test",))
+    assert got.refers_to == ("<step1.44@acme.test>",)
+
+
+def _mail(headers: str, body: str) -> bytes:
+    return f"From: Bob <bob@example.test>\nTo: ana@acme.test\n{headers}\n\n{body}".encode()
+
+
+def test_automatic_replies_are_not_replies() -> None:
+    for headers in (
+        "Subject: Re: Hello\nAuto-Submitted: auto-replied",
+        "Subject: Out of Office: Hello",
+        "Subject: Automatic reply: Hello",
+        "Subject: Hello\nX-Autoreply: yes",
+        "Subject: Hello\nPrecedence: auto_reply",
+    ):
+        assert classify(_mail(headers, "I am away until Monday.")).kind == Kind.AUTO_REPLY, headers
+    assert classify(_mail("Subject: Re: x\nAuto-Submitted: no", "Thanks!")).kind == Kind.REPLY
+
+
+def test_a_reply_refers_to_our_message_and_may_ask_to_unsubscribe() -> None:
+    threaded = "Subject: Re: Hello\nIn-Reply-To: <step1.42@acme.test>\nReferences: <a@b> <step1.42@acme.test>"
+    got = classify(_mail(threaded, "Sounds good, call me.\n\nOn Mon, Ana wrote:\n> unsubscribe"))
+    assert got.kind == Kind.REPLY
+    assert got.refers_to == ("<step1.42@acme.test>", "<a@b>", "<step1.42@acme.test>")
+    assert got.unsubscribe is False  # the word is in the quote, not in the reply
+    assert got.body == "Sounds good, call me."
+    for words in ("Unsubscribe", "please remove me from this list", "STOP", "Take me off"):
+        assert classify(_mail(threaded, words)).unsubscribe, words
+
+
+def test_hard_only_when_the_address_does_not_exist_or_is_gone() -> None:
+    assert verdict("5.1.1", "550 5.1.1 user unknown") == ("user_unknown", True)
+    assert verdict("5.1.2", "Host or domain name not found") == ("host_unknown", True)
+    assert verdict("5.1.6", "551 has moved") == ("moved", True)
+    assert verdict("5.2.2", "mailbox full") == ("mailbox_full", False)
+    assert verdict("5.7.1", "blocked by spamhaus") == ("blocked", False)
+    assert verdict("5.7.1", "rejected as spam") == ("spam", False)
+    assert verdict("5.7.1", "550 user unknown")[1] is False  # a policy code: not the address
+    assert verdict("4.4.7", "retry timeout exceeded") == ("expired", False)
+    assert verdict("5.1.8", "Domain of sender address does not exist")[1] is False
+    assert verdict("5.1.1", "User unknown", ">>> DATA\n<<< 550 5.1.1 User unknown") == (
+        "filtered",
+        False,
+    )
+
+
+def test_the_refused_command_is_read_from_a_transcript_or_words() -> None:
+    assert refused_command(">>> RCPT To:<x@y>\n<<< 550 5.1.1 unknown") == "RCPT"
+    assert refused_command(">>> DATA\n<<< 554 rejected") == "DATA"
+    assert refused_command("said: 550 no (in reply to end of DATA command)") == "DATA"
+    assert refused_command("SMTP error from remote mail server after RCPT TO:<a@b>") == "RCPT"
+    assert refused_command("nothing about it") is None
+
+
+@given(st.binary(max_size=4000))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_get_a_verdict(raw: bytes) -> None:
+    assert classify(raw).kind in Kind
