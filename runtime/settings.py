@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core import dkim
 from core.gate import AmbiguousPolicy
 from core.render import DEFAULT_MAX_BYTES
 from core.unsubscribe import MIN_SECRET_BYTES
@@ -148,6 +149,24 @@ class WorkerSettings(BrokerSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     # The EHLO name: a fully qualified name of this host that resolves back to its address.
     smtp_local_hostname: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    # DKIM keys: <dir>/<domain>/<selector>.pem signs every message from <domain>.
+    dkim_keys_dir: Path | None = None
+    # The List-Id of a sequence's messages is <sequence-ID.DOMAIN>; default: the From domain.
+    list_id_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
+
+    @field_validator("dkim_keys_dir")
+    @classmethod
+    def _keys_load(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        if not v.is_dir():
+            raise ValueError(f"{v} is not a directory")
+        try:
+            dkim.load_keys(v)
+        except (OSError, dkim.InvalidKey) as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     # Messages that arrive together are claimed, and recorded, in one transaction each.
     worker_batch_size: int = Field(default=64, ge=1, le=1000)
@@ -211,9 +230,11 @@ PREFIXES = (
     "API_",
     "AMQP_",
     "DATABASE_",
+    "DKIM_",
     "DB_",
     "GLOBAL_RATE",
     "HEALTH_",
+    "LIST_",
     "LOG_",
     "MESSAGE_ID",
     "METRICS_",

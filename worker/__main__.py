@@ -19,6 +19,7 @@ from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
 from runtime.startup import check_schema
 from worker.consumer import Worker
+from worker.signing import Signer
 from worker.smtp import SmtpPool
 
 log = structlog.get_logger()
@@ -54,7 +55,9 @@ def build(settings: WorkerSettings, heartbeat: Heartbeat) -> Main:
                 channel = await connection.channel()
                 await channel.set_qos(prefetch_count=settings.prefetch)
                 topology = await declare(channel, names)
-                await Worker(pool, smtp, settings, heartbeat=heartbeat).run(topology.queue, stop)
+                signer = Signer(settings.dkim_keys_dir) if settings.dkim_keys_dir else None
+                worker = Worker(pool, smtp, settings, heartbeat=heartbeat, signer=signer)
+                await worker.run(topology.queue, stop)
             finally:
                 await smtp.close()
                 await connection.close()

@@ -42,6 +42,7 @@ from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
 from worker.batch import MicroBatcher
 from worker.claim import Claim, Claimer, Incoming, Rate
+from worker.signing import Signer
 from worker.smtp import SendError, SmtpPool
 
 log = structlog.get_logger()
@@ -155,9 +156,11 @@ class Worker:
         rng: random.Random | None = None,
         *,
         heartbeat: Heartbeat | None = None,
+        signer: Signer | None = None,
     ) -> None:
         self.pool = pool
         self.heartbeat = heartbeat
+        self.signer = signer
         self._started: dict[int, float] = {}  # in-flight messages: when each was taken
         self.smtp = smtp
         self.settings = settings
@@ -265,9 +268,11 @@ class Worker:
                 date=self.clock(),
                 in_reply_to=job.in_reply_to,
                 references=job.references,
-                extra_headers=_list_headers(job),
+                extra_headers=_list_headers(job, self.settings.list_id_domain),
             )
         )
+        if self.signer is not None:
+            data = self.signer.sign(job.from_address, data)
         try:
             accepted = await self.smtp.send(
                 job.from_address, job.to_address, data, not_before=not_before
@@ -493,8 +498,13 @@ class _Outcome:
     error: SendError | None
 
 
-def _list_headers(job: SendJob) -> list[tuple[str, str]]:
+def _list_headers(job: SendJob, list_id_domain: str | None) -> list[tuple[str, str]]:
+    # Every message of a sequence names it as its list (RFC 2919): mailbox providers and
+    # filters group them, and list-aware rules expect it next to List-Unsubscribe.
     headers: list[tuple[str, str]] = []
+    if job.sequence_id is not None:
+        domain = list_id_domain or job.from_address.rpartition("@")[2]
+        headers.append(("List-Id", f"<sequence-{job.sequence_id}.{domain}>"))
     if job.list_unsubscribe:
         headers.append(("List-Unsubscribe", job.list_unsubscribe))
         if job.list_unsubscribe_post:

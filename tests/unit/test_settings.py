@@ -159,3 +159,15 @@ def test_an_ehlo_name_that_is_not_fully_qualified_is_warned_about(name: str, war
     with structlog.testing.capture_logs() as logs:
         assert ehlo_name(settings) == name
     assert [e["event"] for e in logs] == (["smtp_local_hostname_not_qualified"] if warned else [])
+
+
+def test_a_dkim_key_directory_that_does_not_load_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="dkim_keys_dir") as err:
+        WorkerSettings.model_validate({**BASE, "dkim_keys_dir": tmp_path / "missing"})
+    assert "is not a directory" in str(err.value)
+    (tmp_path / "acme.test").mkdir()
+    (tmp_path / "acme.test" / "s1.pem").write_text("-----BEGIN PRIVATE KEY-----\nnope\n")
+    with pytest.raises(ValidationError, match=r"acme\.test/s1: not an unencrypted PEM"):
+        WorkerSettings.model_validate({**BASE, "dkim_keys_dir": tmp_path})
+    with pytest.raises(ValidationError, match="list_id_domain"):
+        WorkerSettings.model_validate({**BASE, "list_id_domain": "not a domain"})

@@ -1,0 +1,166 @@
+"""DKIM signatures (RFC 6376, relaxed/relaxed; RSA-SHA256 and Ed25519-SHA256 of RFC 8463)
+for the messages core/message.py writes, with the `cryptography` package's primitives.
+
+Keys live in `DKIM_KEYS_DIR/<domain>/<selector>.pem` (PKCS#8 or traditional PEM, RSA or
+Ed25519); a message whose From domain has a key is signed with it. Signing is a pure
+function of the message bytes, the key and the time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+# What a signature covers (DESIGN §13), in this order, each one present in the message.
+SIGNED = (
+    "from", "to", "subject", "date", "message-id", "in-reply-to", "references",
+    "list-id", "list-unsubscribe", "list-unsubscribe-post",
+    "mime-version", "content-type", "content-transfer-encoding",
+)  # fmt: skip
+# Named once more than they occur: a second From or Subject added on the way breaks the
+# signature instead of being shown to the reader unsigned.
+OVERSIGNED = ("from", "subject")
+
+_WSP = re.compile(rb"[ \t]+")
+_FOLD = re.compile(rb"\r\n(?=[ \t])")
+_SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+class InvalidKey(ValueError):
+    """A key file that is not an RSA (>= 1024 bits) or Ed25519 private key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    domain: str
+    selector: str
+    private: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+
+    @property
+    def algorithm(self) -> str:
+        return (
+            "ed25519-sha256"
+            if isinstance(self.private, ed25519.Ed25519PrivateKey)
+            else "rsa-sha256"
+        )
+
+    def dns_record(self) -> str:
+        """The TXT record to publish at `<selector>._domainkey.<domain>`."""
+        public = self.private.public_key()
+        if isinstance(public, ed25519.Ed25519PublicKey):
+            raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            return f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"
+        der = public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+
+
+def load_key(domain: str, selector: str, pem: bytes) -> Key:
+    if not _SELECTOR.match(selector):
+        raise InvalidKey(f"not a DKIM selector: {selector!r}")
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidKey(f"{domain}/{selector}: not an unencrypted PEM private key") from exc
+    if isinstance(private, rsa.RSAPrivateKey):
+        if private.key_size < 1024:
+            raise InvalidKey(f"{domain}/{selector}: RSA keys need at least 1024 bits")
+    elif not isinstance(private, ed25519.Ed25519PrivateKey):
+        raise InvalidKey(f"{domain}/{selector}: only RSA and Ed25519 keys sign DKIM")
+    return Key(domain.lower(), selector, private)
+
+
+def load_keys(directory: Path) -> dict[str, Key]:
+    """The signing key of each domain in `directory` (`<domain>/<selector>.pem`); of several
+    selectors of one domain, the most recently written file (so a new key takes over)."""
+    keys: dict[str, tuple[float, Key]] = {}
+    for path in sorted(directory.glob("*/*.pem")):
+        key = load_key(path.parent.name, path.stem, path.read_bytes())
+        mtime = path.stat().st_mtime
+        if key.domain not in keys or mtime >= keys[key.domain][0]:
+            keys[key.domain] = (mtime, key)
+    return {domain: key for domain, (_, key) in keys.items()}
+
+
+def _relaxed_header(name: bytes, value: bytes) -> bytes:
+    value = _WSP.sub(b" ", _FOLD.sub(b"", value)).strip()
+    return name.strip().lower() + b":" + value
+
+
+def relaxed_body(body: bytes) -> bytes:
+    lines = [_WSP.sub(b" ", line).rstrip(b" ") for line in body.split(b"\r\n")]
+    while lines and lines[-1] == b"":
+        lines.pop()
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
+    fields: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + b"\r\n" + line)
+        elif b":" in line:
+            name, _, value = line.partition(b":")
+            fields.append((name, value))
+    return fields
+
+
+def sign(message: bytes, key: Key, now: int) -> bytes:
+    """The `DKIM-Signature:` header (folded, ending in CRLF) to put before `message`."""
+    head, _, body = message.partition(b"\r\n\r\n")
+    fields = _headers(head)
+    present = {n.strip().lower().decode() for n, _ in fields}
+    names = [n for n in SIGNED if n in present] + [n for n in OVERSIGNED if n in present]
+    # Each name takes the last instance not yet used (RFC 6376 5.4.2); none left: empty.
+    used: dict[str, int] = {}
+    signed = b""
+    for name in names:
+        instances = [f for f in fields if f[0].strip().lower().decode() == name]
+        taken = used.get(name, 0)
+        used[name] = taken + 1
+        if taken < len(instances):
+            field = instances[len(instances) - 1 - taken]
+            signed += _relaxed_header(*field) + b"\r\n"
+    body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest()).decode()
+    tags = (
+        f"v=1; a={key.algorithm}; c=relaxed/relaxed; d={key.domain}; s={key.selector};"
+        f" t={now}; h={':'.join(names)}; bh={body_hash}; b="
+    )
+    # Signed as it will be sent (folded; verifiers canonicalise what they receive), b= empty.
+    data = signed + _relaxed_header(b"DKIM-Signature", _fold(tags).encode())
+    if isinstance(key.private, ed25519.Ed25519PrivateKey):
+        raw = key.private.sign(hashlib.sha256(data).digest())
+    else:
+        raw = key.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    b = base64.b64encode(raw).decode()
+    return f"DKIM-Signature: {_fold(tags + b)}\r\n".encode()
+
+
+def _fold(tags: str) -> str:
+    """Each tag on a line of its own, h= broken after its colons and b= in pieces, so that
+    no line passes 78 characters (folding whitespace is allowed there; verifiers unfold)."""
+    lines: list[str] = []
+    for tag in tags.split("; "):
+        if tag.startswith("h="):
+            line, *names = tag.split(":")
+            for name in names:
+                if len(line) + len(name) > 70:
+                    lines.append(line + ":")
+                    line = name
+                else:
+                    line += ":" + name
+            lines.append(line + ";")
+        elif tag.startswith("b="):
+            lines += textwrap.wrap(tag, 72)
+        else:
+            lines.append(tag + ";")
+    return "\r\n\t".join(lines)

@@ -1,0 +1,107 @@
+"""DKIM in the pipeline: the worker signs what it sends from a domain with a key in
+DKIM_KEYS_DIR (RSA and Ed25519 domains side by side), the signature covers List-Id and the
+one-click unsubscribe headers, and dkimpy verifies what the SMTP server received; a sender
+of a domain without a key sends unsigned."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+import dkim
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from broker.topology import Names, connect, declare
+from core.dkim import load_keys
+from pump.loop import Pump
+from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
+from scheduler.loop import Scheduler
+from tests.conftest import AMQP_URL, wait_for
+from tests.smtp_server import SmtpServer
+from worker.consumer import Worker
+from worker.signing import Signer
+from worker.smtp import SmtpPool
+
+
+def _write(directory: Path, domain: str, selector: str, key: object) -> None:
+    (directory / domain).mkdir(parents=True)
+    pem = key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (directory / domain / f"{selector}.pem").write_bytes(pem)
+
+
+async def test_messages_leave_signed_and_verify(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    keys_dir = tmp_path / "dkim"
+    _write(
+        keys_dir,
+        "acme.test",
+        "s2026",
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+    )
+    _write(keys_dir, "beta.test", "ed1", ed25519.Ed25519PrivateKey.generate())
+    await pool.execute(
+        """
+        INSERT INTO senders (email) VALUES ('ana@acme.test'), ('bo@beta.test'), ('cy@gamma.test');
+        INSERT INTO sequences (name) VALUES ('Onboarding');
+        INSERT INTO sequence_steps (sequence_id, position, subject, body_text)
+        VALUES (1, 1, 'Hi {{ first_name }}', 'Hello {{ first_name }}');
+        INSERT INTO leads (sequence_id, sender_id, email, first_name) VALUES
+            (1, 1, 'l1@example.test', 'Lü'), (1, 2, 'l2@example.test', 'Bo'),
+            (1, 3, 'l3@example.test', 'Cy');
+        """
+    )
+    env = {
+        "database_url": database, "amqp_url": AMQP_URL, "amqp_prefix": amqp_prefix,
+        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "dkim_keys_dir": str(keys_dir),
+        "unsubscribe_url": "https://acme.test/u", "unsubscribe_secret": "k" * 40,
+        "unsubscribe_mailto": "unsubscribe@acme.test",
+    }  # fmt: skip
+    conn = await connect(AMQP_URL, name="test")
+    try:
+        ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
+        topo = await declare(ch, Names.from_prefix(amqp_prefix))
+        wsettings = WorkerSettings.model_validate(env)
+        assert wsettings.dkim_keys_dir is not None
+        worker = Worker(
+            pool, SmtpPool(wsettings, 2), wsettings, signer=Signer(wsettings.dkim_keys_dir)
+        )
+        stop = asyncio.Event()
+        consumer = asyncio.create_task(worker.consume(topo.queue, stop))
+        assert (
+            await Scheduler(pool, SchedulerSettings.model_validate(env)).run_once()
+        ).claimed == 3
+        assert await Pump(pool, topo.exchange, PumpSettings.model_validate(env)).run_once() == 3
+        await wait_for(lambda: len(smtp.received) == 3)
+        stop.set()
+        await consumer
+    finally:
+        await conn.close()
+
+    keys = load_keys(keys_dir)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        selector, _, domain = name.decode().rstrip(".").partition("._domainkey.")
+        key = keys[domain]
+        assert key.selector == selector
+        return key.dns_record().encode()
+
+    by_rcpt = {r.rcpt_to[0]: r for r in smtp.received}
+    for rcpt, algorithm in (
+        ("l1@example.test", "rsa-sha256"),
+        ("l2@example.test", "ed25519-sha256"),
+    ):
+        got = by_rcpt[rcpt]
+        assert dkim.verify(got.data, dnsfunc=dns), rcpt
+        signature = got.message["DKIM-Signature"]
+        assert f"a={algorithm}" in signature
+        signed = "".join(signature.split("h=")[1].split(";")[0].split()).split(":")
+        assert {"list-id", "list-unsubscribe", "list-unsubscribe-post", "from"} <= set(signed)
+        assert got.message["List-Id"] == f"<sequence-1.{got.mail_from.split('@')[1]}>"
+    unsigned = by_rcpt["l3@example.test"]
+    assert unsigned.message["DKIM-Signature"] is None
+    assert unsigned.message["List-Id"] == "<sequence-1.gamma.test>"
