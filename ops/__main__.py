@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -14,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from broker.topology import Names
+from core import dkim as core_dkim
 from core.clock import utcnow
 from db.migrate import latest_version
 from db.pool import Conn, create_pool
 from ops import (
     actions,
     dead_letters,
+    dkim,
     imports,
     leads,
     senders,
@@ -313,6 +316,36 @@ async def _token(conn: Conn, args: argparse.Namespace) -> None:
         )
 
 
+def _dkim(args: argparse.Namespace) -> int:
+    directory = Path(os.environ.get("DKIM_KEYS_DIR", ""))
+    if not str(directory) or str(directory) == ".":
+        print("ops dkim: set DKIM_KEYS_DIR (the worker's key directory)", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "create":
+            if not args.domain or not args.selector:
+                print("usage: python -m ops dkim create DOMAIN SELECTOR", file=sys.stderr)
+                return 2
+            found = [dkim.create(directory, args.domain, args.selector, algorithm=args.algorithm)]
+        else:
+            found = dkim.records(directory)
+    except (dkim.KeyExists, core_dkim.InvalidKey, OSError) as exc:
+        print(f"ops dkim: {exc}", file=sys.stderr)
+        return 1
+    _print(
+        args,
+        [asdict(k) for k in found],
+        # DNS strings hold 255 characters: a long record is published as several, joined.
+        "\n".join(
+            f"{k.name} IN TXT "
+            + " ".join(f'"{k.record[i : i + 255]}"' for i in range(0, len(k.record), 255))
+            + f"  ; {k.algorithm}"
+            for k in found
+        ),
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -359,6 +392,11 @@ def _parser() -> argparse.ArgumentParser:
     ):
         snd.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
     cmd("status", help="sequences, senders and the pipeline at a glance")
+    dk = cmd("dkim", help="make a DKIM key, or show the DNS records of the keys")
+    dk.add_argument("action", choices=["create", "records"])
+    dk.add_argument("domain", nargs="?")
+    dk.add_argument("selector", nargs="?")
+    dk.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
     hl = cmd("health", help="is this host's replica of a service alive and making progress?")
     hl.add_argument("--service", choices=SERVICES, required=True)
     return p
@@ -392,6 +430,8 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.command == "health":
         return health.main(args.service)
+    if args.command == "dkim":
+        return _dkim(args)
     if args.command == "token" and args.action != "list" and not args.name:
         print(f"usage: python -m ops token {args.action} NAME", file=sys.stderr)
         return 2

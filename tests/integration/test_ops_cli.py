@@ -281,3 +281,22 @@ async def test_status_prints_sequences_senders_and_the_pipeline(
     assert "due now 2" in text
     assert "send queue unknown (broker not reachable)" in text
     assert ops_env(database, {}, "status").returncode == 2  # no AMQP_URL: named, exit 2
+
+
+def test_dkim_keys_are_made_once_and_their_records_shown(tmp_path: Path) -> None:
+    env = {"DKIM_KEYS_DIR": str(tmp_path)}
+    made = ops_env("postgresql://unused@127.0.0.1/none", env, "dkim", "create", "acme.test", "s1")
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith('s1._domainkey.acme.test IN TXT "v=DKIM1; k=rsa; p=')
+    assert '" "' in made.stdout  # a 2048-bit key's record is longer than one DNS string
+    assert oct((tmp_path / "acme.test" / "s1.pem").stat().st_mode & 0o777) == "0o600"
+    again = ops_env("postgresql://unused@127.0.0.1/none", env, "dkim", "create", "acme.test", "s1")
+    assert again.returncode == 1
+    assert "exists already" in again.stderr
+    ed = ops_env("x", env, "dkim", "create", "beta.test", "e1", "--algorithm", "ed25519")
+    assert "k=ed25519" in ed.stdout
+    shown = json.loads(ops_env("x", env, "dkim", "records", "--json").stdout)
+    assert [(k["domain"], k["algorithm"]) for k in shown] == [
+        ("acme.test", "rsa-sha256"), ("beta.test", "ed25519-sha256"),
+    ]  # fmt: skip
+    assert ops_env("x", {}, "dkim", "records").returncode == 2  # no DKIM_KEYS_DIR
