@@ -22,6 +22,7 @@ from db.pool import Conn, create_pool
 from ops import (
     actions,
     dead_letters,
+    definitions,
     dkim,
     imports,
     leads,
@@ -32,6 +33,7 @@ from ops import (
     tokens,
 )
 from runtime import health, logs
+from runtime.credentials import Box
 from runtime.settings import BrokerSettings, CommonSettings, load_or_exit
 from runtime.startup import StartupError, check_schema
 
@@ -251,16 +253,42 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
         "jitter_seconds": args.jitter,
     }
     given = {k: v for k, v in flags.items() if v is not _UNSET}
+    accounts = {}
+    for kind in ("smtp", "imap"):
+        url, secret = getattr(args, f"{kind}_url"), getattr(args, f"{kind}_password_file")
+        if url is not None:
+            accounts[f"{kind}_url"] = None if url.lower() == "none" else url
+            if url.lower() == "none":
+                accounts[f"{kind}_password"] = None
+        if secret is not None:
+            accounts[f"{kind}_password"] = _password(secret)
     try:
-        done = await senders.set_limits(conn, args.email, given, actor=ACTOR, now=utcnow())
-    except (leads.NotFound, senders.InvalidLimit) as exc:
+        if accounts:
+            key = load_or_exit(CommonSettings).credentials_key.get_secret_value()
+            changed = await senders.set_accounts(
+                conn, args.email, **accounts, box=Box(key) if key else None, actor=ACTOR,
+                now=utcnow(),
+            )  # fmt: skip
+            print(f"sender {args.email}: {', '.join(changed)} set")
+        if given or not accounts:
+            done = await senders.set_limits(conn, args.email, given, actor=ACTOR, now=utcnow())
+            _print(
+                args,
+                asdict(done),
+                f"sender {args.email}: {done.changes or 'no change'};"
+                f" {done.replanned} waiting lead(s) planned again",
+            )
+    except (leads.NotFound, senders.InvalidLimit, definitions.Invalid) as exc:
         raise Failed(str(exc)) from None
-    _print(
-        args,
-        asdict(done),
-        f"sender {args.email}: {done.changes or 'no change'};"
-        f" {done.replanned} waiting lead(s) planned again",
-    )
+
+
+def _password(path: str) -> str:
+    """A password from a file (its first line): never on the command line, where other
+    users of the host see it."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()[0]
+    except (OSError, IndexError) as exc:
+        raise Failed(f"no password in {path}: {exc}") from None
 
 
 _UNSET: Any = object()
@@ -391,6 +419,9 @@ def _parser() -> argparse.ArgumentParser:
         ("--jitter", "up to this many seconds more, at random"),
     ):
         snd.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
+    for kind in ("smtp", "imap"):
+        snd.add_argument(f"--{kind}-url", help=f"the sender's own {kind.upper()} account ('none')")
+        snd.add_argument(f"--{kind}-password-file", help="a file whose first line is the password")
     cmd("status", help="sequences, senders and the pipeline at a glance")
     dk = cmd("dkim", help="make a DKIM key, or show the DNS records of the keys")
     dk.add_argument("action", choices=["create", "records"])

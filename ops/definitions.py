@@ -13,20 +13,10 @@ from core import render
 from core.windows import InvalidTimezone, load_zone
 from db.pool import Conn
 from db.queries import query
-from ops.leads import NotFound
+from ops.errors import Conflict, Invalid, NotFound
 from ops.senders import LIMITS
 
-
-class Invalid(ValueError):
-    """A field that cannot be stored; `field` names it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-
-
-class Conflict(ValueError):
-    """The thing exists already (a sender with that address)."""
+__all__ = ["Conflict", "Invalid", "NotFound"]  # where callers have always found them
 
 
 def _q(table: str, name: str) -> str:

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from db.pool import Conn
+from ops.errors import NotFound
 
-
-class NotFound(LookupError):
-    """No lead (or other thing) by that id or address."""
+__all__ = ["NotFound", "find", "listing", "show"]  # NotFound: where callers find it
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from core import accounts
 from db import events
 from db.events import Event
 from db.pool import Conn
 from db.queries import query
-from ops.leads import NotFound
+from ops.errors import Invalid, NotFound
+from runtime.credentials import Box
 
 # The limits an operator sets, by column; None clears a cap (unlimited).
 LIMITS = ("hourly_limit", "daily_limit", "daily_new_limit", "min_gap_seconds", "jitter_seconds")
@@ -66,3 +68,55 @@ async def set_limits(
             now,
         )  # fmt: skip
     return Changed(sender_id, checked, replanned)
+
+
+_KEEP: Any = object()
+
+
+async def set_accounts(
+    conn: Conn,
+    email: str,
+    *,
+    smtp_url: str | None = _KEEP,
+    smtp_password: str | None = _KEEP,
+    imap_url: str | None = _KEEP,
+    imap_password: str | None = _KEEP,
+    box: Box | None,
+    actor: str,
+    now: datetime,
+) -> list[str]:
+    """Set (or, with None, remove) a sender's SMTP and IMAP accounts; passwords are stored
+    encrypted with `box`. Returns the names of what changed (never a password)."""
+    given = {"smtp_url": smtp_url, "smtp_password": smtp_password,
+             "imap_url": imap_url, "imap_password": imap_password}  # fmt: skip
+    changes = {k: v for k, v in given.items() if v is not _KEEP}
+    for name, kind in (("smtp_url", "smtp"), ("imap_url", "imap")):
+        if (url := changes.get(name)) is not None:
+            try:
+                changes[name] = accounts.parse(url, kind).url
+            except accounts.InvalidAccount as exc:
+                raise Invalid(name, str(exc)) from None
+    sealed: dict[str, bytes | None] = {}
+    for name in ("smtp_password", "imap_password"):
+        if (password := changes.get(name)) is not None:
+            if box is None:
+                raise Invalid(name, "needs CREDENTIALS_KEY to be stored encrypted")
+            sealed[name] = box.seal(password)
+        elif name in changes:
+            sealed[name] = None
+    async with conn.transaction():
+        sender_id = await conn.fetchval(query("senders", "lock_by_email"), email)
+        if sender_id is None:
+            raise NotFound(f"no sender {email!r}")
+        args: list[object] = [sender_id]
+        for name in ("smtp_url", "smtp_password", "imap_url", "imap_password"):
+            value = sealed.get(name) if name.endswith("password") else changes.get(name)
+            args += [name in changes, value]
+        await conn.execute(query("senders", "set_accounts"), *args, now)
+        await events.insert(
+            conn,
+            Event(None, None, "sender_changed",
+                  {"sender_id": sender_id, "actor": actor, "accounts": sorted(changes)}),
+            now,
+        )  # fmt: skip
+    return sorted(changes)

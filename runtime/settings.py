@@ -47,6 +47,8 @@ class CommonSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
     summary_interval_seconds: float = Field(default=30.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Encrypts and decrypts the passwords of senders' own accounts (runtime/credentials.py).
+    credentials_key: SecretStr = SecretStr("")
     # This process's Prometheus metrics on this port (runtime/metrics.py); unset: not served.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     # Hand-offs per second for the whole deployment (relays that limit the account); None = off.
@@ -149,6 +151,8 @@ class WorkerSettings(BrokerSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     # The EHLO name: a fully qualified name of this host that resolves back to its address.
     smtp_local_hostname: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    # Connections at once to one sender's own SMTP account (providers allow few sessions).
+    smtp_account_concurrency: int = Field(default=3, ge=1, le=100)
     # DKIM keys: <dir>/<domain>/<selector>.pem signs every message from <domain>.
     dkim_keys_dir: Path | None = None
     # The List-Id of a sequence's messages is <sequence-ID.DOMAIN>; default: the From domain.
@@ -229,6 +233,7 @@ PREFIXES = (
     "AMBIGUOUS_",
     "API_",
     "AMQP_",
+    "CREDENTIALS_",
     "DATABASE_",
     "DKIM_",
     "DB_",

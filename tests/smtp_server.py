@@ -10,6 +10,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Received:
     rcpt_to: list[str]
     data: bytes
     at: float
+    login: str | None = None  # the user name it was sent as (servers that want AUTH)
 
     @property
     def message(self) -> EmailMessage:
@@ -71,7 +73,9 @@ class Handler:
                 pending = self.rules.data_failures.get(rcpt)
                 if pending:
                     return pending.pop(0)
-            self.received.append(_received(envelope))
+            got = _received(envelope)
+            got.login = getattr(session, "auth_data", None)
+            self.received.append(got)
         return "250 2.0.0 OK queued"
 
 
@@ -94,9 +98,28 @@ class PipeliningHandler(Handler):
 class SmtpServer:
     """Offers PIPELINING unless told not to, as postfix and most relays do."""
 
-    def __init__(self, port: int = 0, *, pipelining: bool = True) -> None:
+    def __init__(
+        self, port: int = 0, *, pipelining: bool = True, logins: dict[str, str] | None = None
+    ) -> None:
+        """`logins` (user: password): AUTH PLAIN/LOGIN required, over plain TCP (tests)."""
         self.handler = PipeliningHandler() if pipelining else Handler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port or _free_port())
+        self.logins = logins
+        self.failed_logins = 0
+        extra: dict[str, Any] = {}
+        if logins is not None:
+            extra = {"authenticator": self._check, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(
+            self.handler, hostname="127.0.0.1", port=port or _free_port(), **extra
+        )
+
+    def _check(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        user = auth_data.login.decode() if isinstance(auth_data, LoginPassword) else ""
+        ok = self.logins is not None and self.logins.get(user) == auth_data.password.decode()
+        if not ok:
+            self.failed_logins += 1
+        return AuthResult(success=ok, handled=False, auth_data=user if ok else None)
 
     @property
     def port(self) -> int:

@@ -19,8 +19,8 @@ from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
 from runtime.startup import check_schema
 from worker.consumer import Worker
+from worker.relays import Relays
 from worker.signing import Signer
-from worker.smtp import SmtpPool
 
 log = structlog.get_logger()
 
@@ -48,9 +48,7 @@ def build(settings: WorkerSettings, heartbeat: Heartbeat) -> Main:
             await check_schema(pool, latest_version())
             heartbeat.attach(pool)
             connection = await connect(settings.amqp_url, name="email-scheduler-worker", stop=stop)
-            smtp = SmtpPool(
-                settings, size=settings.worker_concurrency, local_hostname=local_hostname
-            )
+            smtp = Relays(pool, settings, local_hostname=local_hostname)
             try:
                 channel = await connection.channel()
                 await channel.set_qos(prefetch_count=settings.prefetch)

@@ -42,6 +42,7 @@ from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
 from worker.batch import MicroBatcher
 from worker.claim import Claim, Claimer, Incoming, Rate
+from worker.relays import Relays
 from worker.signing import Signer
 from worker.smtp import SendError, SmtpPool
 
@@ -150,7 +151,7 @@ class Worker:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        smtp: SmtpPool,
+        smtp: SmtpPool | Relays,
         settings: WorkerSettings,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
@@ -275,7 +276,11 @@ class Worker:
             data = self.signer.sign(job.from_address, data)
         try:
             accepted = await self.smtp.send(
-                job.from_address, job.to_address, data, not_before=not_before
+                job.from_address,
+                job.to_address,
+                data,
+                not_before=not_before,
+                sender_id=job.sender_id,
             )
         except SendError as exc:
             return exc, exc.duration_ms

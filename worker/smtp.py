@@ -11,9 +11,10 @@ from typing import cast
 
 import aiosmtplib
 
+from core.accounts import Account, Tls
 from core.backoff import SmtpFailure
 from core.message import check_address
-from runtime.settings import SmtpTls, WorkerSettings
+from runtime.settings import WorkerSettings
 
 
 class SendError(Exception):
@@ -244,26 +245,33 @@ class SmtpPool:
     """Up to `size` open connections handed out one at a time; a broken one is discarded."""
 
     def __init__(
-        self, settings: WorkerSettings, size: int, *, local_hostname: str | None = None
+        self,
+        settings: WorkerSettings,
+        size: int,
+        *,
+        local_hostname: str | None = None,
+        account: Account | None = None,
     ) -> None:
         self._settings = settings
         self._local_hostname = local_hostname or settings.smtp_local_hostname
+        # Whom to log in as where: a sender's own account, else the relay of SMTP_*.
+        self.account = account or relay_account(settings)
         self._idle: asyncio.LifoQueue[tuple[Connection, float]] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(size)
 
     async def _open(self) -> Connection:
         """A new session: connected, EHLO (HELO if refused), STARTTLS and AUTH as set."""
-        s = self._settings
-        tls_context = ssl.create_default_context() if s.smtp_tls is not SmtpTls.NONE else None
+        s, a = self._settings, self.account
+        tls_context = ssl.create_default_context() if a.tls is not Tls.NONE else None
         client = aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            hostname=a.host,
+            port=a.port,
+            username=a.username,
+            password=a.password,
             timeout=s.smtp_timeout_seconds,
-            use_tls=s.smtp_tls is SmtpTls.TLS,
+            use_tls=a.tls is Tls.TLS,
             # Explicit: None would mean "STARTTLS if offered", i.e. plaintext if it isn't.
-            start_tls=s.smtp_tls is SmtpTls.STARTTLS,
+            start_tls=a.tls is Tls.STARTTLS,
             validate_certs=True,
             tls_context=tls_context,
             local_hostname=self._local_hostname,
@@ -300,7 +308,13 @@ class SmtpPool:
         return await self._open()
 
     async def send(
-        self, sender: str, recipient: str, data: bytes, *, not_before: float | None = None
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        *,
+        not_before: float | None = None,
+        sender_id: int | None = None,  # one pool serves every sender
     ) -> Accepted:
         """Hand one message to the server; raise SendError on any failure.
 
@@ -356,6 +370,16 @@ class SmtpPool:
                 await asyncio.wait_for(conn.quit(), timeout=5)
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 conn.close()
+
+
+def relay_account(settings: WorkerSettings) -> Account:
+    """The relay of SMTP_*, which senders without an account of their own send through."""
+    tls = Tls(settings.smtp_tls.value)
+    scheme = {Tls.NONE: "smtp", Tls.STARTTLS: "smtp+starttls", Tls.TLS: "smtps"}[tls]
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return Account(
+        scheme, settings.smtp_host, settings.smtp_port, settings.smtp_username, tls, password
+    )
 
 
 def _ms(seconds: float) -> float:

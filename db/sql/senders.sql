@@ -31,3 +31,20 @@ RETURNING id
 
 -- name: rename
 UPDATE senders SET name = $2 WHERE id = $1
+
+-- name: set_accounts
+-- A sender's accounts: each URL or password changes only when its flag says so.
+UPDATE senders SET
+    smtp_url = CASE WHEN $2::boolean THEN $3::text ELSE smtp_url END,
+    smtp_password = CASE WHEN $4::boolean THEN $5::bytea ELSE smtp_password END,
+    imap_url = CASE WHEN $6::boolean THEN $7::text ELSE imap_url END,
+    imap_password = CASE WHEN $8::boolean THEN $9::bytea ELSE imap_password END,
+    accounts_changed_at = $10
+WHERE id = $1
+
+-- name: smtp_accounts
+-- The SMTP accounts of the senders among $1 (those without one send through the relay).
+SELECT id, smtp_url, smtp_password FROM senders WHERE id = ANY($1::bigint[]) AND smtp_url IS NOT NULL
+
+-- name: accounts_changed
+SELECT max(accounts_changed_at) FROM senders
