@@ -28,6 +28,8 @@ class SmtpFailure:
     code: int | None  # reply code, None for network errors and timeouts
     message: str
     after_data: bool = False  # the message content had been transmitted when it failed
+    # Where it failed: connect (connection, greeting, TLS, AUTH), mail, rcpt, data, content.
+    stage: str | None = None
 
     @property
     def enhanced(self) -> str | None:

@@ -279,6 +279,57 @@ async def record_failure(
         return evs
 
 
+async def record_hold(
+    pool: asyncpg.Pool,
+    job: SendJob,
+    token: uuid.UUID,
+    *,
+    until: datetime,
+    reason: str,
+    now: datetime,
+) -> list[Event] | None:
+    """Give a claimed message back unsent, its attempt not spent: the lead is due again at
+    `until`. None if the claim was lost meanwhile."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_q("lock_leads"), [job.lead_id])
+        attempts = await conn.fetchval(
+            _q("release_delivery"), job.lead_id, job.step, now, reason[:1000], token
+        )
+        if attempts is None:
+            return None
+        return await requeue(conn, [(job, until, "smtp_circuit_open")], now)
+
+
+async def set_circuit(
+    pool: asyncpg.Pool,
+    account: str,
+    *,
+    state: str,
+    reason: str,
+    retry_at: datetime | None,
+    now: datetime,
+    event: str | None,
+) -> None:
+    """Record an account's circuit as it is now, with an event when it opened or closed."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(_q("set_circuit"), account, state, reason, retry_at, now)
+        if event is not None:
+            data = {"account": account, "reason": reason,
+                    "retry_at": retry_at.isoformat() if retry_at else None}  # fmt: skip
+            await events.insert(conn, Event(None, None, event, data), now)
+
+
+async def close_circuit(pool: asyncpg.Pool, account: str, now: datetime) -> bool:
+    """An account worked: close its circuit in the table (an event if it was not closed)."""
+    async with pool.acquire() as conn, conn.transaction():
+        changed = await conn.fetchval(_q("close_circuit"), account, now)
+        if changed:
+            await events.insert(
+                conn, Event(None, None, "smtp_circuit_closed", {"account": account}), now
+            )
+        return bool(changed)
+
+
 async def record_rejected(
     pool: asyncpg.Pool, lead_id: int | None, data: dict[str, object], now: datetime
 ) -> None:

@@ -14,3 +14,13 @@ ALTER TABLE senders
     ADD COLUMN imap_password bytea,
     -- When an account or its password last changed: workers read accounts again after it.
     ADD COLUMN accounts_changed_at timestamptz;
+
+-- The SMTP circuit of each account ('relay' for SMTP_*, else the account's URL) as the
+-- workers last saw it (core/circuit.py), for `ops status`.
+CREATE TABLE smtp_circuits (
+    account    text        PRIMARY KEY,
+    state      text        NOT NULL CHECK (state IN ('closed', 'open', 'half_open')),
+    reason     text        NOT NULL DEFAULT '',
+    retry_at   timestamptz,
+    changed_at timestamptz NOT NULL
+);

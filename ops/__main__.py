@@ -157,6 +157,9 @@ def _status_text(view: status.Overview) -> str:
         caps += f"{s.sent_last_day}/{s.daily_limit or '-'} today"
         free = f", next free slot {s.next_free_slot:%H:%M:%S}" if s.next_free_slot else ""
         lines.append(f"  {s.id} {s.email}: {caps}{free}" + ("" if s.paced else " (unpaced)"))
+        if s.circuit != "closed":
+            until = f" until {s.circuit_retry_at:%H:%M:%S}" if s.circuit_retry_at else ""
+            lines.append(f"      SMTP circuit {s.circuit}{until} ({s.account}): {s.circuit_reason}")
     p = view.pipeline
     unknown = "unknown (broker not reachable)"
     lines += [

@@ -64,6 +64,10 @@ class SenderStatus:
     sent_last_hour: int
     sent_last_day: int
     next_free_slot: datetime | None  # paced senders only; None = now or unpaced
+    account: str  # its own SMTP account's URL, or "relay"
+    circuit: str  # closed, open or half_open (core/circuit.py)
+    circuit_reason: str
+    circuit_retry_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,10 @@ def _sender(row: dict[str, object], sent: tuple[int, int], now: datetime) -> Sen
         sent_last_hour=hour,
         sent_last_day=day,
         next_free_slot=free,
+        account=row["account"],  # type: ignore[arg-type]
+        circuit=row["circuit"],  # type: ignore[arg-type]
+        circuit_reason=row["circuit_reason"],  # type: ignore[arg-type]
+        circuit_retry_at=row["circuit_retry_at"],  # type: ignore[arg-type]
     )
 
 

@@ -151,6 +151,8 @@ class WorkerSettings(BrokerSettings):
     smtp_timeout_seconds: float = Field(default=30.0, gt=0)
     # The EHLO name: a fully qualified name of this host that resolves back to its address.
     smtp_local_hostname: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    # An account's open circuit waits this long before its first probe (doubling to 10 min).
+    smtp_circuit_seconds: float = Field(default=30.0, gt=0, le=600)
     # Connections at once to one sender's own SMTP account (providers allow few sessions).
     smtp_account_concurrency: int = Field(default=3, ge=1, le=100)
     # DKIM keys: <dir>/<domain>/<selector>.pem signs every message from <domain>.

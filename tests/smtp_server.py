@@ -36,6 +36,8 @@ class Rules:
     data_failures: dict[str, list[str]] = field(default_factory=dict)
     # Recipients whose next message is read in full, then the connection dropped, no reply.
     drop_after_data: dict[str, int] = field(default_factory=dict)
+    # The answer to every MAIL FROM, when set (a relay refusing every sender).
+    sender: str | None = None
 
 
 async def advertise_pipelining(session: Any, hostname: str, responses: list[str]) -> list[str]:
@@ -51,6 +53,15 @@ class Handler:
         self.dropped: list[Received] = []  # read in full, then the connection dropped
         self.rules = Rules()
         self.lock = threading.Lock()
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: Any
+    ) -> str:
+        if self.rules.sender is not None:
+            return self.rules.sender
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any

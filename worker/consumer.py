@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
 
@@ -31,6 +31,8 @@ from tenacity.stop import stop_base
 
 from core import message as email
 from core.attempts import RetryRules, Unknown, after_failure
+from core.circuit import Circuit
+from core.circuit import Wait as CircuitWait
 from core.clock import utcnow
 from core.schemas import JobRef, SendJob
 from db import deliveries, ledger, outbox
@@ -186,6 +188,8 @@ class Worker:
             ambiguous=settings.ambiguous_send_policy,
         )
         self.counts: Counter[str] = Counter()
+        self.circuits: dict[str, Circuit] = {}  # per account: core/circuit.py
+        self._working: set[str] = set()  # accounts seen working since their circuit closed
         self.in_flight = 0
         self._stop = asyncio.Event()
         # Messages that arrive together share one claim and one record transaction.
@@ -241,9 +245,24 @@ class Worker:
             if wait > 0:
                 not_before = asyncio.get_running_loop().time() + wait
 
-        outcome, duration_ms = await self._send(job, not_before)
-
-        evs = await self._records.submit(_Outcome(job, claim.token, claim.attempts, outcome))
+        key = await self.smtp.account_key(job.sender_id)
+        circuit = self.circuits.get(key)
+        if circuit is None:
+            first_wait = timedelta(seconds=self.settings.smtp_circuit_seconds)
+            circuit = self.circuits[key] = Circuit(first_wait=first_wait)
+        hold_until: datetime | None = None
+        outcome: SendError | None = None
+        duration_ms = 0.0
+        gate_now = self.clock()
+        match circuit.before_send(gate_now):
+            case CircuitWait(until):
+                hold_until = until
+            case _:
+                outcome, duration_ms = await self._send(job, not_before)
+                hold_until = await self._after_send(key, circuit, job, outcome)
+        evs = await self._records.submit(
+            _Outcome(job, claim.token, claim.attempts, outcome, hold_until)
+        )
         metrics.SMTP_SECONDS.observe(duration_ms / 1000)
         metrics.SENDS.labels(evs[0].type if evs else "claim_lost", str(job.sender_id or "")).inc()
         if evs is None:
@@ -251,9 +270,36 @@ class Worker:
         else:
             _log_events(evs, job, outbox_id=got.outbox_id, duration_ms=duration_ms)
         await message.ack()
-        result = "sent" if outcome is None else "failed"
+        result = "held" if hold_until is not None else "sent" if outcome is None else "failed"
         self.counts[result] += 1
         return result
+
+    async def _after_send(
+        self, key: str, circuit: Circuit, job: SendJob, outcome: SendError | None
+    ) -> datetime | None:
+        """Tell the account's circuit what happened; the time to hold the message until
+        when it is not the lead's fault (no attempt spent)."""
+        now = self.clock()
+        if outcome is None:
+            # The first success of an account here (or the first since its circuit opened)
+            # closes its circuit for every worker.
+            if circuit.succeeded() or key not in self._working:
+                self._working.add(key)
+                if await self._retrying(partial(deliveries.close_circuit, self.pool, key, now)):
+                    log.info("smtp_circuit_closed", account=key)
+            return None
+        verdict = circuit.failed(outcome.failure, job.to_address, now)
+        if verdict.opened:
+            self._working.discard(key)
+            log.warning("smtp_circuit_open", account=key, error=circuit.reason,
+                        retry_at=circuit.retry_at)  # fmt: skip
+            await self._retrying(
+                partial(deliveries.set_circuit, self.pool, key, state="open", reason=circuit.reason,
+                        retry_at=circuit.retry_at, now=now, event="smtp_circuit_open")
+            )  # fmt: skip
+        if not verdict.hold:
+            return None
+        return circuit.retry_at if circuit.retry_at and circuit.retry_at > now else now
 
     async def _send(self, job: SendJob, not_before: float | None) -> tuple[SendError | None, float]:
         """Build and hand over one message; return the failure (or None) and SMTP time in ms."""
@@ -344,6 +390,15 @@ class Worker:
         results: list[list[Event] | None] = [None] * len(items)
         left: list[tuple[int, deliveries.Finished]] = []
         for i, it in enumerate(items):
+            if it.hold_until is not None:
+                reason = it.error.failure.message if it.error else "smtp circuit open"
+                results[i] = await self._retrying(
+                    partial(
+                        deliveries.record_hold,
+                        self.pool, it.job, it.token, until=it.hold_until, reason=reason, now=now,
+                    )
+                )  # fmt: skip
+                continue
             if it.error is None:
                 left.append((i, deliveries.Finished(it.job, it.token, "sent", smtp_code=250)))
                 continue
@@ -501,6 +556,7 @@ class _Outcome:
     token: uuid.UUID
     attempts: int
     error: SendError | None
+    hold_until: datetime | None = None  # given back unsent, no attempt spent (circuit open)
 
 
 def _list_headers(job: SendJob, list_id_domain: str | None) -> list[tuple[str, str]]:

@@ -83,8 +83,10 @@ class Relays:
             account = self._accounts[sender_id]
         if account is None:
             return self.relay
-        if isinstance(account, str):
-            raise SendError(SmtpFailure(None, f"sender {sender_id}'s SMTP account: {account}"))
+        if isinstance(account, str):  # the account's fault, not the lead's: its circuit opens
+            raise SendError(
+                SmtpFailure(None, f"sender {sender_id}'s SMTP account: {account}", stage="connect")
+            )
         pool = self._pools.get(account)
         if pool is None:
             pool = self._pools[account] = SmtpPool(
@@ -106,6 +108,13 @@ class Relays:
     ) -> Accepted:
         pool = await self._pool_for(sender_id)
         return await pool.send(sender, recipient, data, not_before=not_before)
+
+    async def account_key(self, sender_id: int | None) -> str:
+        """The circuit name of the account `sender_id`'s messages leave through."""
+        try:
+            return (await self._pool_for(sender_id)).key
+        except SendError:
+            return f"sender:{sender_id}"
 
     async def warm(self, count: int) -> int:
         return await self.relay.warm(count)

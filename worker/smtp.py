@@ -225,13 +225,25 @@ class Connection:
         self.replies.close()
 
 
-def _failure(exc: BaseException) -> SmtpFailure:
+def _failure(exc: BaseException, stage: str) -> SmtpFailure:
     if isinstance(exc, _NoReplyAfterData):
-        return SmtpFailure(None, f"no reply after the message was sent ({exc})", after_data=True)
+        return SmtpFailure(
+            None, f"no reply after the message was sent ({exc})", after_data=True, stage="content"
+        )
+    if stage != "connect":
+        if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+            stage = "mail"
+        elif isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+            stage = "rcpt"
+        elif isinstance(exc, aiosmtplib.SMTPDataError):
+            stage = "data"
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return SmtpFailure(exc.code, exc.message)
-    return SmtpFailure(None, f"{type(exc).__name__}: {exc}")
+        return SmtpFailure(exc.code, exc.message, stage=stage)
+    return SmtpFailure(None, f"{type(exc).__name__}: {exc}", stage=stage)
 
+
+# The circuit name of the relay of SMTP_* (a sender's own account goes by its URL).
+RELAY = "relay"
 
 # A message waiting for a pacing slot takes a connection this long before the slot.
 READY_AHEAD_SECONDS = 0.05
@@ -256,6 +268,8 @@ class SmtpPool:
         self._local_hostname = local_hostname or settings.smtp_local_hostname
         # Whom to log in as where: a sender's own account, else the relay of SMTP_*.
         self.account = account or relay_account(settings)
+        # The name of its circuit (core/circuit.py): the account's URL, or "relay".
+        self.key = account.url if account is not None else RELAY
         self._idle: asyncio.LifoQueue[tuple[Connection, float]] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(size)
 
@@ -329,8 +343,10 @@ class SmtpPool:
         async with self._slots:
             conn: Connection | None = None
             started = loop.time()
+            stage = "connect"
             try:
                 conn = await self._ready()
+                stage = "transaction"
                 if not_before is not None and (wait := not_before - loop.time()) > 0:
                     await asyncio.sleep(wait)
                 started = loop.time()
@@ -338,13 +354,16 @@ class SmtpPool:
             except (aiosmtplib.SMTPException, OSError, TimeoutError, _NoReplyAfterData) as exc:
                 if conn is not None:
                     conn.close()
-                raise SendError(_failure(exc), _ms(loop.time() - started)) from exc
+                raise SendError(_failure(exc, stage), _ms(loop.time() - started)) from exc
             except BaseException:
                 if conn is not None:
                     conn.close()
                 raise
             self._idle.put_nowait((conn, loop.time()))
             return Accepted(250, response, _ms(loop.time() - started))
+
+    async def account_key(self, sender_id: int | None) -> str:
+        return self.key
 
     async def warm(self, count: int) -> int:
         """Open up to `count` connections ahead of the first message; return how many opened.

@@ -75,3 +75,26 @@ FROM record_finished($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::int[],
 SELECT lead_id, attempts
 FROM claim_sends($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::text[], $6::text[],
                  $7::bigint[], $8::uuid[], $9::timestamptz[], $10::timestamptz, $11::float8)
+
+-- name: release_delivery
+-- A claim given back unsent, its attempt not spent (the account's circuit is open): only
+-- the holder of the claim may.
+UPDATE deliveries
+SET status = 'deferred', attempts = greatest(attempts - 1, 0), error = $4::text,
+    updated_at = $3::timestamptz, lease_until = NULL
+WHERE lead_id = $1 AND step = $2 AND status = 'sending' AND claim_token = $5
+RETURNING attempts
+
+-- name: set_circuit
+INSERT INTO smtp_circuits (account, state, reason, retry_at, changed_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (account) DO UPDATE
+SET state = excluded.state, reason = excluded.reason, retry_at = excluded.retry_at,
+    changed_at = excluded.changed_at
+
+-- name: close_circuit
+-- An account worked: its circuit is closed (if any worker had it otherwise); true if it
+-- changed.
+UPDATE smtp_circuits SET state = 'closed', reason = '', retry_at = NULL, changed_at = $2
+WHERE account = $1 AND state <> 'closed'
+RETURNING true

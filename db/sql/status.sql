@@ -28,8 +28,11 @@ GROUP BY 1, 2 ORDER BY 1, 2
 -- limits count).
 SELECT s.id, s.email, s.name, s.hourly_limit, s.daily_limit, s.daily_new_limit,
        s.min_gap_seconds, s.jitter_seconds, s.next_send_at, s.paced,
-       coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches
+       coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
+       coalesce(s.smtp_url, 'relay') AS account, coalesce(c.state, 'closed') AS circuit,
+       coalesce(c.reason, '') AS circuit_reason, c.retry_at AS circuit_retry_at
 FROM senders s
+LEFT JOIN smtp_circuits c ON c.account = coalesce(s.smtp_url, 'relay')
 LEFT JOIN LATERAL (
     SELECT array_agg(at ORDER BY at) AS sends,
            array_agg(at ORDER BY at) FILTER (WHERE first_touch) AS first_touches

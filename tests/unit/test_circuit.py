@@ -1,0 +1,58 @@
+"""core/circuit.py: which failures are the account's, when the circuit opens, waits, probes
+and closes, and that a run of refusals for different recipients holds instead of failing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from core.backoff import SmtpFailure
+from core.circuit import LONGEST_WAIT, Circuit, Go, State, Wait, account_failure
+
+T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+REFUSED = SmtpFailure(None, "ConnectionRefusedError", stage="connect")
+
+
+def test_what_counts_as_the_account_failing() -> None:
+    assert account_failure(REFUSED)
+    assert account_failure(SmtpFailure(535, "5.7.8 bad credentials", stage="connect"))
+    assert account_failure(SmtpFailure(530, "5.7.0 Authentication required", stage="mail"))
+    assert account_failure(SmtpFailure(554, "5.7.1 sender blocked", stage="mail"))
+    assert account_failure(SmtpFailure(421, "4.3.2 shutting down", stage="rcpt"))
+    assert not account_failure(SmtpFailure(550, "5.1.1 no such user", stage="rcpt"))
+    assert not account_failure(SmtpFailure(452, "4.2.2 mailbox full", stage="rcpt"))
+    assert not account_failure(SmtpFailure(None, "no reply", after_data=True, stage="content"))
+
+
+def test_open_wait_probe_close() -> None:
+    c = Circuit(first_wait=timedelta(seconds=30))
+    assert c.before_send(T) == Go()
+    verdict = c.failed(REFUSED, "a@x.test", T)
+    assert (verdict.hold, verdict.opened, c.state) == (True, True, State.OPEN)
+    assert c.before_send(T + timedelta(seconds=10)) == Wait(T + timedelta(seconds=30))
+    assert c.failed(REFUSED, "b@x.test", T).opened is False  # one event per opening
+    later = T + timedelta(seconds=31)
+    assert c.before_send(later) == Go(probe=True)
+    assert isinstance(c.before_send(later), Wait)  # one probe at a time
+    # The probe fails: wait twice as long, up to the longest wait.
+    assert c.failed(REFUSED, "c@x.test", later).opened is False
+    assert c.retry_at == later + timedelta(seconds=60)
+    for _ in range(10):
+        c.state, c.probing = State.HALF_OPEN, True
+        c.failed(REFUSED, "c@x.test", later)
+    assert c.wait == LONGEST_WAIT
+    assert c.succeeded() is True  # closed by a success
+    assert (c.state, c.wait, c.before_send(later)) == (State.CLOSED, timedelta(seconds=30), Go())
+    assert c.succeeded() is False
+
+
+def test_refusals_of_different_recipients_in_a_row_hold_then_open() -> None:
+    c = Circuit()
+    no = SmtpFailure(550, "5.7.1 relaying denied", stage="rcpt")
+    assert c.failed(no, "a@x.test", T).hold is False  # the first: the lead's own verdict
+    assert c.failed(no, "a@x.test", T).hold is False  # the same recipient again
+    second = c.failed(no, "b@x.test", T)
+    assert (second.hold, second.opened) == (True, False)  # held until the account proves ok
+    third = c.failed(no, "c@x.test", T)
+    assert (third.hold, third.opened, c.state) == (True, True, State.OPEN)
+    c.succeeded()
+    assert c.failed(no, "d@x.test", T).hold is False  # a success ended the run
