@@ -8,6 +8,8 @@ in the same run, as one table and one JSON line.
 2. build    the product's message builder against `EmailMessage` + flatten.
 3. e2e      leads x 3 zero-wait steps through scheduler, pump and worker processes into the
             sink; emails/s, CPU per email per daemon, peak RSS over time (memory).
+   dkim     30,000 leads x 1 step unsigned, then signed with an RSA-2048 key: the ratio;
+            CPU per signature (RSA-2048, Ed25519) is in `build`.
 4. latency  at idle: one due lead inserted, until the SMTP server accepted it; 200 times.
 5. emails   POST /api/v1/emails driven by wrk (8 connections, 20 s) while the daemons send
             what it schedules: requests/s, p50/p99 latency; every email sent once.
@@ -32,7 +34,7 @@ from typing import Any
 import uvloop
 
 from bench.ceiling import build_speed, ceiling
-from bench.e2e import end_to_end, paced
+from bench.e2e import dkim_cost, end_to_end, paced
 from bench.latency import latency
 from bench.operator import emails_rps, import_speed
 from bench.scale import scale
@@ -51,6 +53,7 @@ GOALS = {
     "pump_scale_ratio": ("<=", 1.5),
     "latency_p99_ms": ("<", 1000),
     "paced_throughput_ratio": (">=", 0.8),
+    "dkim_throughput_ratio": (">=", 0.7),
     "paced_cpu_ratio": ("<=", 1.25),
     "rss_peak_mb_scheduler": ("<", 150),
     "rss_peak_mb_pump": ("<", 150),
@@ -97,6 +100,8 @@ async def main() -> None:
             result["cpu_ratio_to_floor"] = (
                 result["cpu_ms_per_email"] / result["client_cpu_ms_per_email"]
             )
+        if "dkim" in only:
+            result |= await dkim_cost(port, args.paced_leads, log_dir)
         if "paced" in only:
             result |= await paced(port, args.paced_leads, args.paced_senders, log_dir)
         if "latency" in only:

@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from bench.services import (
     spawn_daemon,
     tree_cpu,
 )
+from ops import dkim as ops_dkim
 
 
 @dataclass
@@ -54,7 +56,14 @@ MODULES = ("scheduler", "pump", "worker")
 
 
 async def _run(
-    port: int, setup_sql: str, leads_sql: str, leads: int, log_dir: Path, *, profile: str = ""
+    port: int,
+    setup_sql: str,
+    leads_sql: str,
+    leads: int,
+    log_dir: Path,
+    *,
+    profile: str = "",
+    env_extra: dict[str, str] | None = None,
 ) -> tuple[Run, str]:
     """Load `setup_sql`, start the daemons, insert `leads` leads with `leads_sql` ($1 = n) and
     wait until every lead completed; (the run, the database URL it used is gone after)."""
@@ -62,7 +71,7 @@ async def _run(
         conn = await asyncpg.connect(dsn)
         await conn.execute(setup_sql)
         prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
-        env = daemon_env(dsn, port, prefix)
+        env = daemon_env(dsn, port, prefix, **(env_extra or {}))
         procs = {m: spawn_daemon(env, m, log_dir) for m in MODULES}
         spies: list[subprocess.Popen[bytes]] = []
         try:
@@ -206,4 +215,24 @@ async def paced(port: int, leads: int, senders: int, log_dir: Path) -> dict[str,
             for k, v in plain.services.items()
         },
         **{f"paced_cpu_ms_per_email_{k}": v * 1000 / slow.sent for k, v in slow.services.items()},
+    }
+
+
+async def dkim_cost(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
+    """`leads` x 1 step through one sender, unsigned and then signed (RSA-2048, the common
+    key), in the same bench run."""
+    with tempfile.TemporaryDirectory(prefix="es_bench_dkim_") as keys:
+        ops_dkim.create(Path(keys), "acme.test", "bench", algorithm="rsa")
+        setup = ONE_STEP + "INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');"
+        plain, _ = await _run(port, setup, LEADS_ONE_SENDER, leads, log_dir / "unsigned")
+        signed, _ = await _run(
+            port, setup, LEADS_ONE_SENDER, leads, log_dir / "signed",
+            env_extra={"DKIM_KEYS_DIR": keys},
+        )  # fmt: skip
+    return {
+        "dkim_off_emails_per_s": plain.per_s,
+        "dkim_on_emails_per_s": signed.per_s,
+        "dkim_throughput_ratio": signed.per_s / plain.per_s,
+        "dkim_worker_cpu_ms_per_email_off": plain.cpu["worker"] * 1000 / plain.sent,
+        "dkim_worker_cpu_ms_per_email_on": signed.cpu["worker"] * 1000 / signed.sent,
     }

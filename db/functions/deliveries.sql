@@ -97,6 +97,16 @@ END $$;
 -- Finish each claim whose message left (`sent`, or `unknown` when no reply came after the
 -- content), move those leads on, and write the events. Returns the events written, with the
 -- position (1-based) of the item each belongs to; an item without events lost its claim.
+-- A time as Python's datetime.isoformat() writes it in UTC (six digits of fraction, none
+-- when it is zero): JSON's own form drops trailing zeros, and events written by either side
+-- must read the same.
+CREATE OR REPLACE FUNCTION iso_utc(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN extract(microseconds FROM t)::bigint % 1000000 = 0
+                THEN to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')
+                ELSE to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"') END
+$$;
+
 CREATE OR REPLACE FUNCTION record_finished(
     p_lead_ids bigint[], p_steps integer[], p_tokens uuid[], p_statuses text[],
     p_smtp_codes integer[], p_errors text[], p_message_ids text[], p_at timestamptz)
@@ -152,8 +162,7 @@ BEGIN
                CASE WHEN m.status = 'completed' THEN p_steps[f.item] ELSE m.current_step END,
                CASE WHEN m.status = 'completed' THEN 'completed' ELSE 'scheduled' END,
                CASE WHEN m.status = 'completed' THEN '{}'::jsonb
-                    -- the session runs in UTC: as Python's isoformat() writes it
-                    ELSE jsonb_build_object('next_run_at', m.next_run_at) END
+                    ELSE jsonb_build_object('next_run_at', iso_utc(m.next_run_at)) END
         FROM unnest(done_items) AS f(item)
         JOIN unnest(moved_ids, moved_status, moved_steps, moved_next)
              AS m(id, status, current_step, next_run_at) ON m.id = p_lead_ids[f.item]

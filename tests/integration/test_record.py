@@ -122,3 +122,9 @@ async def test_recording_stays_on_key_lookups_as_the_tables_grow(pool: asyncpg.P
     assert "on deliveries" in plans
     assert "on leads" in plans
     assert "Seq Scan" not in plans, plans
+
+
+async def test_times_in_events_read_as_python_writes_them(pool: asyncpg.Pool) -> None:
+    for micro in (0, 4990, 500000, 123456, 1):
+        t = datetime(2026, 11, 24, 21, 9, 32, micro, tzinfo=UTC)
+        assert await pool.fetchval("SELECT iso_utc($1)", t) == t.isoformat()
