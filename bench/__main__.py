@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ async def main() -> None:
                 result["cpu_ms_per_email"] / result["client_cpu_ms_per_email"]
             )
         if "dkim" in only:
-            result |= await dkim_cost(port, args.paced_leads, log_dir)
+            algorithm = os.environ.get("BENCH_DKIM_ALGORITHM", "rsa")
+            result |= await dkim_cost(port, args.paced_leads, log_dir, algorithm)
         if "paced" in only:
             result |= await paced(port, args.paced_leads, args.paced_senders, log_dir)
         if "latency" in only:

@@ -218,11 +218,11 @@ async def paced(port: int, leads: int, senders: int, log_dir: Path) -> dict[str,
     }
 
 
-async def dkim_cost(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
+async def dkim_cost(port: int, leads: int, log_dir: Path, algorithm: str = "rsa") -> dict[str, Any]:
     """`leads` x 1 step through one sender, unsigned and then signed (RSA-2048, the common
-    key), in the same bench run."""
+    key, unless `algorithm` says ed25519), in the same bench run."""
     with tempfile.TemporaryDirectory(prefix="es_bench_dkim_") as keys:
-        ops_dkim.create(Path(keys), "acme.test", "bench", algorithm="rsa")
+        ops_dkim.create(Path(keys), "acme.test", "bench", algorithm=algorithm)
         setup = ONE_STEP + "INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');"
         plain, _ = await _run(port, setup, LEADS_ONE_SENDER, leads, log_dir / "unsigned")
         signed, _ = await _run(

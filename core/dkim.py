@@ -30,6 +30,7 @@ OVERSIGNED = ("from", "subject")
 
 _WSP = re.compile(rb"[ \t]+")
 _FOLD = re.compile(rb"\r\n(?=[ \t])")
+_LINE_END_WSP = re.compile(rb" (?=\r\n|$)")
 _SELECTOR = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -96,10 +97,14 @@ def _relaxed_header(name: bytes, value: bytes) -> bytes:
 
 
 def relaxed_body(body: bytes) -> bytes:
-    lines = [_WSP.sub(b" ", line).rstrip(b" ") for line in body.split(b"\r\n")]
-    while lines and lines[-1] == b"":
-        lines.pop()
-    return b"".join(line + b"\r\n" for line in lines)
+    """Runs of spaces and tabs as one space, none at a line's end, no empty lines at the
+    end, and one CRLF after the last line (RFC 6376 3.4.4), over the whole body at once."""
+    body = _LINE_END_WSP.sub(b"", _WSP.sub(b" ", body))
+    while body.endswith(b"\r\n\r\n"):
+        body = body[:-2]
+    if not body or body == b"\r\n":
+        return b""
+    return body if body.endswith(b"\r\n") else body + b"\r\n"
 
 
 def _headers(head: bytes) -> list[tuple[bytes, bytes]]:

@@ -4,6 +4,7 @@ keys, any subject and body (hypothesis), and that a changed header or body break
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -110,3 +111,17 @@ def test_keys_load_per_domain_the_newest_selector_and_refuse_bad_ones(tmp_path: 
         load_key("acme.test", "bad selector", _pem(ED_KEY))
     with pytest.raises(InvalidKey, match="only RSA and Ed25519"):
         load_key("acme.test", "s", _pem(ec.generate_private_key(ec.SECP256R1())))  # type: ignore[arg-type]
+
+
+def _reference_body(body: bytes) -> bytes:
+    """RFC 6376 3.4.4 line by line, as written there."""
+    lines = [re.sub(rb"[ \t]+", b" ", line).rstrip(b" ") for line in body.split(b"\r\n")]
+    while lines and lines[-1] == b"":
+        lines.pop()
+    return b"".join(line + b"\r\n" for line in lines)
+
+
+@given(st.lists(st.text(alphabet=" \tab", max_size=8), max_size=12), st.booleans())
+def test_relaxed_body_matches_the_rule_line_by_line(lines: list[str], crlf_at_end: bool) -> None:
+    body = "\r\n".join(lines).encode() + (b"\r\n" if crlf_at_end else b"")
+    assert relaxed_body(body) == _reference_body(body)
