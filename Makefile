@@ -9,8 +9,9 @@ BIN := $(VENV)/bin
 .PHONY: install system-deps test lint types unit integration e2e fmt bench fault-long clean
 
 # Real peers the tests run, from Debian's packages (installed when missing and apt-get can,
-# as root): Sisimai, the bounce classifier the tests compare ours with.
-SYSTEM_PACKAGES := libsisimai-perl
+# as root): Sisimai, the bounce classifier the tests compare ours with; Dovecot, the IMAP
+# server the inbox daemon reads (a private instance per test session).
+SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

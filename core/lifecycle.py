@@ -36,6 +36,7 @@ class Move(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     RETRY = "retry"  # an operator makes a failed lead's failed step sendable again
+    BOUNCE = "bounce"  # a hard bounce of any of its steps came back: it cannot be reached
 
 
 _A, _Q, _P, _F = Status.ACTIVE, Status.QUEUED, Status.PAUSED, Status.FAILED
@@ -53,6 +54,7 @@ MOVES: dict[Move, tuple[frozenset[Status], Status]] = {
     Move.PAUSE: (frozenset({_A, _Q}), _P),
     Move.RESUME: (frozenset({_P}), _A),
     Move.RETRY: (frozenset({_F}), _A),
+    Move.BOUNCE: (frozenset({_A, _Q}), _F),
 }
 
 

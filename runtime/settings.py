@@ -210,6 +210,22 @@ class WorkerSettings(BrokerSettings):
         return self.worker_prefetch or 4 * self.worker_concurrency
 
 
+class InboxSettings(CommonSettings):
+    """The inbox daemon (`python -m inbox`)."""
+
+    # Mailboxes without IDLE (or with INBOX_IDLE=false) are looked at this often.
+    inbox_poll_seconds: float = Field(default=30.0, gt=0)
+    inbox_idle: bool = True
+    # An IDLE is renewed this often (RFC 2177: servers may end one after 30 minutes).
+    inbox_idle_seconds: float = Field(default=300.0, gt=0, le=1740)
+    # Senders' inboxes are listed again this often (new, changed or removed accounts).
+    inbox_refresh_seconds: float = Field(default=30.0, gt=0)
+    inbox_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A mailbox that takes bounces for every sender (a Return-Path / bounce address).
+    bounce_imap_url: str | None = None
+    bounce_imap_password: SecretStr | None = None
+
+
 class HealthSettings(BaseSettings):
     """Where heartbeats are written and how old the last progress may be."""
 
@@ -241,6 +257,8 @@ PREFIXES = (
     "DB_",
     "GLOBAL_RATE",
     "HEALTH_",
+    "INBOX_",
+    "BOUNCE_",
     "LIST_",
     "LOG_",
     "MESSAGE_ID",

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import aio_pika
 import asyncpg
@@ -14,6 +17,7 @@ import pytest
 
 from broker.topology import Names
 from db.migrate import migrate
+from tests.imap_server import Dovecot
 from tests.smtp_server import SmtpServer
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -78,6 +82,18 @@ async def amqp_prefix() -> AsyncIterator[str]:
             await ch.exchange_delete(x)
     finally:
         await conn.close()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    """One private Dovecot for the session; each test makes its own users. Its directory is
+    one Dovecot's own users can reach (pytest's are private to the caller)."""
+    directory = Path(tempfile.mkdtemp(prefix="es_dovecot_"))
+    directory.chmod(0o755)
+    server = Dovecot(directory).start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -87,3 +87,11 @@ WITH retried AS (
     FROM retried r WHERE d.lead_id = r.id AND d.step = r.current_step AND d.status = 'failed'
 )
 SELECT id, current_step FROM retried
+
+-- name: bounce_lead
+-- Move bounce: a hard bounce of one of the lead's messages came back (the inbox daemon),
+-- whichever step it is at now. A paused lead is stopped by the address's suppression; a
+-- completed one stays completed.
+UPDATE leads SET status = 'failed', updated_at = $2::timestamptz
+WHERE id = $1 AND status IN ('active', 'queued')
+RETURNING id, current_step

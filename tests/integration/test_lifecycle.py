@@ -23,7 +23,7 @@ OPERATOR = {
 }
 DB_MOVES = [
     Move.QUEUE, Move.WAIT, Move.SKIP_STEP, Move.FAIL, Move.STOP, Move.REQUEUE, ADVANCE,
-    Move.PAUSE, Move.RESUME, Move.RETRY, "operator_stop",
+    Move.PAUSE, Move.RESUME, Move.RETRY, "operator_stop", Move.BOUNCE,
 ]  # fmt: skip
 SCHEDULER = {Move.QUEUE: Status.QUEUED, Move.WAIT: Status.ACTIVE, Move.SKIP_STEP: Status.COMPLETED}
 
@@ -45,6 +45,9 @@ async def _carry_out(conn: asyncpg.Connection, move: Move | str) -> Move:
     if isinstance(move, Move) and move in OPERATOR:
         await conn.fetch(query("lead_status", OPERATOR[move]), [1], LATER)
         return move
+    if move is Move.BOUNCE:
+        await conn.fetch(query("lead_status", "bounce_lead"), 1, LATER)
+        return Move.BOUNCE
     if move is Move.FAIL:
         await conn.execute(query("lead_status", "end_lead"), 1, step, "failed", LATER)
     elif move is Move.STOP:

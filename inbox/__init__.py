@@ -1,0 +1,1 @@
+"""The inbox daemon: reads senders' IMAP inboxes and acts on replies, bounces, complaints."""
