@@ -20,6 +20,7 @@ COPY broker ./broker
 COPY scheduler ./scheduler
 COPY pump ./pump
 COPY worker ./worker
+COPY inbox ./inbox
 COPY ops ./ops
 COPY api ./api
 COPY migrations ./migrations

@@ -19,7 +19,7 @@ from db.migrate import MIGRATIONS_DIR, discover, migrate
 from tests.conftest import _admin, db_url
 
 ROOT = Path(__file__).resolve().parents[2]
-DAEMONS = {"scheduler", "pump", "worker"}
+DAEMONS = {"scheduler", "pump", "worker", "inbox"}
 
 
 @pytest.mark.parametrize("name", ["compose.yaml", "compose.prod.yaml"])
@@ -66,7 +66,8 @@ def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check
         "migrate": {"database_url"},
         "scheduler": {"database_url", "unsubscribe_secret"},
         "pump": {"database_url", "amqp_url"},
-        "worker": {"database_url", "amqp_url", "smtp_password"},
+        "worker": {"database_url", "amqp_url", "smtp_password", "credentials_key"},
+        "inbox": {"database_url", "credentials_key", "bounce_imap_password"},
         "api": {"database_url", "amqp_url", "unsubscribe_secret"},
     }
     for name, secrets in uses.items():

@@ -1,0 +1,91 @@
+"""End to end, with the four daemons as processes, a real SMTP server and a real Dovecot: a
+sequence sends step 1; the lead replies as a mail client would (In-Reply-To and References
+of the message it received) into the sender's IMAP inbox; the lead is stopped (`replied`)
+within seconds, and step 2 is never sent."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from core.clock import utcnow
+from ops import senders
+from runtime.credentials import Box
+from tests.conftest import wait_for
+from tests.e2e.daemons import Daemons, daemon_env
+from tests.imap_server import Dovecot
+from tests.smtp_server import SmtpServer
+
+pytestmark = pytest.mark.e2e
+KEY = "credentials-key-of-the-e2e-tests-0123456789"
+
+
+async def test_a_reply_in_the_senders_inbox_stops_the_sequence(  # noqa: PLR0917
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer, dovecot: Dovecot,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    user = f"sales-{uuid.uuid4().hex[:8]}@acme.test"
+    dovecot.add_user(user, "imap-pass")
+    await pool.execute(
+        """
+        INSERT INTO senders (email, name) VALUES ('sales@acme.test', 'Ana');
+        INSERT INTO sequences (name) VALUES ('Cold');
+        INSERT INTO sequence_steps (sequence_id, position, wait_seconds, subject, body_text)
+        VALUES (1, 1, 0, 'Quick question, {{ first_name }}', 'Hi {{ first_name }}'),
+               (1, 2, 8, NULL, 'Following up');
+        INSERT INTO leads (sequence_id, sender_id, email, first_name)
+        VALUES (1, 1, 'bob@example.test', 'Bob'), (1, 1, 'carol@example.test', 'Carol');
+        """
+    )
+    async with pool.acquire() as conn:
+        await senders.set_accounts(
+            conn, "sales@acme.test",
+            imap_url=f"imap://{user.replace('@', '%40')}@127.0.0.1:{dovecot.port}",
+            imap_password="imap-pass", box=Box(KEY), actor="test", now=utcnow(),
+        )  # fmt: skip
+    env = daemon_env(database, amqp_prefix, smtp.port, CREDENTIALS_KEY=KEY,
+                     INBOX_REFRESH_SECONDS="1", HEALTH_DIR=str(tmp_path / "health"))  # fmt: skip
+    daemons = Daemons(env, tmp_path)
+    for module in ("scheduler", "pump", "worker", "inbox"):
+        daemons.start(module)
+    try:
+        await wait_for(lambda: len(smtp.received) == 2, timeout=30)
+        first = next(r for r in smtp.received if r.rcpt_to == ["bob@example.test"]).message
+        loop = asyncio.get_running_loop()
+        replied_at = loop.time()
+        # Bob's mail client answers in the thread.
+        dovecot.deliver(user, (
+            f"From: Bob <bob@example.test>\r\nTo: {first['From']}\r\n"
+            f"Subject: Re: {first['Subject']}\r\nIn-Reply-To: {first['Message-ID']}\r\n"
+            f"References: {first['Message-ID']}\r\nMessage-ID: <reply-1@example.test>\r\n"
+            "\r\nSure, let's talk Tuesday.\r\n\r\n> Hi Bob\r\n"
+        ).encode())  # fmt: skip
+
+        await wait_for(lambda: _is(pool, "bob@example.test", "stopped"), timeout=15)
+        took = loop.time() - replied_at
+        # Carol, who did not reply, gets step 2; Bob never does.
+        await wait_for(lambda: len(smtp.received) == 3, timeout=30)
+        await asyncio.sleep(2)
+    finally:
+        codes = daemons.stop_all()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-3000:]
+    assert took < 5, took
+    assert sorted(r.rcpt_to[0] for r in smtp.received) == [
+        "bob@example.test", "carol@example.test", "carol@example.test",
+    ]  # fmt: skip
+    event = await pool.fetchrow(
+        "SELECT e.data FROM events e JOIN leads l ON l.id = e.lead_id"
+        " WHERE l.email = 'bob@example.test' AND e.type = 'stopped'"
+    )
+    assert event is not None
+    assert "replied" in str(event["data"])
+
+
+async def _is(pool: asyncpg.Pool, email: str, status: str) -> bool:
+    return bool(
+        await pool.fetchval("SELECT status = $2 FROM leads WHERE email = $1", email, status)
+    )
