@@ -13,6 +13,9 @@ in the same run, as one table and one JSON line.
 4. latency  at idle: one due lead inserted, until the SMTP server accepted it; 200 times.
 5. emails   POST /api/v1/emails driven by wrk (8 connections, 20 s) while the daemons send
             what it schedules: requests/s, p50/p99 latency; every email sent once.
+   inbox    the inbox daemon's watcher on a private Dovecot: 3,000 messages (replies,
+            auto-replies, bounces) classified and acted on per second; then 40 replies one
+            at a time with IDLE, delivery to lead stopped (p50, p99).
 6. import   `python -m ops import` of a 1,000,000-row CSV as a process: validated rows/s and
             peak RSS; the same file again (every row a duplicate).
 7. scale    the scheduler's and the pump's cost per row with a large table against a small
@@ -36,6 +39,7 @@ import uvloop
 
 from bench.ceiling import build_speed, ceiling
 from bench.e2e import dkim_cost, end_to_end, paced
+from bench.inbox import inbox_speed
 from bench.latency import latency
 from bench.operator import emails_rps, import_speed
 from bench.scale import scale
@@ -64,6 +68,8 @@ GOALS = {
     "status_p95_ms_large": ("<", 100),
     "emails_requests_per_s": (">=", 500),
     "emails_p99_ms": ("<", 50),
+    "inbox_classified_per_s": (">=", 200),
+    "inbox_reply_to_stop_p99_s": ("<", 5),
 }
 
 
@@ -113,6 +119,8 @@ async def main() -> None:
     finally:
         sink.terminate()
         sink.wait(10)
+    if "inbox" in only:
+        result |= await inbox_speed()
     if "import" in only:
         result |= await import_speed(args.import_rows)
     if "scale" in only:
