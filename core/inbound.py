@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email
 import enum
+import json
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -28,6 +29,7 @@ class Kind(enum.StrEnum):
     AUTO_REPLY = "auto_reply"
     BOUNCE = "bounce"
     COMPLAINT = "complaint"
+    NOTICE = "notice"  # from a mail system, about no recipient we could name: no action
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +157,34 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"mailfolder is full",
                 r"disk quota",
                 r"exceed(?:s|ed)? .*quota",
+            ],
+        ),
+        (  # the server says plainly that there is no such mailbox or domain
+            "user_unknown",
+            True,
+            [
+                r"user(?:name)? (?:is )?unknown",
+                r"unknown (?:user|recipient|mailbox)",
+                r"no such (?:user|recipient|mailbox)",
+                r"recipient address rejected: (?:user unknown|unknown user|access denied|no such)",
+                r"invalid recipient",
+                r"not listed in (?:domino|the) directory",
+                r"check if (?:the )?address is correct",
+                r"(?:address|recipient|mailbox) (?:wasn't|was not) found",
+                r"mailbox unavailable",
+                r"does not exist",
+                r"recipient (?:name )?is not recognized",
+            ],
+        ),
+        (
+            "host_unknown",
+            True,
+            [
+                r"couldn't find a mail exchanger",
+                r"domain is not reachable",
+                r"host or domain name not found",
+                r"no smtp service",
+                r"not accepting (?:network )?messages",
             ],
         ),
         (
@@ -342,7 +372,7 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
 _HARD_STATUS = {"5.1.1": "user_unknown", "5.1.2": "host_unknown", "5.1.6": "moved",
                 "5.1.10": "not_accept", "5.1.3": "user_unknown"}  # fmt: skip
 # About the sender or the mailbox's state, whatever the words say: never the address itself.
-_SOFT_STATUS = re.compile(r"^[45]\.(?:1\.[78]|2\.0|4\.\d+|7\.\d+|3\.\d+)$")
+_SOFT_STATUS = re.compile(r"^[45]\.(?:1\.[78]|2\.0)$")
 
 
 _COMMAND_PHRASES = [
@@ -357,17 +387,27 @@ _COMMAND_PHRASES = [
 ]
 
 
+_TRANSCRIPT_REPLY = re.compile(r"<<<\s*(\d{3})([ -]?)")
+
+
 def refused_command(text: str) -> str | None:
-    """The SMTP command the server refused, as far as a bounce says: the last command of
-    a transcript (>>> DATA, then <<< 550 ...), or words such as "in reply to end of DATA
-    command" and "after RCPT TO"."""
-    last = None
+    """The SMTP command the server refused, as far as a bounce says: from a transcript
+    (>>> commands and <<< replies; pipelined commands are answered in order), or words
+    such as "in reply to end of DATA command" and "after RCPT TO"."""
+    commands: list[str] = []
+    replies: list[str] = []
     for raw_line in text.splitlines():
         line = raw_line.strip()
         if line.startswith(">>>"):
-            last = line[3:].strip().split(":")[0].split(" ")[0].upper() or last
-        elif line.startswith("<<<") and re.match(r"<<<\s*[45]\d\d", line) and last:
-            return "RCPT" if last.startswith("RCPT") else last
+            commands.append(line[3:].strip().split(":")[0].split(" ")[0].upper())
+        elif (code := _TRANSCRIPT_REPLY.match(line)) and code.group(2) != "-":
+            replies.append(code.group(1))  # the last line of a (multi-line) reply
+    # A transcript usually starts after the greeting: replies answer the commands in order.
+    for command, reply in zip(
+        commands, replies[-len(commands) :] if commands else [], strict=False
+    ):
+        if reply[0] in "45":
+            return "RCPT" if command.startswith("RCPT") else command
     for pattern, command in _COMMAND_PHRASES:
         if pattern.search(text):
             return command
@@ -383,6 +423,8 @@ def verdict(status: str | None, diagnostic: str, stage: str = "") -> tuple[str, 
     reason, hard = found or ("", False)
     if not reason:
         return ("temporary" if status and status.startswith("4") else "other"), False
+    if hard and status is not None and status.startswith("4"):
+        return reason, False  # the server will think again
     if hard and status is not None and _SOFT_STATUS.match(status):
         return "rejected", False
     if hard and reason == "user_unknown" and refused_command(stage or diagnostic) == "DATA":
@@ -403,7 +445,14 @@ def _status_in(text: str) -> str | None:
 # --- complaints --------------------------------------------------------------------------
 
 
+_COMPLAINT_SUBJECT = re.compile(r"complaint about message|abuse report", re.IGNORECASE)
+
+
 def _complaint(msg: Message) -> list[str] | None:
+    if _COMPLAINT_SUBJECT.search(_header(msg, "Subject")) and (original := _embedded(msg)):
+        # Hotmail's and others' reports without a feedback-report part: the complaint is
+        # about the message attached.
+        return [_lower_address(a) for _, a in getaddresses(original.get_all("To", [])) if a]
     report = None
     for part in _parts(msg):
         if part.get_content_type() == "message/feedback-report":
@@ -425,19 +474,28 @@ def _complaint(msg: Message) -> list[str] | None:
 
 def _fields(part: Message) -> dict[str, list[str]]:
     """The `Name: value` fields of a report part (however the parser stored it)."""
-    text = ""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        for block in payload:
-            if isinstance(block, Message):
-                text += "".join(f"{k}: {v}\n" for k, v in block.items()) + "\n"
-    else:
-        text = _decoded(part)
+    text = _report_text(part)
     out: dict[str, list[str]] = {}
     for block in _blocks(text):
         for key, value in block:
             out.setdefault(key, []).append(value)
     return out
+
+
+def _report_text(part: Message) -> str:
+    """A report part's text as sent (the parser may have split it into header blocks, and
+    put what did not look like headers in their bodies)."""
+    payload = part.get_payload()
+    if not isinstance(payload, list):
+        return _decoded(part)
+    text = ""
+    for block in payload:
+        if isinstance(block, Message):
+            try:
+                text += block.as_string() + "\n"
+            except (LookupError, ValueError, TypeError):
+                text += "".join(f"{k}: {v}\n" for k, v in block.items()) + "\n"
+    return text
 
 
 def _blocks(text: str) -> list[list[tuple[str, str]]]:
@@ -458,6 +516,42 @@ def _blocks(text: str) -> list[list[tuple[str, str]]]:
     return [b for b in blocks if b]
 
 
+# --- Amazon SES notifications (JSON, by e-mail through SNS) -------------------------------
+
+
+def _ses(msg: Message) -> Inbound | None:
+    text = "\n".join(_decoded(p) for p in _parts(msg) if p.get_content_type() == "text/plain")
+    start = text.find('{"notificationType"')
+    if start < 0:
+        return None
+    try:
+        data, _ = json.JSONDecoder().raw_decode(text.replace("!\n ", "")[start:])
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    kind, sender = data.get("notificationType"), parseaddr(_header(msg, "From"))[1].lower()
+    subject = _header(msg, "Subject")
+    if kind == "Complaint":
+        people = data.get("complaint", {}).get("complainedRecipients", [])
+        found = [str(r.get("emailAddress", "")).lower() for r in people if isinstance(r, dict)]
+        return Inbound(Kind.COMPLAINT, None, sender, subject, complained=tuple(found))
+    if kind == "Bounce":
+        bounce = data.get("bounce", {})
+        permanent = bounce.get("bounceType") == "Permanent"
+        failures = []
+        for r in bounce.get("bouncedRecipients", []):
+            if not isinstance(r, dict):
+                continue
+            diagnostic = str(r.get("diagnosticCode", "")) or str(bounce.get("bounceSubType", ""))
+            status = str(r.get("status", "")) or None
+            reason, hard = verdict(status, diagnostic)
+            failures.append(Failure(str(r.get("emailAddress", "")).lower(), hard and permanent,
+                                    reason, status, diagnostic[:1000]))  # fmt: skip
+        return Inbound(Kind.BOUNCE, None, sender, subject, failures=tuple(failures))
+    return Inbound(Kind.NOTICE, None, sender, subject)
+
+
 # --- DSNs (RFC 3464) ---------------------------------------------------------------------
 
 
@@ -473,15 +567,8 @@ def _dsn(msg: Message) -> list[Failure] | None:
     )
     if part is None:
         return None
-    text = ""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        for block in payload:
-            if isinstance(block, Message):
-                text += "".join(f"{k}: {v}\n" for k, v in block.items()) + "\n"
-    else:
-        text = _decoded(part)
     failures = []
+    text = _report_text(part)
     for block in _blocks(text):
         fields = dict(block)
         recipient = fields.get("final-recipient") or fields.get("original-recipient") or ""
@@ -572,6 +659,7 @@ def _body_text(msg: Message) -> str:
 
 def _freeform(msg: Message) -> list[Failure]:
     text = _body_text(msg)
+    named = [a.lower() for _, a in getaddresses(msg.get_all("X-Failed-Recipients", [])) if "@" in a]
     ours = {
         _lower_address(a) for _, a in getaddresses(msg.get_all("To", []) + msg.get_all("From", []))
     }
@@ -589,6 +677,9 @@ def _freeform(msg: Message) -> list[Failure]:
             continue  # a Message-ID, not an address
         if address not in (a for a, _ in found):
             found.append((address, m.start()))
+    if named:  # Exim names them in a header
+        found = [(a, text.lower().find(a)) for a in named]
+        found = [(a, max(at, 0)) for a, at in found]
     if not found and original is not None:
         found = [(_lower_address(a), 0) for _, a in getaddresses(original.get_all("To", [])) if a]
         found = [f for f in found if f[0] not in ours]
@@ -678,19 +769,20 @@ def classify(raw: bytes) -> Inbound:
         whole = "\n".join(_decoded(p) for p in _parts(msg) if p.get_content_type() == "text/plain")
         carried = [i for i in _ids(" ".join(_INLINE_ID.findall(whole))) if i != message_id]
 
+    if (notification := _ses(msg)) is not None:
+        return notification
     complained = _complaint(msg)
     if complained is not None:
         return Inbound(Kind.COMPLAINT, message_id, sender, subject, tuple(carried + refers),
                        complained=tuple(complained))  # fmt: skip
-    failures = _dsn(msg)
-    if failures is None and _looks_like_bounce(msg):
-        failures = _freeform(msg)
+    dsn = _dsn(msg)
+    bounce_like = dsn is not None or _looks_like_bounce(msg)
+    failures = dsn or (_freeform(msg) if bounce_like else [])
     if failures:
         return Inbound(Kind.BOUNCE, message_id, sender, subject, tuple(carried + refers),
                        failures=tuple(failures))  # fmt: skip
-    if failures is not None and failures == [] and _dsn(msg) is not None:
-        # A DSN that reports only deliveries: nothing failed.
-        return Inbound(Kind.AUTO_REPLY, message_id, sender, subject, tuple(carried + refers))
+    if bounce_like:  # a delivery notice that names no failed recipient: nothing to do
+        return Inbound(Kind.NOTICE, message_id, sender, subject, tuple(carried + refers))
     if _automatic(msg):
         return Inbound(Kind.AUTO_REPLY, message_id, sender, subject, tuple(refers))
     own = _own_text(msg)

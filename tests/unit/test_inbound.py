@@ -156,7 +156,7 @@ def test_hard_only_when_the_address_does_not_exist_or_is_gone() -> None:
     assert verdict("5.2.2", "mailbox full") == ("mailbox_full", False)
     assert verdict("5.7.1", "blocked by spamhaus") == ("blocked", False)
     assert verdict("5.7.1", "rejected as spam") == ("spam", False)
-    assert verdict("5.7.1", "550 user unknown")[1] is False  # a policy code: not the address
+    assert verdict("5.7.1", "550 5.7.1 relaying denied")[1] is False  # a policy: not the address
     assert verdict("4.4.7", "retry timeout exceeded") == ("expired", False)
     assert verdict("5.1.8", "Domain of sender address does not exist")[1] is False
     assert verdict("5.1.1", "User unknown", ">>> DATA\n<<< 550 5.1.1 User unknown") == (
