@@ -10,8 +10,9 @@ BIN := $(VENV)/bin
 
 # Real peers the tests run, from Debian's packages (installed when missing and apt-get can,
 # as root): Sisimai, the bounce classifier the tests compare ours with; Dovecot, the IMAP
-# server the inbox daemon reads (a private instance per test session).
-SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd
+# server the inbox daemon reads (a private instance per test session); postfix, the MTA a
+# DKIM-signed message passes before it is verified.
+SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd postfix
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

@@ -6,6 +6,11 @@ of a domain without a key sends unsigned."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import smtplib
+import tempfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -14,15 +19,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from broker.topology import Names, connect, declare
-from core.dkim import load_keys
+from core import message
+from core.dkim import load_key, load_keys
+from core.dkim import sign as dkim_sign
 from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL, wait_for
+from tests.mta import Postfix
 from tests.smtp_server import SmtpServer
 from worker.consumer import Worker
 from worker.signing import Signer
 from worker.smtp import SmtpPool
+
+
+def _pem(key: object) -> bytes:
+    pem: bytes = key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem
 
 
 def _write(directory: Path, domain: str, selector: str, key: object) -> None:
@@ -105,3 +120,42 @@ async def test_messages_leave_signed_and_verify(
     unsigned = by_rcpt["l3@example.test"]
     assert unsigned.message["DKIM-Signature"] is None
     assert unsigned.message["List-Id"] == "<sequence-1.gamma.test>"
+
+
+async def test_signatures_survive_a_real_mta(smtp: SmtpServer) -> None:
+    """A signed message relayed by postfix (it adds its Received header, queues and rewrites
+    what it may) still verifies where it arrives, for both key types."""
+    directory = Path(tempfile.mkdtemp(prefix="es_postfix_"))
+    mta = Postfix(directory, relay_port=smtp.port).start()
+    try:
+        keys = {
+            "rsa": load_key(
+                "acme.test",
+                "s1",
+                _pem(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+            ),
+            "ed25519": load_key("acme.test", "e1", _pem(ed25519.Ed25519PrivateKey.generate())),
+        }
+        for n, key in enumerate(keys.values()):
+            raw = message.build(message.Email(
+                from_address="ana@acme.test", from_name="Ana Álvarez", to_address=f"bob{n}@example.test",
+                subject="Über den Plan", text="Hi Bob,\n\n  indented line \t\n.leading dot\n", html="<p>Hi</p>",
+                message_id=f"<m{n}@acme.test>", date=datetime.now(UTC),
+                extra_headers=[("List-Unsubscribe", "<https://acme.test/u/1.x>"),
+                               ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")],
+            ))  # fmt: skip
+            signed = dkim_sign(raw, key, int(time.time())) + raw
+            with smtplib.SMTP("127.0.0.1", mta.port, timeout=10) as client:
+                client.sendmail("ana@acme.test", [f"bob{n}@example.test"], signed)
+        await wait_for(lambda: len(smtp.received) == 2, timeout=30)
+    finally:
+        mta.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        selector = name.decode().split("._domainkey.")[0]
+        return next(k for k in keys.values() if k.selector == selector).dns_record().encode()
+
+    for got in smtp.received:
+        assert b"Received: from" in got.data  # it went through postfix
+        assert dkim.verify(got.data, dnsfunc=dns), got.data[:600]

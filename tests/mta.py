@@ -1,0 +1,80 @@
+"""A private postfix (Debian's package) for the tests: its own configuration, queue and log
+in a temporary directory, listening on a free port on loopback and relaying everything to
+one SMTP server of the test's. What it delivers onward is what a real MTA made of a message
+(its own Received header, queue handling, line and header rewriting)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+_MAIN = """
+compatibility_level = 3.6
+queue_directory = {dir}/queue
+data_directory = {dir}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mta.example.test
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mydestination =
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:{relay_port}
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+smtpd_relay_restrictions = permit_mynetworks, reject
+maillog_file_prefixes = {dir}
+maillog_file = {dir}/maillog
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Postfix:
+    def __init__(self, directory: Path, relay_port: int) -> None:
+        if shutil.which("postfix") is None:
+            raise RuntimeError("postfix is not installed: apt-get install postfix")
+        self.dir = directory
+        self.port = _free_port()
+        self.relay_port = relay_port
+
+    def start(self) -> Postfix:
+        self.dir.chmod(0o755)  # postfix's own user reads its data directory below it
+        (self.dir / "queue").mkdir(parents=True, exist_ok=True)
+        (self.dir / "data").mkdir(exist_ok=True)
+        shutil.chown(self.dir / "data", "postfix")
+        (self.dir / "main.cf").write_text(_MAIN.format(dir=self.dir, relay_port=self.relay_port))
+        master = (
+            Path("/etc/postfix/master.cf")
+            .read_text()
+            .replace(
+                "smtp      inet  n       -       y       -       -       smtpd",
+                f"127.0.0.1:{self.port} inet n - n - - smtpd",
+            )
+        )
+        if "postlogd" not in master:
+            master += "postlog   unix-dgram n  -       n       -       1       postlogd\n"
+        (self.dir / "master.cf").write_text(master)
+        subprocess.run(["postfix", "-c", str(self.dir), "start"], check=True, capture_output=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"postfix did not start: {self.log()[-2000:]}")
+
+    def log(self) -> str:
+        path = self.dir / "maillog"
+        return path.read_text() if path.exists() else ""
+
+    def stop(self) -> None:
+        subprocess.run(["postfix", "-c", str(self.dir), "stop"], check=False, capture_output=True)
