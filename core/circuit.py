@@ -8,7 +8,8 @@ Pure: the worker tells it what happened and asks before each send.
   refused, 421 (the server is closing), the sender refused at MAIL FROM.
 - A run of failures for *different* recipients with no success between (a relay that
   answers 5xx to everything) opens it too; from the second one in the run the messages
-  are held, not failed, until a success shows the account works.
+  are held, not failed, until a success shows the account works. "No such user" answers
+  (5.1.x) are about their address and never count.
 - Open: every message waits until `retry_at` (30 s, then doubling to 10 minutes). Then one
   message goes as a probe (half open): success closes the circuit, failure opens it again.
 """
@@ -19,7 +20,7 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from core.backoff import SmtpFailure
+from core.backoff import Outcome, SmtpFailure, classify
 
 FIRST_WAIT = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(minutes=10)
@@ -113,8 +114,8 @@ class Circuit:
             self.state, self.probing = State.OPEN, False
             self.retry_at = now + self.wait
             return Verdict(hold=True)
-        if failure.after_data:
-            return Verdict(hold=False)
+        if failure.after_data or classify(failure) is Outcome.BOUNCE:
+            return Verdict(hold=False)  # that address does not exist: the account is fine
         self.run.add(recipient.lower())
         if len(self.run) >= RUN_TO_OPEN:
             reason = f"{len(self.run)} recipients refused in a row: {failure.message[:200]}"

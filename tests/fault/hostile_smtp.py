@@ -50,6 +50,7 @@ class _Handler:
     counts: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
     hostile: bool = True
+    sender_reply: str | None = None  # an outage: the answer to every MAIL FROM
 
     def _roll(self, p: float) -> bool:
         with self.lock:
@@ -63,6 +64,9 @@ class _Handler:
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        if self.sender_reply is not None:
+            self.counts[self.sender_reply[:3]] += 1
+            return self.sender_reply
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         session.mail_at = time.time()  # the hand-off, as close to the client's as we can see
@@ -137,6 +141,19 @@ class HostileSmtp:
     def start(self) -> HostileSmtp:
         self.controller.start()
         return self
+
+    def refuse(self) -> None:
+        """An outage: nothing listens on the port (connections are refused)."""
+        self.controller.stop()
+
+    def listen(self) -> None:
+        """Back after `refuse`."""
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def refuse_senders(self, reply: str | None) -> None:
+        """An outage of another kind: every MAIL FROM answered `reply` (None: over)."""
+        self.handler.sender_reply = reply
 
     def stop(self) -> None:
         self.controller.stop()

@@ -40,7 +40,10 @@ PACED_GAP = 1  # seconds between sends of the paced sender
 # (a sanity bound; the exact check is on the hand-offs booked under the sender's lock).
 HANDOFF_JITTER = 0.5
 WINDOW_DELAY = 15.0  # the windowed sequence opens this long after the run starts
-FAULTS = ("kill9", "sigterm", "broker_restart", "pg_terminate", "pg_restart", "garbage")
+FAULTS = (
+    "kill9", "sigterm", "broker_restart", "pg_terminate", "pg_restart", "garbage",
+    "relay_refuses", "relay_530", "relay_554",
+)  # fmt: skip
 
 
 T = TypeVar("T")
@@ -68,6 +71,7 @@ class Report:
     db: dict[str, int] = field(default_factory=dict)
     garbage: int = 0
     dead_letters: int = 0
+    outage_seconds: float = 0.0  # relay outages injected, in all
     failures: list[str] = field(default_factory=list)
     wall: float = 0.0
 
@@ -82,6 +86,7 @@ class Report:
             *((f"smtp: {k}", v) for k, v in sorted(self.smtp.items())),
             *((f"db: {k}", v) for k, v in sorted(self.db.items())),
             ("garbage published", self.garbage),
+            ("relay outage (s)", round(self.outage_seconds)),
             ("dead letters", self.dead_letters),
             ("checks", "PASS" if not self.failures else f"FAIL ({len(self.failures)})"),
         ]
@@ -266,6 +271,7 @@ async def run(config: Config) -> Report:
             "SUMMARY_INTERVAL_SECONDS": "10",
             "SHUTDOWN_TIMEOUT_SECONDS": "15",
             "WORKER_CONCURRENCY": "8",
+            "SMTP_CIRCUIT_SECONDS": "2",
             "DB_POOL_SIZE": "5",
             "LOG_FORMAT": "json",
         }
@@ -295,10 +301,26 @@ async def run(config: Config) -> Report:
                 case "pg_restart":
                     await asyncio.to_thread(pg.restart)
                     return "PostgreSQL restarted"
+                case "relay_refuses" | "relay_530" | "relay_554":
+                    # An outage of the relay for a tenth of the run (at least 3 s, at most
+                    # 3 minutes); the rest of the faults and the load go on meanwhile.
+                    length = min(max(config.duration / 10, 3.0), 180.0) * rng.uniform(0.5, 1)
+                    if kind == "relay_refuses":
+                        await asyncio.to_thread(smtp.refuse)
+                        end = smtp.listen
+                    else:
+                        reply = ("530 5.7.0 Authentication required" if kind == "relay_530"
+                                 else "554 5.7.1 Sender address rejected: access denied")  # fmt: skip
+                        smtp.refuse_senders(reply)
+                        end = partial(smtp.refuse_senders, None)
+                    outages.append(asyncio.create_task(_after(length, end)))
+                    report.outage_seconds += length
+                    return f"{kind} for {length:.0f} s"
                 case _:
                     report.garbage += await _publish_garbage(mq.url, prefix, rng)
                     return "garbage published"
 
+        outages: list[asyncio.Task[None]] = []
         batch = 0
         deck: list[str] = []
         fault_deadline = time.monotonic() + config.duration
@@ -321,6 +343,7 @@ async def run(config: Config) -> Report:
             await asyncio.sleep(0.2)
         stop_faults.set()
         await supervisor
+        await asyncio.gather(*outages)  # every outage ends before the drain
         # Whatever a fault left stopped comes back; then everything drains.
         for key, p in fleet.procs.items():
             if p.poll() is not None:
@@ -359,6 +382,11 @@ async def run(config: Config) -> Report:
         flush=True,
     )
     return report
+
+
+async def _after(seconds: float, action: Callable[[], object]) -> None:
+    await asyncio.sleep(seconds)
+    await asyncio.to_thread(action)
 
 
 async def _retrying(make: Callable[[], Awaitable[T]]) -> T:
@@ -466,6 +494,28 @@ async def _check(  # noqa: PLR0917
     )
     if bounced:
         fail(f"{bounced} bounce leads did not fail")
+    # Relay outages spend no attempt and fail no lead: their messages were held by the
+    # account's circuit, never retried or failed for the relay's fault.
+    spent = await pool.fetchval(
+        """SELECT count(*) FROM events WHERE type IN ('retry_scheduled', 'failed')
+           AND (data->>'smtp_code' IN ('530', '554')
+                OR data->>'error' ILIKE '%Connect call failed%'
+                OR data->>'error' ILIKE '%Connection refused%')"""
+    )
+    others_failed = await pool.fetchval(
+        "SELECT count(*) FROM leads WHERE email NOT LIKE 'bounce%' AND status = 'failed'"
+    )
+    held = await pool.fetchval(
+        "SELECT count(*) FROM events WHERE type = 'deferred' AND data->>'reason' = 'smtp_circuit_open'"
+    )
+    report.db["held by the SMTP circuit"] = held
+    report.db["SMTP circuit opened"] = ev.get("smtp_circuit_open", 0)
+    if spent:
+        fail(f"{spent} attempts retried or failed for the relay's own failure")
+    if others_failed:
+        fail(f"{others_failed} leads failed that should have been sent")
+    if report.outage_seconds and not ev.get("smtp_circuit_open"):
+        fail("relay outages happened and no circuit opened")
 
     # Pacing: the hand-offs booked under the sender's lock are at least the gap apart, and
     # so are the copies at the server, less the hand-off jitter of a loaded machine.

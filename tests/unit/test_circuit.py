@@ -56,3 +56,7 @@ def test_refusals_of_different_recipients_in_a_row_hold_then_open() -> None:
     assert (third.hold, third.opened, c.state) == (True, True, State.OPEN)
     c.succeeded()
     assert c.failed(no, "d@x.test", T).hold is False  # a success ended the run
+    unknown = SmtpFailure(550, "5.1.1 no such user", stage="rcpt")
+    for rcpt in ("e@x.test", "f@x.test", "g@x.test", "h@x.test"):
+        assert c.failed(unknown, rcpt, T).hold is False  # bad addresses, not a bad account
+    assert c.state is State.CLOSED
