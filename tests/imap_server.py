@@ -10,10 +10,11 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from tests.ports import free_port, wait_listening
 
 _CONFIG = """
 base_dir = {dir}/run
@@ -52,18 +53,12 @@ service anvil {{
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Dovecot:
     def __init__(self, directory: Path) -> None:
         if shutil.which("dovecot") is None:
             raise RuntimeError("dovecot is not installed: apt-get install dovecot-imapd")
         self.dir = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.users: dict[str, str] = {}
 
     def start(self) -> Dovecot:
@@ -82,14 +77,8 @@ class Dovecot:
         config.write_text(_CONFIG.format(dir=self.dir, port=self.port, internal=internal,
                                          login=login, mail_user=mail_user, mail_group=mail_group))  # fmt: skip
         subprocess.run(["dovecot", "-c", str(config)], check=True)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"dovecot did not start: {self.log()[-2000:]}")
+        wait_listening(self.port, "dovecot", self.log)
+        return self
 
     def log(self) -> str:
         path = self.dir / "dovecot.log"

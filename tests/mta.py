@@ -6,10 +6,10 @@ one SMTP server of the test's. What it delivers onward is what a real MTA made o
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
+
+from tests.ports import free_port, wait_listening
 
 _MAIN = """
 compatibility_level = 3.6
@@ -31,18 +31,12 @@ maillog_file = {dir}/maillog
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Postfix:
     def __init__(self, directory: Path, relay_port: int) -> None:
         if shutil.which("postfix") is None:
             raise RuntimeError("postfix is not installed: apt-get install postfix")
         self.dir = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.relay_port = relay_port
 
     def start(self) -> Postfix:
@@ -63,14 +57,8 @@ class Postfix:
             master += "postlog   unix-dgram n  -       n       -       1       postlogd\n"
         (self.dir / "master.cf").write_text(master)
         subprocess.run(["postfix", "-c", str(self.dir), "start"], check=True, capture_output=True)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"postfix did not start: {self.log()[-2000:]}")
+        wait_listening(self.port, "postfix", self.log)
+        return self
 
     def log(self) -> str:
         path = self.dir / "maillog"
