@@ -158,15 +158,30 @@ class Watcher:
         uids = sorted(int(u) for u in reply.lines[0].split() if int(u) > pos.last_uid)
         for uid in uids:
             raw = await self._fetch(client, uid)
+            await self._one(raw, uid, uidvalidity)
+            self.acted += 1
+        return len(uids)
+
+    async def _one(self, raw: bytes, uid: int, uidvalidity: int) -> None:
+        """Act on one message. One the database refuses (a value it cannot store, say) is
+        logged and passed over, so it cannot hold up the mail behind it."""
+        key = self.source.box.key
+        try:
             got = classify(raw)
             async with self.pool.acquire() as conn:
                 done = await inbox.act(
                     conn, got, self.source.box, uid=uid, uidvalidity=uidvalidity, now=self.clock()
                 )
-            self.acted += 1
-            log.info("inbox_message", mailbox=key, uid=uid, kind=str(got.kind),
-                     message_id=got.message_id, done=done)  # fmt: skip
-        return len(uids)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except (asyncpg.PostgresError, ValueError) as exc:
+            log.error("inbox_message_failed", mailbox=key, uid=uid,  # noqa: TRY400
+                      error=f"{type(exc).__name__}: {exc}"[:500])  # fmt: skip
+            async with self.pool.acquire() as conn:
+                await inbox.advance(conn, key, uidvalidity, uid, self.clock())
+            return
+        log.info("inbox_message", mailbox=key, uid=uid, kind=str(got.kind),
+                 message_id=got.message_id, done=done)  # fmt: skip
 
     async def _fetch(self, client: aioimaplib.IMAP4, uid: int) -> bytes:
         reply = await client.uid("fetch", str(uid), "(BODY.PEEK[])")

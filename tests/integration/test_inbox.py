@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from core.clock import utcnow
+from db import inbox as db_inbox
 from inbox.loop import Inbox, Source, Watcher
 from ops import senders
 from runtime.credentials import Box
@@ -182,3 +183,31 @@ async def test_a_new_reply_stops_its_lead_within_seconds(
         stop.set()
         await task
     assert took < (1.5 if idle else 3.0), took
+
+
+async def test_a_message_the_database_refuses_is_passed_over(
+    pool: asyncpg.Pool, database: str, dovecot: Dovecot, mailbox: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    real = db_inbox.act
+
+    async def refusing(conn: object, got: object, box: object, **kw: object) -> list[str]:
+        if kw["uid"] == 1:
+            raise asyncpg.DataError("a value the database cannot store")
+        return await real(conn, got, box, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(db_inbox, "act", refusing)
+    message_id = await pool.fetchval(
+        "SELECT message_id FROM deliveries d JOIN leads l ON l.id = d.lead_id"
+        " WHERE l.email = 'rep@example.test'"
+    )
+    dovecot.deliver(mailbox, _mail("x@example.test", "Re: Hi", "first", In_Reply_To=message_id))
+    dovecot.deliver(mailbox, _mail("rep@example.test", "Re: Hi", "Yes!", In_Reply_To=message_id))
+    watcher, task, stop = await _watch(pool, database, inbox_idle=False)
+    try:
+        await wait_for(lambda: watcher.acted == 2, timeout=15)
+    finally:
+        stop.set()
+        await task
+    assert (await _status(pool))["rep@example.test"] == "stopped"
+    assert await pool.fetchval("SELECT count(*) FROM events WHERE type = 'reply_received'") == 1
