@@ -128,6 +128,7 @@ class HostileSmtp:
         self.handler = _Handler(random.Random(seed), hostility or Hostility())
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.listening = False
 
     @property
     def copies(self) -> list[Copy]:
@@ -140,20 +141,27 @@ class HostileSmtp:
 
     def start(self) -> HostileSmtp:
         self.controller.start()
+        self.listening = True
         return self
 
     def refuse(self) -> None:
         """An outage: nothing listens on the port (connections are refused)."""
-        self.controller.stop()
+        if self.listening:
+            self.controller.stop()
+            self.listening = False
 
     def listen(self) -> None:
         """Back after `refuse`."""
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
+        if not self.listening:
+            self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+            self.controller.start()
+            self.listening = True
 
     def refuse_senders(self, reply: str | None) -> None:
         """An outage of another kind: every MAIL FROM answered `reply` (None: over)."""
         self.handler.sender_reply = reply
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.listening:
+            self.controller.stop()
+            self.listening = False

@@ -303,7 +303,10 @@ async def run(config: Config) -> Report:
                     return "PostgreSQL restarted"
                 case "relay_refuses" | "relay_530" | "relay_554":
                     # An outage of the relay for a tenth of the run (at least 3 s, at most
-                    # 3 minutes); the rest of the faults and the load go on meanwhile.
+                    # 3 minutes); the rest of the faults and the load go on meanwhile. One
+                    # outage at a time.
+                    if any(not t.done() for t in outages):
+                        return f"{kind}: skipped, a relay outage is under way"
                     length = min(max(config.duration / 10, 3.0), 180.0) * rng.uniform(0.5, 1)
                     if kind == "relay_refuses":
                         await asyncio.to_thread(smtp.refuse)
