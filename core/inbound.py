@@ -402,12 +402,14 @@ def refused_command(text: str) -> str | None:
             commands.append(line[3:].strip().split(":")[0].split(" ")[0].upper())
         elif (code := _TRANSCRIPT_REPLY.match(line)) and code.group(2) != "-":
             replies.append(code.group(1))  # the last line of a (multi-line) reply
-    # A transcript usually starts after the greeting: replies answer the commands in order.
-    for command, reply in zip(
-        commands, replies[-len(commands) :] if commands else [], strict=False
-    ):
-        if reply[0] in "45":
-            return "RCPT" if command.startswith("RCPT") else command
+    # Replies answer the commands in order, the last reply the last command; with pipelining
+    # a transcript may show only the last command (DATA) after the replies to the ones before
+    # it: a refusal answering a command it does not show was one of those (RCPT).
+    failing = next((i for i, reply in enumerate(replies) if reply[0] in "45"), None)
+    if failing is not None and commands:
+        at = failing - (len(replies) - len(commands))
+        command = commands[at] if at >= 0 else "RCPT"
+        return "RCPT" if command.startswith("RCPT") else command
     for pattern, command in _COMMAND_PHRASES:
         if pattern.search(text):
             return command
