@@ -287,9 +287,10 @@ async def record_hold(
     until: datetime,
     reason: str,
     now: datetime,
+    booked_at: datetime | None = None,
 ) -> list[Event] | None:
-    """Give a claimed message back unsent, its attempt not spent: the lead is due again at
-    `until`. None if the claim was lost meanwhile."""
+    """Give a claimed message back unsent, its attempt not spent and its pacing booking
+    (`booked_at`) released: the lead is due again at `until`. None if the claim was lost."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_q("lock_leads"), [job.lead_id])
         attempts = await conn.fetchval(
@@ -297,6 +298,8 @@ async def record_hold(
         )
         if attempts is None:
             return None
+        if booked_at is not None and job.sender_id is not None:
+            await conn.execute(query("ledger", "release"), job.sender_id, booked_at)
         return await requeue(conn, [(job, until, "smtp_circuit_open")], now)
 
 

@@ -261,7 +261,7 @@ class Worker:
                 outcome, duration_ms = await self._send(job, not_before)
                 hold_until = await self._after_send(key, circuit, job, outcome)
         evs = await self._records.submit(
-            _Outcome(job, claim.token, claim.attempts, outcome, hold_until)
+            _Outcome(job, claim.token, claim.attempts, outcome, hold_until, claim.not_before)
         )
         metrics.SMTP_SECONDS.observe(duration_ms / 1000)
         metrics.SENDS.labels(evs[0].type if evs else "claim_lost", str(job.sender_id or "")).inc()
@@ -396,6 +396,7 @@ class Worker:
                     partial(
                         deliveries.record_hold,
                         self.pool, it.job, it.token, until=it.hold_until, reason=reason, now=now,
+                        booked_at=it.booked_at,
                     )
                 )  # fmt: skip
                 continue
@@ -557,6 +558,7 @@ class _Outcome:
     attempts: int
     error: SendError | None
     hold_until: datetime | None = None  # given back unsent, no attempt spent (circuit open)
+    booked_at: datetime | None = None  # its pacing slot, released when it is held
 
 
 def _list_headers(job: SendJob, list_id_domain: str | None) -> list[tuple[str, str]]:

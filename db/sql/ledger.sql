@@ -40,3 +40,9 @@ ON CONFLICT (id) DO UPDATE SET next_at = excluded.next_at
 -- name: prune
 -- Hand-offs older than a day: no limit looks back that far.
 DELETE FROM sender_sends WHERE at < $1::timestamptz - interval '1 day'
+
+-- name: release
+-- A booked hand-off that did not happen (the account's circuit held the message): it no
+-- longer counts against the sender's limits.
+DELETE FROM sender_sends
+WHERE ctid = (SELECT ctid FROM sender_sends WHERE sender_id = $1 AND at = $2 LIMIT 1)

@@ -63,7 +63,8 @@ async def test_an_outage_spends_no_attempt_and_every_lead_is_sent_after(
 ) -> None:
     await pool.execute(
         f"""
-        INSERT INTO senders (email) VALUES ('ana@acme.test');
+        -- Paced (a cap it never reaches): every hand-off is booked in its ledger.
+        INSERT INTO senders (email, hourly_limit) VALUES ('ana@acme.test', 1000);
         INSERT INTO sequences (name) VALUES ('S');
         INSERT INTO sequence_steps (sequence_id, position, subject, body_text)
         VALUES (1, 1, 'Hi', 'Hello');
@@ -112,6 +113,8 @@ async def test_an_outage_spends_no_attempt_and_every_lead_is_sent_after(
     )
     assert await pool.fetchval("SELECT count(*) FROM leads WHERE status = 'failed'") == 0
     assert await pool.fetchval("SELECT max(attempts) FROM deliveries") == 1
+    # Held messages gave their pacing bookings back: the ledger has one per message sent.
+    assert await pool.fetchval("SELECT count(*) FROM sender_sends") == LEADS
     closed = await pool.fetchval("SELECT state FROM smtp_circuits WHERE account = 'relay'")
     assert closed == "closed"
     assert (
