@@ -32,8 +32,15 @@ from runtime.settings import HealthSettings
 log = structlog.get_logger()
 
 
-# The database being away or the pool closing: the report is skipped, the daemon goes on.
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+# What reporting may meet while the database is away or the pool closing; the report is
+# skipped and the daemon goes on. A heartbeat never stops the daemon it reports on.
+_DB_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    TimeoutError,
+)
 
 
 @functools.cache
@@ -118,7 +125,7 @@ class Heartbeat:
             return
         with contextlib.suppress(*_DB_ERRORS):
             async with pool.acquire(timeout=2) as conn:
-                await asyncio.wait_for(replicas.leave(conn, self.replica), 2)
+                await replicas.leave(conn, self.replica)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Write the heartbeat every `interval` (and report it every `report_every`) until
@@ -131,7 +138,7 @@ class Heartbeat:
                     log.warning("heartbeat_not_written", error=str(exc), path=str(self.path))
                 if time.monotonic() - self._reported >= self.report_every:
                     try:
-                        await asyncio.wait_for(self.report(), self.report_every)
+                        await self.report()
                         self._reported = time.monotonic()
                     except _DB_ERRORS as exc:
                         log.warning("heartbeat_not_reported", error=str(exc) or type(exc).__name__)

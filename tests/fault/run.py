@@ -302,12 +302,14 @@ async def run(config: Config) -> Report:
                     await asyncio.to_thread(pg.restart)
                     return "PostgreSQL restarted"
                 case "relay_refuses" | "relay_530" | "relay_554":
-                    # An outage of the relay for a tenth of the run (at least 3 s, at most
-                    # 3 minutes); the rest of the faults and the load go on meanwhile. One
-                    # outage at a time.
-                    if any(not t.done() for t in outages):
-                        return f"{kind}: skipped, a relay outage is under way"
-                    length = min(max(config.duration / 10, 3.0), 180.0) * rng.uniform(0.5, 1)
+                    # An outage of the relay for a twentieth of the run (at least 3 s, at
+                    # most 2 minutes); the rest of the faults and the load go on meanwhile.
+                    # One at a time, and the relay works at least twice as long between two:
+                    # outages take at most a third of the run.
+                    if time.monotonic() < relay_quiet_until[0]:
+                        return f"{kind}: skipped, the relay had an outage lately"
+                    length = min(max(config.duration / 20, 3.0), 120.0) * rng.uniform(0.5, 1)
+                    relay_quiet_until[0] = time.monotonic() + 3 * length
                     if kind == "relay_refuses":
                         await asyncio.to_thread(smtp.refuse)
                         end = smtp.listen
@@ -324,6 +326,7 @@ async def run(config: Config) -> Report:
                     return "garbage published"
 
         outages: list[asyncio.Task[None]] = []
+        relay_quiet_until = [0.0]
         batch = 0
         deck: list[str] = []
         fault_deadline = time.monotonic() + config.duration
