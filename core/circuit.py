@@ -84,7 +84,8 @@ class Circuit:
         if self.state is State.OPEN and now >= self.retry_at and not self.probing:
             self.state, self.probing = State.HALF_OPEN, True
             return Go(probe=True)
-        return Wait(self.retry_at if now < self.retry_at else now + self.first_wait / 6)
+        # While the probe is out, the others wait as long as a failed probe would make them.
+        return Wait(self.retry_at if now < self.retry_at else now + self.wait)
 
     def succeeded(self) -> bool:
         """A message went through; True if that closed the circuit."""

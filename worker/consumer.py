@@ -256,7 +256,7 @@ class Worker:
         gate_now = self.clock()
         match circuit.before_send(gate_now):
             case CircuitWait(until):
-                hold_until = until
+                hold_until = self._spread(until, circuit)
             case _:
                 outcome, duration_ms = await self._send(job, not_before)
                 hold_until = await self._after_send(key, circuit, job, outcome)
@@ -299,7 +299,12 @@ class Worker:
             )  # fmt: skip
         if not verdict.hold:
             return None
-        return circuit.retry_at if circuit.retry_at and circuit.retry_at > now else now
+        return self._spread(max(circuit.retry_at or now, now), circuit)
+
+    def _spread(self, until: datetime, circuit: Circuit) -> datetime:
+        """Held messages come back spread over half a wait after `until`, not all at the
+        instant the probe goes: the first of them is the probe, the rest find it answered."""
+        return until + timedelta(seconds=self.rng.uniform(0, circuit.wait.total_seconds() / 2))
 
     async def _send(self, job: SendJob, not_before: float | None) -> tuple[SendError | None, float]:
         """Build and hand over one message; return the failure (or None) and SMTP time in ms."""
