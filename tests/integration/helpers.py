@@ -21,6 +21,8 @@ from scheduler.loop import Scheduler
 from tests.conftest import AMQP_URL
 from worker.claim import Claim, Claimer, Incoming, Rate
 from worker.consumer import Worker
+from worker.relays import Relays
+from worker.signing import Signer
 from worker.smtp import SmtpPool
 
 ONE_STEP = """
@@ -82,16 +84,25 @@ def settings_env(database: str, prefix: str, smtp_port: int, **extra: object) ->
 
 
 @asynccontextmanager
-async def pipeline(pool: asyncpg.Pool, env: dict[str, object]) -> AsyncIterator[Pipeline]:
+async def pipeline(
+    pool: asyncpg.Pool,
+    env: dict[str, object],
+    *,
+    smtp: Callable[[WorkerSettings], SmtpPool | Relays] | None = None,
+    signer: Signer | None = None,
+) -> AsyncIterator[Pipeline]:
+    """The three stages in this process: a scheduler, a pump and a worker (sending through
+    `smtp(settings)`, by default one pool to the relay; signing with `signer`)."""
     conn = await connect(AMQP_URL, name="test")
     try:
         ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
         topo = await declare(ch, Names.from_prefix(str(env["amqp_prefix"])))
         ws = WorkerSettings.model_validate(env)
+        relay = smtp(ws) if smtp is not None else SmtpPool(ws, ws.worker_concurrency)
         yield Pipeline(
             scheduler=Scheduler(pool, SchedulerSettings.model_validate(env)),
             pump=Pump(pool, topo.exchange, PumpSettings.model_validate(env)),
-            worker=Worker(pool, SmtpPool(ws, ws.worker_concurrency), ws),
+            worker=Worker(pool, relay, ws, signer=signer),
             topology=topo,
             connection=conn,
         )

@@ -11,17 +11,14 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from broker.topology import Names, connect, declare
 from core.clock import utcnow
 from ops import senders
 from ops.definitions import Invalid
-from pump.loop import Pump
 from runtime.credentials import Box, CredentialsError
-from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
-from scheduler.loop import Scheduler
-from tests.conftest import AMQP_URL, wait_for
+from runtime.settings import WorkerSettings
+from tests.conftest import wait_for
+from tests.integration.helpers import consuming, pipeline, settings_env
 from tests.smtp_server import SmtpServer
-from worker.consumer import Worker
 from worker.relays import Relays
 
 KEY = "credentials-key-of-the-tests-0123456789"
@@ -77,24 +74,17 @@ async def test_each_sender_sends_through_its_own_account(
     with pytest.raises(CredentialsError, match="different key"):
         Box("another-key-that-is-long-enough-0123456789").open(stored)
 
-    env = {
-        "database_url": database, "amqp_url": AMQP_URL, "amqp_prefix": amqp_prefix,
-        "smtp_host": "127.0.0.1", "smtp_port": relay.port, "smtp_username": "relay",
-        "smtp_password": "relay-pass", "credentials_key": KEY,
-    }  # fmt: skip
-    conn = await connect(AMQP_URL, name="test")
-    scheduler = Scheduler(pool, SchedulerSettings.model_validate(env))
-    try:
-        ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
-        topo = await declare(ch, Names.from_prefix(amqp_prefix))
-        pump = Pump(pool, topo.exchange, PumpSettings.model_validate(env))
-        wsettings = WorkerSettings.model_validate(env)
-        relays = Relays(pool, wsettings, check_every=0.1)
-        worker = Worker(pool, relays, wsettings)
-        stop = asyncio.Event()
-        consumer = asyncio.create_task(worker.consume(topo.queue, stop))
-        assert (await scheduler.run_once()).claimed == 2
-        assert await pump.run_once() == 2
+    env = settings_env(database, amqp_prefix, relay.port, smtp_username="relay",
+                       smtp_password="relay-pass", credentials_key=KEY)  # fmt: skip
+    relays: list[Relays] = []
+
+    def routed(ws: WorkerSettings) -> Relays:
+        relays.append(Relays(pool, ws, check_every=0.1))
+        return relays[0]
+
+    async with pipeline(pool, env, smtp=routed) as p, consuming(p):
+        assert (await p.scheduler.run_once()).claimed == 2
+        assert await p.pump.run_once() == 2
         await wait_for(lambda: len(relay.received) == 1 and len(own.received) == 1)
         assert [(r.rcpt_to, r.login) for r in own.received] == [
             (["l1@example.test"], "ana@acme.test")
@@ -112,16 +102,12 @@ async def test_each_sender_sends_through_its_own_account(
             "INSERT INTO leads (sequence_id, sender_id, email) VALUES (1, 1, 'l3@example.test')"
         )
         await asyncio.sleep(0.2)
-        assert (await scheduler.run_once()).claimed == 1
-        assert await pump.run_once() == 1
+        assert (await p.scheduler.run_once()).claimed == 1
+        assert await p.pump.run_once() == 1
         await wait_for(lambda: len(own.received) == 2)
         assert own.received[1].rcpt_to == ["l3@example.test"]
         assert own.failed_logins == 0
-        stop.set()
-        await consumer
-        await relays.close()
-    finally:
-        await conn.close()
+    await relays[0].close()
     event = await pool.fetchval(
         "SELECT data FROM events WHERE type = 'sender_changed' ORDER BY id DESC LIMIT 1"
     )

@@ -4,23 +4,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
 
-from broker.topology import Names, connect, declare
 from core.clock import utcnow
 from db import deliveries
 from ops import status
-from pump.loop import Pump
-from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
-from scheduler.loop import Scheduler
-from tests.conftest import AMQP_URL, wait_for
+from tests.conftest import wait_for
+from tests.integration.helpers import consuming, pipeline, settings_env
 from tests.smtp_server import SmtpServer, _free_port
-from worker.consumer import Worker
-from worker.smtp import SmtpPool
 
 LEADS = 6
 
@@ -29,32 +23,16 @@ async def _run_until(
     pool: asyncpg.Pool, database: str, amqp_prefix: str, port: int,
     *, done: Callable[[], Awaitable[bool]], timeout: float,
 ) -> None:  # fmt: skip
-    env = {
-        "database_url": database, "amqp_url": AMQP_URL, "amqp_prefix": amqp_prefix,
-        "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_circuit_seconds": 1,
-        "retry_base_seconds": 1, "smtp_timeout_seconds": 2,
-    }  # fmt: skip
-    scheduler = Scheduler(pool, SchedulerSettings.model_validate(env))
-    conn = await connect(AMQP_URL, name="test")
-    try:
-        ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
-        topo = await declare(ch, Names.from_prefix(amqp_prefix))
-        pump = Pump(pool, topo.exchange, PumpSettings.model_validate(env))
-        ws = WorkerSettings.model_validate(env)
-        worker = Worker(pool, SmtpPool(ws, 2), ws)
-        stop = asyncio.Event()
-        consumer = asyncio.create_task(worker.consume(topo.queue, stop))
+    env = settings_env(database, amqp_prefix, port, smtp_circuit_seconds=1, retry_base_seconds=1,
+                       smtp_timeout_seconds=2, worker_concurrency=2)  # fmt: skip
+    async with pipeline(pool, env) as p, consuming(p):
 
         async def turn() -> bool:
-            await scheduler.run_once()
-            await pump.run_once()
+            await p.scheduler.run_once()
+            await p.pump.run_once()
             return await done()
 
         await wait_for(turn, timeout=timeout, interval=0.2)
-        stop.set()
-        await consumer
-    finally:
-        await conn.close()
 
 
 @pytest.mark.parametrize("outage", ["refused", "530"])

@@ -5,7 +5,6 @@ of a domain without a key sends unsigned."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import smtplib
 import tempfile
@@ -18,19 +17,14 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from broker.topology import Names, connect, declare
 from core import message
 from core.dkim import load_key, load_keys
 from core.dkim import sign as dkim_sign
-from pump.loop import Pump
-from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
-from scheduler.loop import Scheduler
-from tests.conftest import AMQP_URL, wait_for
+from tests.conftest import wait_for
+from tests.integration.helpers import consuming, pipeline, settings_env
 from tests.mta import Postfix
 from tests.smtp_server import SmtpServer
-from worker.consumer import Worker
 from worker.signing import Signer
-from worker.smtp import SmtpPool
 
 
 def _pem(key: object) -> bytes:
@@ -70,32 +64,15 @@ async def test_messages_leave_signed_and_verify(
             (1, 3, 'l3@example.test', 'Cy');
         """
     )
-    env = {
-        "database_url": database, "amqp_url": AMQP_URL, "amqp_prefix": amqp_prefix,
-        "smtp_host": "127.0.0.1", "smtp_port": smtp.port, "dkim_keys_dir": str(keys_dir),
-        "unsubscribe_url": "https://acme.test/u", "unsubscribe_secret": "k" * 40,
-        "unsubscribe_mailto": "unsubscribe@acme.test",
-    }  # fmt: skip
-    conn = await connect(AMQP_URL, name="test")
-    try:
-        ch = await conn.channel(publisher_confirms=True, on_return_raises=True)
-        topo = await declare(ch, Names.from_prefix(amqp_prefix))
-        wsettings = WorkerSettings.model_validate(env)
-        assert wsettings.dkim_keys_dir is not None
-        worker = Worker(
-            pool, SmtpPool(wsettings, 2), wsettings, signer=Signer(wsettings.dkim_keys_dir)
-        )
-        stop = asyncio.Event()
-        consumer = asyncio.create_task(worker.consume(topo.queue, stop))
-        assert (
-            await Scheduler(pool, SchedulerSettings.model_validate(env)).run_once()
-        ).claimed == 3
-        assert await Pump(pool, topo.exchange, PumpSettings.model_validate(env)).run_once() == 3
+    env = settings_env(
+        database, amqp_prefix, smtp.port, dkim_keys_dir=str(keys_dir),
+        unsubscribe_url="https://acme.test/u", unsubscribe_secret="k" * 40,
+        unsubscribe_mailto="unsubscribe@acme.test",
+    )  # fmt: skip
+    async with pipeline(pool, env, signer=Signer(keys_dir)) as p, consuming(p):
+        assert (await p.scheduler.run_once()).claimed == 3
+        assert await p.pump.run_once() == 3
         await wait_for(lambda: len(smtp.received) == 3)
-        stop.set()
-        await consumer
-    finally:
-        await conn.close()
 
     keys = load_keys(keys_dir)
 
