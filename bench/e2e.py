@@ -28,6 +28,7 @@ from bench.services import (
     service_cpu,
     service_delta,
     spawn_daemon,
+    stop_daemons,
     tree_cpu,
 )
 from ops import dkim as ops_dkim
@@ -108,10 +109,7 @@ async def _run(
             sent = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'")
             checks = await conn.fetchval(LEDGER_CHECK)
         finally:
-            for p in procs.values():
-                p.terminate()
-            for p in procs.values():
-                p.wait(60)
+            stop_daemons(procs)
             for s in spies:
                 s.wait(30)
             await conn.close()

@@ -17,6 +17,7 @@ from bench.services import (
     database,
     drop_topology,
     spawn_daemon,
+    stop_daemons,
 )
 
 
@@ -48,10 +49,7 @@ async def latency(port: int, n: int, log_dir: Path) -> dict[str, float]:
                 samples.append((at - t).total_seconds())
                 await asyncio.sleep(0.02)
         finally:
-            for p in procs.values():
-                p.terminate()
-            for p in procs.values():
-                p.wait(60)
+            stop_daemons(procs)
             await conn.close()
             await drop_topology(prefix)
     samples.sort()

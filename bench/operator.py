@@ -28,6 +28,7 @@ from bench.services import (
     drop_topology,
     free_port,
     spawn_daemon,
+    stop_daemons,
 )
 from ops import tokens
 
@@ -139,10 +140,7 @@ async def emails_rps(port: int, log_dir: Path, seconds: int = 20) -> dict[str, A
             sent = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'")
             scheduled = await conn.fetchval("SELECT count(*) FROM leads")
         finally:
-            for p in procs.values():
-                p.terminate()
-            for p in procs.values():
-                p.wait(60)
+            stop_daemons(procs)
             await conn.close()
             await drop_topology(prefix)
     print(f"POST /emails: {requests} requests, {bad} non-2xx, {broken} socket errors;"

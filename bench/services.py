@@ -164,6 +164,14 @@ def daemon_env(dsn: str, port: int, prefix: str, **extra: str) -> dict[str, str]
     }
 
 
+def stop_daemons(procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every daemon, then wait for each (they drain and exit 0)."""
+    for p in procs.values():
+        p.terminate()
+    for p in procs.values():
+        p.wait(60)
+
+
 def check_alive(procs: dict[str, subprocess.Popen[bytes]], log_dir: Path) -> None:
     """Stop waiting as soon as a daemon has exited: nothing will finish the run."""
     if dead := [m for m, p in procs.items() if p.poll() is not None]:
