@@ -245,7 +245,13 @@ class Worker:
             if wait > 0:
                 not_before = asyncio.get_running_loop().time() + wait
 
-        key = await self.smtp.account_key(job.sender_id)
+        # One lookup of the account the message leaves through: its pool and its circuit.
+        relay: SmtpPool | SendError
+        try:
+            relay = await self.smtp.pool_for(job.sender_id)
+            key = relay.key
+        except SendError as exc:
+            relay, key = exc, f"sender:{job.sender_id}"
         circuit = self.circuits.get(key)
         if circuit is None:
             first_wait = timedelta(seconds=self.settings.smtp_circuit_seconds)
@@ -258,7 +264,11 @@ class Worker:
             case CircuitWait(until):
                 hold_until = self._spread(until, circuit)
             case _:
-                outcome, duration_ms = await self._send(job, not_before)
+                outcome, duration_ms = (
+                    (relay, 0.0)
+                    if isinstance(relay, SendError)
+                    else await self._send(job, not_before, relay)
+                )
                 hold_until = await self._after_send(key, circuit, job, outcome)
         evs = await self._records.submit(
             _Outcome(job, claim.token, claim.attempts, outcome, hold_until, claim.not_before)
@@ -306,7 +316,9 @@ class Worker:
         instant the probe goes: the first of them is the probe, the rest find it answered."""
         return until + timedelta(seconds=self.rng.uniform(0, circuit.wait.total_seconds() / 2))
 
-    async def _send(self, job: SendJob, not_before: float | None) -> tuple[SendError | None, float]:
+    async def _send(
+        self, job: SendJob, not_before: float | None, relay: SmtpPool
+    ) -> tuple[SendError | None, float]:
         """Build and hand over one message; return the failure (or None) and SMTP time in ms."""
         data = email.build(
             email.Email(
@@ -326,12 +338,8 @@ class Worker:
         if self.signer is not None:
             data = self.signer.sign(job.from_address, data)
         try:
-            accepted = await self.smtp.send(
-                job.from_address,
-                job.to_address,
-                data,
-                not_before=not_before,
-                sender_id=job.sender_id,
+            accepted = await relay.send(
+                job.from_address, job.to_address, data, not_before=not_before
             )
         except SendError as exc:
             return exc, exc.duration_ms

@@ -17,7 +17,7 @@ from core.backoff import SmtpFailure
 from db.queries import query
 from runtime.credentials import Box, CredentialsError
 from runtime.settings import WorkerSettings
-from worker.smtp import Accepted, SendError, SmtpPool
+from worker.smtp import SendError, SmtpPool
 
 log = structlog.get_logger()
 
@@ -68,7 +68,9 @@ class Relays:
         except (InvalidAccount, CredentialsError) as exc:
             return str(exc)
 
-    async def _pool_for(self, sender_id: int | None) -> SmtpPool:
+    async def pool_for(self, sender_id: int | None) -> SmtpPool:
+        """The pool of the account `sender_id`'s messages leave through; SendError when the
+        sender's account cannot be used (its circuit's affair, not the lead's)."""
         if sender_id is None:
             return self.relay
         async with self._lock:
@@ -96,25 +98,6 @@ class Relays:
                 account=account,
             )
         return pool
-
-    async def send(
-        self,
-        sender: str,
-        recipient: str,
-        data: bytes,
-        *,
-        not_before: float | None = None,
-        sender_id: int | None = None,
-    ) -> Accepted:
-        pool = await self._pool_for(sender_id)
-        return await pool.send(sender, recipient, data, not_before=not_before)
-
-    async def account_key(self, sender_id: int | None) -> str:
-        """The circuit name of the account `sender_id`'s messages leave through."""
-        try:
-            return (await self._pool_for(sender_id)).key
-        except SendError:
-            return f"sender:{sender_id}"
 
     async def warm(self, count: int) -> int:
         return await self.relay.warm(count)

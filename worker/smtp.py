@@ -328,7 +328,6 @@ class SmtpPool:
         data: bytes,
         *,
         not_before: float | None = None,
-        sender_id: int | None = None,  # one pool serves every sender
     ) -> Accepted:
         """Hand one message to the server; raise SendError on any failure.
 
@@ -362,8 +361,9 @@ class SmtpPool:
             self._idle.put_nowait((conn, loop.time()))
             return Accepted(250, response, _ms(loop.time() - started))
 
-    async def account_key(self, sender_id: int | None) -> str:
-        return self.key
+    async def pool_for(self, sender_id: int | None) -> SmtpPool:
+        """This pool serves every sender (Relays.pool_for picks one per account)."""
+        return self
 
     async def warm(self, count: int) -> int:
         """Open up to `count` connections ahead of the first message; return how many opened.
