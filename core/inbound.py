@@ -110,6 +110,11 @@ def _html_text(html: str) -> str:
     return re.sub(r"<[^>]+>", " ", html)
 
 
+def _ctype(part: Message) -> str:
+    """The part's content type, also when a sender left out the ";" before its parameters."""
+    return part.get_content_type().split()[0]
+
+
 def _parts(msg: Message) -> list[Message]:
     return list(msg.walk())
 
@@ -117,7 +122,7 @@ def _parts(msg: Message) -> list[Message]:
 def _embedded(msg: Message) -> Message | None:
     """The original message a bounce or complaint carries (headers at least)."""
     for part in _parts(msg):
-        ctype = part.get_content_type()
+        ctype = _ctype(part)
         if ctype in ("message/rfc822", "message/global") and part.is_multipart():
             inner = part.get_payload(0)
             if isinstance(inner, Message):
@@ -168,9 +173,12 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"no such (?:user|recipient|mailbox)",
                 r"recipient address rejected: (?:user unknown|unknown user|access denied|no such)",
                 r"invalid recipient",
-                r"not listed in (?:domino|the) directory",
+                r"invalid (?:final delivery )?userid",
+                r"not listed in (?:domino|the|public)",
                 r"check if (?:the )?address is correct",
                 r"(?:address|recipient|mailbox) (?:wasn't|was not) found",
+                r"address (?:couldn't|could not) be found",
+                r"\baddress not found",
                 r"mailbox unavailable",
                 r"does not exist",
                 r"recipient (?:name )?is not recognized",
@@ -183,7 +191,6 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"couldn't find a mail exchanger",
                 r"domain is not reachable",
                 r"host or domain name not found",
-                r"no smtp service",
                 r"not accepting (?:network )?messages",
             ],
         ),
@@ -235,6 +242,7 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"rate limit",
                 r"too many (?:connections|messages|recipients)",
                 r"try again later",
+                r"recipient preferences",
             ],
         ),
         (
@@ -291,6 +299,7 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"name service error",
                 r"unrouteable (?:mail )?domain",
                 r"nxdomain",
+                r"no smtp service",
                 r"domain name not found",
                 r"host not found",
                 r"unknown domain",
@@ -332,16 +341,15 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"no mailbox",
                 r"mailbox (?:not found|unavailable|does not exist|is unavailable)",
                 r"unknown or illegal alias",
-                r"address rejected",
                 r"not a valid (?:mailbox|recipient|user)",
                 r"no (?:such )?account",
                 r"undeliverable address",
                 r"addressee unknown",
                 r"unrouteable address",
+                r"(?:recipient|address) rejected\.?\s*$",  # nothing more said: Postfix's RCPT
                 r"no longer exists",
                 r"bad (?:destination )?mailbox",
                 r"user not local",
-                r"recipient rejected",
                 r"rejected: user",
                 r"not our customer",
                 r"no valid recipients",
@@ -370,7 +378,9 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
 ]
 
 _HARD_STATUS = {"5.1.1": "user_unknown", "5.1.2": "host_unknown", "5.1.6": "moved",
-                "5.1.10": "not_accept", "5.1.3": "user_unknown"}  # fmt: skip
+                "5.1.10": "not_accept", "5.1.3": "user_unknown", "5.4.4": "host_unknown",
+                "5.1.0": "user_unknown"}  # fmt: skip
+_UNKNOWN_USER_STATUS = {"5.1.0", "5.1.1", "5.1.3"}
 # About the sender or the mailbox's state, whatever the words say: never the address itself.
 _SOFT_STATUS = re.compile(r"^[45]\.(?:1\.[78]|2\.0)$")
 
@@ -378,11 +388,18 @@ _SOFT_STATUS = re.compile(r"^[45]\.(?:1\.[78]|2\.0)$")
 _COMMAND_PHRASES = [
     (
         re.compile(
-            r"end of data|after data|data command|command data|message (?:body|content)", re.I
+            r"end of data|after data|data command|command data|message (?:body|content)|"
+            r"smtp command\W*data\b",
+            re.I,
         ),
         "DATA",
     ),
-    (re.compile(r"rcpt to|rcpt command|recipient command|does not like recipient", re.I), "RCPT"),
+    (
+        re.compile(
+            r"rcpt to|rcpt command|recipient command|does not like recipient|smtp:rcpt\b", re.I
+        ),
+        "RCPT",
+    ),
     (re.compile(r"mail from|mail command", re.I), "MAIL"),
 ]
 
@@ -429,8 +446,19 @@ def verdict(status: str | None, diagnostic: str, stage: str = "") -> tuple[str, 
         return reason, False  # the server will think again
     if hard and status is not None and _SOFT_STATUS.match(status):
         return "rejected", False
-    if hard and reason == "user_unknown" and refused_command(stage or diagnostic) == "DATA":
-        return "filtered", False  # refused with the content in hand: a filter's verdict
+    if hard and reason == "user_unknown":
+        # Words alone are not enough: filters say "no such user" too. A refusal with the
+        # content in hand, or a status about something other than the address (the mailbox's
+        # state, the system, the content, security: RFC 3463's X.2, X.3, X.6, X.7), is a
+        # filter's verdict unless the server refused the recipient itself at RCPT TO.
+        command = refused_command(stage or diagnostic)
+        if command in ("MAIL", "HELO", "EHLO"):
+            return "rejected", False  # refused before the recipient was named
+        about_else = status is not None and status.split(".")[1] in ("2", "3", "6", "7")
+        if status in _UNKNOWN_USER_STATUS:
+            return reason, hard  # the status names the address, whatever the stage
+        if command == "DATA" or (about_else and command != "RCPT"):
+            return "filtered", False
     return reason, hard
 
 
@@ -457,7 +485,7 @@ def _complaint(msg: Message) -> list[str] | None:
         return [_lower_address(a) for _, a in getaddresses(original.get_all("To", [])) if a]
     report = None
     for part in _parts(msg):
-        if part.get_content_type() == "message/feedback-report":
+        if _ctype(part) == "message/feedback-report":
             report = part
             break
     if report is None:
@@ -522,7 +550,7 @@ def _blocks(text: str) -> list[list[tuple[str, str]]]:
 
 
 def _ses(msg: Message) -> Inbound | None:
-    text = "\n".join(_decoded(p) for p in _parts(msg) if p.get_content_type() == "text/plain")
+    text = "\n".join(_decoded(p) for p in _parts(msg) if _ctype(p) == "text/plain")
     start = text.find('{"notificationType"')
     if start < 0:
         return None
@@ -562,15 +590,15 @@ def _dsn(msg: Message) -> list[Failure] | None:
         (
             p
             for p in _parts(msg)
-            if p.get_content_type()
+            if _ctype(p)
             in ("message/delivery-status", "message/global-delivery-status", "text/delivery-status")
         ),
         None,
     )
-    if part is None:
+    text = _report_text(part) if part is not None else _inline_report(msg)
+    if not text:
         return None
     failures = []
-    text = _report_text(part)
     for block in _blocks(text):
         fields = dict(block)
         recipient = fields.get("final-recipient") or fields.get("original-recipient") or ""
@@ -588,6 +616,8 @@ def _dsn(msg: Message) -> list[Failure] | None:
         diagnostic = _text(fields.get("diagnostic-code", "")).partition(";")[2].strip() or _text(
             fields.get("diagnostic-code", "")
         )
+        if not diagnostic:  # some MTAs give the server's answer only in the notice's text
+            diagnostic = _line_about(address, _transcript(msg))
         if status is None or status.endswith(".0.0"):
             status = _status_in(diagnostic) or status
         stage = " ".join(fields.get(k, "") for k in ("x-postfix-sender", "x-actual-recipient"))
@@ -598,16 +628,41 @@ def _dsn(msg: Message) -> list[Failure] | None:
     return failures
 
 
+_REPORT_START = re.compile(r"^(?:Reporting-MTA|Final-Recipient):", re.IGNORECASE | re.MULTILINE)
+
+
+def _inline_report(msg: Message) -> str:
+    """The delivery-status fields of a report whose MIME structure was lost on the way (its
+    parts run together as text), from the first report field on."""
+    if msg.is_multipart() and any(not p.is_multipart() for p in _parts(msg)[1:]):
+        return ""
+    text = _decoded(msg) if not msg.is_multipart() else ""
+    start = _REPORT_START.search(text)
+    return text[start.start() :] if start is not None and "final-recipient" in text.lower() else ""
+
+
+def _line_about(address: str, text: str) -> str:
+    """What `text` says of `address`: the rest of a line that starts with it (as in
+    "a@b: 550 …"), else the paragraph that names it with the heading above it."""
+    for line in text.splitlines():
+        head, _, rest = line.strip().partition(":")
+        if _lower_address(head) == address and rest.strip():
+            return rest.strip()
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    for i, paragraph in enumerate(paragraphs):
+        if address in paragraph.lower():
+            return _text(" ".join(paragraphs[max(0, i - 1) : i + 1]))[:1000]
+    return ""
+
+
 def _transcript(msg: Message) -> str:
     """What a bounce's text says about the SMTP exchange (e.g. a transcript with >>> DATA)."""
-    return "\n".join(
-        _decoded(p) for p in _parts(msg) if p.get_content_type() in ("text/plain", "text/html")
-    )
+    return "\n".join(_decoded(p) for p in _parts(msg) if _ctype(p) in ("text/plain", "text/html"))
 
 
 # --- free-form bounces -------------------------------------------------------------------
 
-_BOUNCE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery|mail ?administrator|mdaemon",
+_BOUNCE_FROM = re.compile(r"mailer-daemon|post_?master|mail delivery|mail ?administrator|mdaemon",
                           re.IGNORECASE)  # fmt: skip
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery (?:status|failure|failed|notification|problem|has failed)|"
@@ -621,7 +676,10 @@ _SEPARATOR = re.compile(
     r"^(?:-+ ?(?:Below this line is a copy|original message|This is a copy|Original message)|"
     r"------ This is a copy of the message|Content-Type: message/rfc822|"
     r"-{2,}\s*(?:The )?[Oo]riginal message|\s*--- Original message ---|"
-    r"Message headers follow|-+ ?Returned message|The original message (?:was|headers))",
+    r"Message headers follow|-+ ?Returned message|"
+    r"The original message (?:was (?!received)|headers)|"
+    r".*(?:message text|original message|copy of the (?:original )?message) follows|"
+    r"(?:Received: from|Return-Path:) )",
     re.MULTILINE | re.IGNORECASE,
 )
 
@@ -645,7 +703,7 @@ def _body_text(msg: Message) -> str:
     for part in _parts(msg):
         if part.get_content_maintype() == "multipart":
             continue
-        ctype = part.get_content_type()
+        ctype = _ctype(part)
         if ctype in ("message/rfc822", "text/rfc822-headers"):
             break
         if ctype in ("text/plain", "text/html"):
@@ -657,6 +715,9 @@ def _body_text(msg: Message) -> str:
             if text.strip():
                 return text
     return ""
+
+
+_ID_BEFORE = re.compile(r"(?:message-?id|msg-?id|queue-?id|\bid)\s*[:=]?\s*<?\s*$")
 
 
 def _freeform(msg: Message) -> list[Failure]:
@@ -675,7 +736,7 @@ def _freeform(msg: Message) -> list[Failure]:
         before = text[max(0, m.start() - 40) : m.start()].lower()
         if address in ours or _BOUNCE_FROM.search(local) or local in ("root", "noreply"):
             continue
-        if "message-id" in before or "id:" in before[-6:]:
+        if _ID_BEFORE.search(before) or re.search(r"contact\s*<?$", before):
             continue  # a Message-ID, not an address
         if address not in (a for a, _ in found):
             found.append((address, m.start()))
@@ -686,7 +747,7 @@ def _freeform(msg: Message) -> list[Failure]:
         found = [(_lower_address(a), 0) for _, a in getaddresses(original.get_all("To", [])) if a]
         found = [f for f in found if f[0] not in ours]
     if not found:  # the copy of the original inline, after the notice's own words
-        whole = "\n".join(_decoded(p) for p in _parts(msg) if p.get_content_type() == "text/plain")
+        whole = "\n".join(_decoded(p) for p in _parts(msg) if _ctype(p) == "text/plain")
         if to := re.search(r"^To:\s*(.+)$", whole[len(text) :], re.MULTILINE):
             found = [(_lower_address(a), 0) for _, a in getaddresses([to.group(1)]) if "@" in a]
             found = [f for f in found if f[0] not in ours]
@@ -737,10 +798,10 @@ def _own_text(msg: Message) -> str:
     """A reply's own words: its text without the quoted message below them."""
     text = ""
     for part in _parts(msg):
-        if part.get_content_type() == "text/plain":
+        if _ctype(part) == "text/plain":
             text = _decoded(part)
             break
-        if part.get_content_type() == "text/html" and not text:
+        if _ctype(part) == "text/html" and not text:
             text = _html_text(_decoded(part))
     lines = []
     for line in text.replace("\r\n", "\n").split("\n"):
@@ -768,7 +829,7 @@ def classify(raw: bytes) -> Inbound:
     original = _embedded(msg)
     carried = _ids(_header(original, "Message-ID")) if original is not None else []
     if not carried:  # a copy of the original inline in the text
-        whole = "\n".join(_decoded(p) for p in _parts(msg) if p.get_content_type() == "text/plain")
+        whole = "\n".join(_decoded(p) for p in _parts(msg) if _ctype(p) == "text/plain")
         carried = [i for i in _ids(" ".join(_INLINE_ID.findall(whole))) if i != message_id]
 
     if (notification := _ses(msg)) is not None:

@@ -31,8 +31,8 @@ for my $f (@ARGV) {
   print join("\t", $f, lc $_->recipient->address, $_->reason, $_->softbounce), "\n" for @$r;
 }
 """
-AGREEMENT_FLOOR = 0.79
-WRONG_HARD_CEILING = 0.10
+AGREEMENT_FLOOR = 0.83
+WRONG_HARD_CEILING = 0.07
 
 
 def _oracle(files: list[Path]) -> dict[str, set[tuple[str, str]]]:
@@ -74,16 +74,19 @@ def test_the_classifier_agrees_with_sisimai_on_real_bounces() -> None:
     assert len(files) > 400, CORPUS
     oracle = _oracle(files)
     table: collections.Counter[tuple[str, str]] = collections.Counter()
-    agree = wrong_hard = 0
+    agree = wrong_hard = read = agree_read = 0
     for path in files:
         want, got = oracle[path.name], _ours(path.read_bytes())
         agree += want == got
+        read += bool(want)  # Debian's Sisimai 4.25 has no verdict for some MTAs (DragonFly)
+        agree_read += bool(want) and want == got
         wrong_hard += any(v == "hard" and (r, "hard") not in want for r, v in got)
         table[(",".join(sorted({v for _, v in want})) or "none",
                ",".join(sorted({v for _, v in got})) or "none")] += 1  # fmt: skip
     print(f"\n{len(files)} messages: agree {agree} ({agree / len(files):.1%}),"
           f" hard suppressions Sisimai does not call hard: {wrong_hard}"
-          f" ({wrong_hard / len(files):.1%})")  # fmt: skip
+          f" ({wrong_hard / len(files):.1%}); of the {read} Sisimai gives a verdict for,"
+          f" agree {agree_read} ({agree_read / read:.1%})")  # fmt: skip
     for (theirs, ours), n in sorted(table.items()):
         print(f"  Sisimai {theirs:>14}  ours {ours:>14}  {n:4}")
     assert agree / len(files) >= AGREEMENT_FLOOR

@@ -159,10 +159,18 @@ def test_hard_only_when_the_address_does_not_exist_or_is_gone() -> None:
     assert verdict("5.7.1", "550 5.7.1 relaying denied")[1] is False  # a policy: not the address
     assert verdict("4.4.7", "retry timeout exceeded") == ("expired", False)
     assert verdict("5.1.8", "Domain of sender address does not exist")[1] is False
-    assert verdict("5.1.1", "User unknown", ">>> DATA\n<<< 550 5.1.1 User unknown") == (
+    # Words alone: a filter refusing the content says "user unknown" too.
+    assert verdict("5.0.0", "User unknown", ">>> DATA\n<<< 550 5.0.0 User unknown") == (
         "filtered",
         False,
     )
+    assert verdict("5.7.1", "550 5.7.1 User unknown") == ("filtered", False)
+    assert verdict("5.7.1", "User unknown", ">>> RCPT To:<a@b>\n<<< 550 5.7.1 User unknown")[1]
+    # The status names the address, whatever the stage; a refusal before RCPT is not about it.
+    assert verdict("5.1.1", "User unknown", ">>> DATA\n<<< 550 5.1.1 User unknown")[1]
+    assert verdict("5.0.0", "No such user", "after MAIL FROM:<me@x>") == ("rejected", False)
+    assert verdict("5.0.0", "550 <a@b>: Recipient address rejected.") == ("user_unknown", True)
+    assert verdict("5.0.0", "550 <a@b>: Recipient address rejected: policy")[1] is False
 
 
 def test_the_refused_command_is_read_from_a_transcript_or_words() -> None:
@@ -177,3 +185,32 @@ def test_the_refused_command_is_read_from_a_transcript_or_words() -> None:
 @settings(max_examples=300, deadline=None)
 def test_any_bytes_get_a_verdict(raw: bytes) -> None:
     assert classify(raw).kind in Kind
+
+
+def test_a_report_whose_parts_ran_together_is_still_read() -> None:
+    body = (
+        "The following addresses had permanent fatal errors\n\n"
+        "Reporting-MTA: dns; mx.example.test\n\n"
+        "Final-Recipient: RFC822; gone@example.test\nAction: failed\nStatus: 5.1.1\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\n"
+    )
+    got = classify(_mail("Subject: Returned mail\nFrom: MAILER-DAEMON@example.test", body))
+    assert got.kind == Kind.BOUNCE
+    assert [(f.recipient, f.hard, f.status) for f in got.failures] == [
+        ("gone@example.test", True, "5.1.1")
+    ]
+
+
+def test_a_report_without_a_diagnostic_takes_the_notice_s_words_for_its_recipient() -> None:
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.test\nTo: ana@acme.test\nSubject: Delivery failure\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        b"--B\nContent-Type: text/plain\n\n"
+        b"full@example.test: 552 5.2.2 Mailbox full\n"
+        b"gone@example.test: 550 5.1.1 Recipient address rejected: User unknown\n\n"
+        b"--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.test\n\n"
+        b"Final-Recipient: rfc822; gone@example.test\nAction: failed\nStatus: 5.0.0\n\n"
+        b"Final-Recipient: rfc822; full@example.test\nAction: failed\nStatus: 5.0.0\n\n--B--\n"
+    )
+    got = {f.recipient: (f.hard, f.status) for f in classify(raw).failures}
+    assert got == {"gone@example.test": (True, "5.1.1"), "full@example.test": (False, "5.2.2")}
