@@ -6,13 +6,14 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps test lint types unit integration e2e fmt bench fault-long clean
+.PHONY: install system-deps browser-deps test lint types unit integration e2e fmt bench fault-long clean
 
 # Real peers the tests run, from Debian's packages (installed when missing and apt-get can,
 # as root): Sisimai, the bounce classifier the tests compare ours with; Dovecot, the IMAP
 # server the inbox daemon reads (a private instance per test session); postfix, the MTA a
-# DKIM-signed message passes before it is verified.
-SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd postfix
+# DKIM-signed message passes before it is verified; Chromium, the browser the console's tests
+# drive (Playwright, pointed at /usr/bin/chromium: no browser download).
+SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd postfix chromium
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,7 +39,12 @@ system-deps:
 	  else echo "missing Debian packages the tests need: $$missing"; fi; \
 	fi
 
-test: lint types system-deps
+# The console's tests also run an OpenID provider and axe-core, from the npm registry
+# (tests/browser/package-lock.json), with the machine's Node.js.
+browser-deps:
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+
+test: lint types system-deps browser-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install

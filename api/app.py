@@ -21,8 +21,8 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from api import console, models, problems
 from api import metrics as api_metrics
-from api import models, problems
 from api.problems import Problem
 from broker.topology import Names
 from core.clock import utcnow
@@ -181,6 +181,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     )
     problems.install(app)
     app.state.tokens = _Tokens()
+    app.state.settings = settings
 
     v1 = APIRouter(prefix="/api/v1", responses=models.problems(401, 422))
 
@@ -591,6 +592,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
             return HTMLResponse(_PAGE.format(body="<p>Unsubscribing is not set up.</p>"), 503)
         return HTMLResponse(_PAGE.format(body="<p>You are unsubscribed.</p>"))
 
+    console.install(app, settings)
     return app
 
 

@@ -140,6 +140,12 @@ def reply_subject(first: str) -> str:
     return subject
 
 
+def render_job(lead: DueLead, settings: Settings) -> SendJob:
+    """The message `lead`'s step would be (TemplateError when it cannot be rendered): what
+    the console's preview shows."""
+    return _render(lead, settings, None)
+
+
 def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJob:
     assert lead.sender_email is not None
     assert lead.sender_id is not None

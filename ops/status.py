@@ -35,6 +35,9 @@ log = structlog.get_logger()
 REPLICA_SILENCE = timedelta(seconds=60)
 # The event types a sequence's last day counts.
 OUTCOMES = ("sent", "replied", "bounced", "unsubscribed", "complained", "failed")
+# The console's chart: hours on each side of now, and how many due leads its forecast reads.
+CHART_HOURS = 48
+FORECAST_CAP = 50_000
 
 
 def _q(name: str) -> str:
@@ -234,6 +237,50 @@ async def read(conn: Conn, depths: QueueDepths | None, now: datetime) -> Overvie
     return Overview(now, sequences, senders, await pipeline(conn, depths, now))
 
 
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """Sends per hour for the past CHART_HOURS (this hour last) and, for the next
+    CHART_HOURS (this hour first), the leads of active sequences due in each: a lead's due
+    time already carries its window and its pacing slot once the scheduler has looked at
+    it."""
+
+    now_hour: datetime
+    past: list[dict[str, int]]  # per hour: sent, failed, bounced, replied
+    due: list[int]
+    due_capped: bool  # the forecast stopped at FORECAST_CAP leads
+
+
+async def chart(conn: Conn, now: datetime) -> Chart:
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    first = hour - timedelta(hours=CHART_HOURS - 1)
+    past = [dict.fromkeys(("sent", "failed", "bounced", "replied"), 0) for _ in range(CHART_HOURS)]
+    kinds = list(past[0])
+    for r in await conn.fetch(_q("hourly"), first, kinds):
+        i = int((r["hour"] - first).total_seconds() // 3600)
+        if 0 <= i < CHART_HOURS:
+            past[i][r["type"]] += r["n"]
+    due = [0] * CHART_HOURS
+    total = 0
+    end = hour + timedelta(hours=CHART_HOURS)
+    for r in await conn.fetch(_q("forecast"), hour, end, FORECAST_CAP):
+        i = int((r["hour"] - hour).total_seconds() // 3600)
+        if 0 <= i < CHART_HOURS:
+            due[i] += r["n"]
+        total += r["n"]
+    return Chart(hour, past, due, total >= FORECAST_CAP)
+
+
+async def funnel(
+    conn: Conn, sequence_id: int, positions: list[int]
+) -> list[tuple[int, dict[str, int]]]:
+    """A sequence's events at each of its steps (by position), since it began."""
+    out = {p: dict.fromkeys(OUTCOMES, 0) for p in positions}
+    for r in await conn.fetch(_q("funnel"), sequence_id):
+        if r["step"] in out and r["type"] in OUTCOMES:
+            out[r["step"]][r["type"]] += r["n"]
+    return sorted(out.items())
+
+
 class Shared:
     """One status read shared by every caller of a process (API requests, the metrics
     scrape, every open console page): a read younger than `max_age` is reused, and callers
@@ -245,6 +292,19 @@ class Shared:
         self.max_age = max_age
         self._last: tuple[float, Overview] | None = None
         self._lock = asyncio.Lock()
+        self._chart: tuple[float, Chart] | None = None
+        self._chart_lock = asyncio.Lock()
+
+    async def chart(self) -> Chart:
+        """The console's chart, shared like the overview (one read per `max_age`)."""
+        async with self._chart_lock:
+            mono = time.monotonic()
+            if self._chart is not None and mono - self._chart[0] < max(self.max_age, 2.0):
+                return self._chart[1]
+            async with self.pool.acquire() as conn:
+                view = await chart(conn, utcnow())
+            self._chart = (time.monotonic(), view)
+            return view
 
     async def get(self) -> Overview:
         async with self._lock:

@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core import dkim
@@ -125,6 +132,46 @@ class ApiSettings(BrokerSettings):
     api_port: int = Field(default=8080, ge=1, le=65535)
     # Verifies one-click unsubscribe tokens (the scheduler's key).
     unsubscribe_secret: SecretStr = SecretStr("")
+    # The web console at / (DESIGN §14): OpenID Connect sign-in; only CONSOLE_ALLOWED
+    # (addresses and @domains, comma-separated) get a session. Without OIDC_ISSUER the
+    # console is off (the REST API works as before).
+    oidc_issuer: str | None = Field(default=None, max_length=500)
+    oidc_client_id: str | None = Field(default=None, max_length=500)
+    oidc_client_secret: SecretStr | None = None
+    console_allowed: str = Field(default="", max_length=10_000)
+    session_secret: SecretStr = SecretStr("")
+    # Session cookies go over HTTPS only; false for a console on http://localhost.
+    session_cookie_secure: bool = True
+    session_max_age_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+
+    @field_validator("oidc_issuer")
+    @classmethod
+    def _issuer(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://127.", "http://localhost")):
+            raise ValueError("must be an https:// URL (http only for a provider on this host)")
+        return v.rstrip("/") if v else v
+
+    @model_validator(mode="after")
+    def _console_complete(self) -> ApiSettings:
+        if not self.oidc_issuer:
+            return self
+        missing = [n for n in ("oidc_client_id", "oidc_client_secret", "console_allowed")
+                   if not getattr(self, n)]  # fmt: skip
+        if missing:
+            raise ValueError(
+                "the console (OIDC_ISSUER is set) also needs "
+                + ", ".join(n.upper() for n in missing)
+            )
+        if len(self.session_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"the console needs SESSION_SECRET of at least {MIN_SECRET_BYTES} bytes to sign"
+                " its sessions (e.g. `openssl rand -base64 48`)"
+            )
+        return self
+
+    @property
+    def console_on(self) -> bool:
+        return bool(self.oidc_issuer)
 
 
 class PumpSettings(BrokerSettings):

@@ -27,6 +27,7 @@ from datetime import datetime
 import structlog
 
 from core import planner, render
+from core.schemas import SendJob
 
 log = structlog.get_logger()
 
@@ -86,6 +87,21 @@ def plan_batch(
             break
         decisions.append(_plan_one(lead, now, settings, seconds))
     return decisions
+
+
+def _preview_one(
+    lead: planner.DueLead, settings: planner.Settings, seconds: float
+) -> SendJob | str:
+    """The rendered message, or why it cannot be rendered (in the child, under the timer)."""
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return planner.render_job(lead, settings)
+    except render.BudgetExceeded as exc:
+        return str(exc).replace("_timeout_", f"rendering took longer than {seconds:g} s")
+    except Exception as exc:  # TemplateError, or data the message rules refuse
+        return str(exc)[:1000] or type(exc).__name__
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 # --- in the parent --------------------------------------------------------------------
@@ -172,3 +188,17 @@ async def plan(
             )
         decisions.append(decision)
     return decisions
+
+
+async def preview(
+    lead: planner.DueLead, settings: planner.Settings, seconds: float
+) -> SendJob | str:
+    """Render `lead`'s step as the scheduler would, in the same child and budget: the
+    message, or the error an operator should see."""
+    loop = asyncio.get_running_loop()
+    fut = loop.run_in_executor(_pool(), _preview_one, lead, settings, seconds)
+    try:
+        return await asyncio.wait_for(fut, seconds + HANG_GRACE_SECONDS)
+    except (TimeoutError, concurrent.futures.BrokenExecutor):
+        _kill_child()
+        return f"rendering did not finish within {seconds:g} s"

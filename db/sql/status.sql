@@ -46,3 +46,19 @@ FROM daemon_replicas WHERE seen_at >= $1::timestamptz ORDER BY service, host, pi
 
 -- name: fold
 SELECT fold_counts($1::timestamptz)
+
+-- name: forecast
+-- Leads of active sequences due before $2, per hour from $1 (a lead already due counts in
+-- the first hour), from the first $3 in due order (the console's forecast).
+SELECT date_trunc('hour', greatest(l.next_run_at, $1::timestamptz)) AS hour, count(*) AS n
+FROM (
+    SELECT l.next_run_at FROM leads l JOIN sequences s ON s.id = l.sequence_id
+    WHERE l.status = 'active' AND l.next_run_at < $2::timestamptz AND s.status = 'active'
+    ORDER BY l.next_run_at LIMIT $3
+) l
+GROUP BY 1 ORDER BY 1
+
+-- name: funnel
+-- A sequence's events by step and type, since it began.
+SELECT step, type, sum(n)::bigint AS n
+FROM activity_changes WHERE sequence_id = $1 GROUP BY 1, 2

@@ -1,0 +1,132 @@
+"""Who may use the console: OpenID Connect sign-in (authorization code with PKCE; Authlib
+checks the state, the nonce, and the ID token's signature, issuer, audience and expiry),
+`CONSOLE_ALLOWED`, a signed session cookie, and a CSRF token on every change."""
+
+from __future__ import annotations
+
+import secrets
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from authlib.deprecate import AuthlibDeprecationWarning
+from fastapi import Request
+from joserfc.errors import JoseError
+
+with warnings.catch_warnings():
+    # Authlib's client for Starlette imports its own (deprecated) httpx module; said on
+    # stderr at every start, it would be the one line of the API's log that is not JSON.
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.starlette_client import OAuth, OAuthError
+
+log = structlog.get_logger()
+
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "x-csrf-token"
+
+
+class Refused(Exception):
+    """A sign-in that does not get a session; the message is shown to the person."""
+
+
+class NotSignedIn(Exception):
+    """A console page asked for without a session."""
+
+
+class BadCsrf(Exception):
+    """A change without the session's CSRF token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """`CONSOLE_ALLOWED`: addresses and @domains, comma- or space-separated."""
+
+    addresses: frozenset[str]
+    domains: frozenset[str]
+
+    @classmethod
+    def parse(cls, text: str) -> Allowed:
+        entries = [e.strip().lower() for e in text.replace(",", " ").split() if e.strip()]
+        return cls(
+            frozenset(e for e in entries if not e.startswith("@")),
+            frozenset(e[1:] for e in entries if e.startswith("@")),
+        )
+
+    def __contains__(self, email: object) -> bool:
+        if not isinstance(email, str) or email.count("@") != 1 or email.startswith("@"):
+            return False
+        address = email.strip().lower()
+        return address in self.addresses or address.rpartition("@")[2] in self.domains
+
+
+class Auth:
+    def __init__(self, issuer: str, client_id: str, client_secret: str, allowed: str) -> None:
+        self.allowed = Allowed.parse(allowed)
+        self.oauth = OAuth()
+        self.oauth.register(
+            "oidc",
+            client_id=client_id,
+            client_secret=client_secret,
+            server_metadata_url=f"{issuer}/.well-known/openid-configuration",
+            client_kwargs={"scope": "openid email", "code_challenge_method": "S256"},
+        )
+
+    async def start(self, request: Request, redirect_uri: str) -> Any:
+        """The redirect to the provider (state, nonce and PKCE verifier kept in the session)."""
+        return await self.oauth.oidc.authorize_redirect(request, redirect_uri)
+
+    async def finish(self, request: Request) -> str:
+        """The signed-in address, after the provider sent the person back; Refused when the
+        answer does not hold (state, token, signature, audience, nonce) or the address is
+        not allowed."""
+        try:
+            token = await self.oauth.oidc.authorize_access_token(request)
+        except (OAuthError, JoseError, ValueError, KeyError) as exc:
+            log.warning("console_signin_refused", reason=type(exc).__name__, error=str(exc))
+            raise Refused("The sign-in could not be verified. Try again.") from None
+        claims = dict(token.get("userinfo") or {})
+        if not claims.get("email"):  # a provider that keeps it for the userinfo endpoint
+            try:
+                more = await self.oauth.oidc.userinfo(token=token)
+            except (OAuthError, ValueError, OSError) as exc:
+                log.warning("console_signin_refused", reason="userinfo", error=str(exc))
+                raise Refused("The sign-in could not be verified. Try again.") from None
+            if more.get("sub") == claims.get("sub"):
+                claims.update(more)
+        email = str(claims.get("email") or "").lower()
+        if not email or claims.get("email_verified") is False:
+            log.warning("console_signin_refused", reason="no verified email")
+            raise Refused("The provider did not give a verified email address.")
+        if email not in self.allowed:
+            log.warning("console_signin_refused", reason="not allowed", email=email)
+            raise Refused(f"{email} may not use this console.")
+        log.info("console_signed_in", email=email)
+        return email
+
+
+def user(request: Request) -> str:
+    """The signed-in address; NotSignedIn without one."""
+    email = request.session.get("user")
+    if not isinstance(email, str):
+        raise NotSignedIn
+    return email
+
+
+def csrf_token(request: Request) -> str:
+    token = request.session.get(CSRF_FIELD)
+    if not isinstance(token, str):
+        token = request.session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+async def check_csrf(request: Request) -> None:
+    """A change must carry the session's token (a form field or, for htmx, a header)."""
+    expected = request.session.get(CSRF_FIELD)
+    given = request.headers.get(CSRF_HEADER)
+    if given is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    if not isinstance(expected, str) or not given or not secrets.compare_digest(expected, given):
+        raise BadCsrf

@@ -1,0 +1,729 @@
+"""The console's pages and the forms behind them; every one calls a use case in `ops/`."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, time
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
+from starlette.datastructures import UploadFile
+
+from api.console import auth
+from broker.topology import Names
+from core.clock import utcnow
+from core.lifecycle import Status
+from ops import (
+    actions,
+    dead_letters,
+    definitions,
+    emails,
+    imports,
+    leads,
+    previews,
+    senders,
+    sequences,
+    status,
+    suppressions,
+    tokens,
+)
+from ops.errors import Conflict, Invalid, NotFound
+
+log = structlog.get_logger()
+
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+env = templates.env
+router = APIRouter(include_in_schema=False)
+
+# The most rejected rows an import page hands back for download.
+REJECTS_KEPT = 10_000
+IMPORT_MAX_BYTES = 200 * 2**20
+
+
+# --- template helpers ------------------------------------------------------------------
+
+
+def _number(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else ("—" if value is None else str(value))
+
+
+def _when(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "—"
+    seconds = ((now or utcnow()) - value).total_seconds()
+    later, seconds = seconds < 0, abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            text = f"{seconds / size:.0f} {unit}"
+            break
+    else:
+        text = f"{seconds:.0f} s"
+    return f"in {text}" if later else f"{text} ago"
+
+
+def _user_text(value: Any) -> Markup:
+    """Text from leads or senders: escaped, and isolated so a right-to-left run or an
+    override character cannot reorder the page around it."""
+    return Markup("<bdi>{}</bdi>").format("" if value is None else value)
+
+
+env.filters["n"] = _number
+env.filters["ago"] = _when
+env.filters["u"] = _user_text
+env.filters["json"] = lambda v: json.dumps(v, default=str, ensure_ascii=False, indent=1)
+env.globals["statuses"] = [s.value for s in Status]
+
+NAV = [
+    ("/", "Overview"),
+    ("/sequences", "Sequences"),
+    ("/leads", "Leads"),
+    ("/import", "Import"),
+    ("/emails/new", "Schedule an email"),
+    ("/dead-letters", "Dead letters"),
+    ("/suppressions", "Suppressions"),
+    ("/senders", "Senders"),
+    ("/tokens", "API tokens"),
+]
+
+
+def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
+    """A page (or, for htmx, a fragment) with the signed-in user and the CSRF token."""
+    ctx.setdefault("title", name.removesuffix(".html").replace("_", " ").capitalize())
+    return templates.TemplateResponse(
+        request,
+        name,
+        {
+            "user": request.session.get("user"),
+            "csrf": auth.csrf_token(request),
+            "nav": NAV,
+            "path": request.url.path,
+            "now": utcnow(),
+            **ctx,
+        },
+        status_code=status_code,
+    )
+
+
+def problem(request: Request, code: int, message: str) -> HTMLResponse:
+    return page(request, "problem.html", code, title="Not done", message=message)
+
+
+async def _pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.pool
+    return pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(_pool)]
+User = Annotated[str, Depends(auth.user)]
+Checked = Depends(auth.check_csrf)
+
+
+def _back(to: str, note: str | None = None) -> RedirectResponse:
+    sep = "&" if "?" in to else "?"
+    return RedirectResponse(f"{to}{sep}note={note}" if note else to, status_code=303)
+
+
+# --- signing in ------------------------------------------------------------------------
+
+
+@router.get("/signin")
+async def signin(request: Request, why: str | None = None) -> HTMLResponse:
+    return page(request, "signin.html", title="Sign in", why=request.session.pop("refused", None))
+
+
+@router.get("/auth/login")
+async def login(request: Request) -> Any:
+    known: auth.Auth = request.app.state.console_auth
+    return await known.start(request, str(request.url_for("auth_callback")))
+
+
+@router.get("/auth/callback", name="auth_callback")
+async def callback(request: Request) -> Response:
+    known: auth.Auth = request.app.state.console_auth
+    try:
+        email = await known.finish(request)
+    except auth.Refused as exc:
+        request.session.clear()
+        request.session["refused"] = str(exc)
+        return RedirectResponse("/signin", status_code=303)
+    request.session.clear()  # a new session for the signed-in person (no fixation)
+    request.session["user"] = email
+    auth.csrf_token(request)
+    return RedirectResponse("/", status_code=303)
+
+
+@router.post("/auth/logout", dependencies=[Checked])
+async def logout(request: Request) -> Response:
+    log.info("console_signed_out", email=request.session.get("user"))
+    request.session.clear()
+    return RedirectResponse("/signin", status_code=303)
+
+
+# --- overview --------------------------------------------------------------------------
+
+
+async def _overview(request: Request) -> dict[str, Any]:
+    shared: status.Shared = request.app.state.status
+    view = await shared.get()
+    chart = await shared.chart()
+    totals = dict.fromkeys(Status, 0)
+    for s in view.sequences:
+        for k, v in s.leads.items():
+            totals[Status(k)] += v
+    sent_hour = sum(s.sent_last_hour for s in view.senders)
+    return {
+        "view": view,
+        "chart": chart,
+        "totals": totals,
+        "sent_hour": sent_hour,
+        "peak": max([1, *(h["sent"] + h["failed"] for h in chart.past), *chart.due]),
+    }
+
+
+@router.get("/")
+async def overview(request: Request, _user: User) -> HTMLResponse:
+    return page(request, "overview.html", title="Overview", **await _overview(request))
+
+
+@router.get("/live/overview")
+async def overview_live(request: Request, _user: User) -> HTMLResponse:
+    return page(request, "overview_live.html", **await _overview(request))
+
+
+# --- sequences -------------------------------------------------------------------------
+
+
+@router.get("/sequences")
+async def sequence_list(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+    view = await request.app.state.status.get()
+    async with pool.acquire() as conn:
+        items = await definitions.sequences(conn, limit=500)
+        funnels = {}
+        for s in items:
+            steps = await definitions.steps(conn, s["id"])
+            rows = await status.funnel(conn, s["id"], [st["position"] for st in steps])
+            funnels[s["id"]] = (rows, _totals(rows))
+    by_id = {s.id: s for s in view.sequences}
+    return page(
+        request,
+        "sequences.html",
+        title="Sequences",
+        items=items,
+        funnels=funnels,
+        counts=by_id,
+        note=request.query_params.get("note"),
+    )
+
+
+def _totals(rows: list[tuple[int, dict[str, int]]]) -> dict[str, int]:
+    return {k: sum(r[k] for _, r in rows) for k in status.OUTCOMES}
+
+
+def _time(text: str) -> time | None:
+    text = text.strip()
+    if not text or text.startswith("24:"):
+        return None
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise Invalid("window", f"{text!r} is not a time of day (HH:MM)") from None
+
+
+def _spec(form: dict[str, str], sender_list: list[str]) -> dict[str, Any]:
+    if not form.get("name", "").strip():
+        raise Invalid("name", "a sequence needs one")
+    days = [int(d) for d in form.get("send_days", "").replace(",", " ").split() if d.isdigit()]
+    return {
+        "name": form.get("name", "").strip(),
+        "timezone": form.get("timezone", "UTC").strip() or "UTC",
+        "send_days": days or None,
+        "send_from": _time(form.get("send_from", "")),
+        "send_until": _time(form.get("send_until", "")),
+        "stop_on_company_reply": form.get("stop_on_company_reply") == "on",
+        "senders": sender_list,
+    }
+
+
+@router.post("/sequences", dependencies=[Checked])
+async def sequence_create(request: Request, pool: Pool, _user: User) -> Response:
+    form = await request.form()
+    try:
+        fields = _spec(
+            {k: str(v) for k, v in form.items()}, [str(s) for s in form.getlist("senders")]
+        )
+        async with pool.acquire() as conn:
+            seq_id = await definitions.create_sequence(conn, definitions.SequenceSpec(**fields))
+    except (Invalid, NotFound, Conflict, ValueError) as exc:
+        return problem(request, 422, str(exc))
+    except asyncpg.UniqueViolationError:
+        return problem(request, 409, "a sequence with that name exists")
+    return _back(f"/sequences/{seq_id}", "created")
+
+
+@router.get("/sequences/{seq_id}")
+async def sequence_page(request: Request, pool: Pool, _user: User, seq_id: int) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        try:
+            seq = await definitions.sequence(conn, seq_id)
+        except NotFound as exc:
+            return problem(request, 404, str(exc))
+        steps = await definitions.steps(conn, seq_id)
+        all_senders = await definitions.senders(conn, limit=500)
+        funnel = await status.funnel(conn, seq_id, [st["position"] for st in steps])
+    return page(
+        request,
+        "sequence.html",
+        title=seq["name"],
+        seq=seq,
+        steps=steps,
+        senders=all_senders,
+        funnel=funnel,
+        note=request.query_params.get("note"),
+    )
+
+
+@router.post("/sequences/{seq_id}", dependencies=[Checked])
+async def sequence_edit(request: Request, pool: Pool, _user: User, seq_id: int) -> Response:
+    form = await request.form()
+    try:
+        fields = _spec(
+            {k: str(v) for k, v in form.items()}, [str(s) for s in form.getlist("senders")]
+        )
+        async with pool.acquire() as conn:
+            await definitions.update_sequence(conn, seq_id, fields)
+    except (Invalid, NotFound, Conflict, ValueError) as exc:
+        return problem(request, 422, str(exc))
+    return _back(f"/sequences/{seq_id}", "saved")
+
+
+@router.post("/sequences/{seq_id}/status", dependencies=[Checked])
+async def sequence_status(
+    request: Request, pool: Pool, user: User, seq_id: int, to: Annotated[str, Form()]
+) -> Response:
+    if to not in ("active", "paused"):
+        return problem(request, 422, "a sequence can be active or paused")
+    async with pool.acquire() as conn:
+        if not await sequences.set_status(conn, seq_id, to, actor=f"console:{user}", now=utcnow()):
+            return problem(request, 404, f"no sequence {seq_id}")
+    return _back(
+        request.headers.get("hx-current-url") or "/sequences",
+        "paused" if to == "paused" else "resumed",
+    )
+
+
+def _step(form: dict[str, str]) -> dict[str, Any]:
+    try:
+        wait = round(float(form.get("wait_hours", "0") or 0) * 3600)
+        position = int(form.get("position", "0"))
+    except ValueError:
+        raise Invalid(
+            "step", "the wait is a number of hours, the position a whole number"
+        ) from None
+    if wait < 0 or position < 0:
+        raise Invalid("step", "the wait and the position cannot be negative")
+    return {
+        "position": position,
+        "wait_seconds": wait,
+        "subject": form.get("subject") or None,
+        "body_text": form.get("body_text", ""),
+        "body_html": form.get("body_html") or None,
+    }
+
+
+@router.post("/sequences/{seq_id}/preview", dependencies=[Checked])
+async def step_preview(request: Request, pool: Pool, _user: User, seq_id: int) -> HTMLResponse:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    lead = form.get("lead", "").strip()
+    try:
+        step = _step(form)
+        async with pool.acquire() as conn:
+            shown = await previews.preview(
+                conn,
+                seq_id,
+                position=step["position"],
+                subject=step["subject"],
+                body_text=step["body_text"],
+                body_html=step["body_html"],
+                lead_id=int(lead) if lead.isdigit() else None,
+                now=utcnow(),
+            )
+    except (Invalid, NotFound) as exc:
+        shown = previews.Preview(lead or "—", "—", error=str(exc))
+    return page(request, "preview.html", shown=shown)
+
+
+@router.post("/sequences/{seq_id}/steps", dependencies=[Checked])
+async def step_save(request: Request, pool: Pool, _user: User, seq_id: int) -> Response:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    try:
+        step = _step(form)
+        async with pool.acquire() as conn:
+            shown = await previews.preview(
+                conn,
+                seq_id,
+                position=step["position"],
+                subject=step["subject"],
+                body_text=step["body_text"],
+                body_html=step["body_html"],
+                lead_id=None,
+                now=utcnow(),
+            )
+            if shown.error:
+                return problem(request, 422, f"not saved: {shown.error}")
+            await definitions.put_step(conn, seq_id, definitions.StepSpec(**step))
+    except (Invalid, NotFound, Conflict) as exc:
+        return problem(request, 422, str(exc))
+    return _back(f"/sequences/{seq_id}", "step saved")
+
+
+# --- leads -----------------------------------------------------------------------------
+
+
+@router.get("/leads")
+async def lead_list(
+    request: Request,
+    pool: Pool,
+    _user: User,
+    *,
+    q: Annotated[str, Query(max_length=254)] = "",
+    sequence: Annotated[str, Query(max_length=20)] = "",
+    state: Annotated[str, Query(max_length=20)] = "",
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> HTMLResponse:
+    query = q.strip()
+    async with pool.acquire() as conn:
+        if query.isdigit():
+            items = await leads.listing(conn, after=int(query) - 1, limit=1)
+            items = [i for i in items if i["id"] == int(query)]
+        else:
+            items = await leads.listing(
+                conn,
+                status=state if state in {s.value for s in Status} else None,
+                sequence_id=int(sequence) if sequence.isdigit() else None,
+                email=query or None,
+                after=after,
+                limit=50,
+            )
+        seqs = await definitions.sequences(conn, limit=500)
+    return page(
+        request,
+        "leads.html",
+        title="Leads",
+        items=items,
+        q=query,
+        sequence=sequence,
+        state=state,
+        seqs=seqs,
+        next_after=items[-1]["id"] if len(items) == 50 else None,
+    )
+
+
+@router.get("/leads/{lead_id}")
+async def lead_page(request: Request, pool: Pool, _user: User, lead_id: int) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        try:
+            view = await leads.show(conn, lead_id)
+        except NotFound as exc:
+            return problem(request, 404, str(exc))
+    return page(
+        request,
+        "lead.html",
+        title=f"Lead {lead_id}",
+        view=view,
+        note=request.query_params.get("note"),
+        actions=[a.value for a in actions.Action],
+    )
+
+
+@router.post("/leads/{lead_id}/{action}", dependencies=[Checked])
+async def lead_act(request: Request, pool: Pool, user: User, lead_id: int, action: str) -> Response:
+    try:
+        act = actions.Action(action)
+    except ValueError:
+        return problem(request, 404, f"no action {action!r}")
+    async with pool.acquire() as conn:
+        (done,) = await actions.act(conn, act, [lead_id], actor=f"console:{user}", now=utcnow())
+    if done.status_before is None:
+        return problem(request, 404, f"no lead {lead_id}")
+    if not done.changed:
+        return problem(request, 409, f"a lead that is {done.status_before} cannot {action}")
+    return _back(f"/leads/{lead_id}", f"{action} done")
+
+
+# --- import ----------------------------------------------------------------------------
+
+
+@router.get("/import")
+async def import_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        seqs = await definitions.sequences(conn, limit=500)
+    return page(request, "import.html", title="Import leads", seqs=seqs, report=None)
+
+
+@router.post("/import", dependencies=[Checked])
+async def import_run(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+    form = await request.form()
+    upload = form.get("file")
+    seq = str(form.get("sequence", ""))
+    if not isinstance(upload, UploadFile) or not seq.isdigit():
+        return problem(request, 422, "choose a sequence and a CSV file")
+    dry_run = form.get("dry_run") == "on"
+    on_duplicate = str(form.get("on_duplicate", "skip"))
+    if on_duplicate not in ("skip", "update"):
+        return problem(request, 422, "on duplicate: skip or update")
+    if (upload.size or 0) > IMPORT_MAX_BYTES:
+        return problem(request, 413, f"the file is larger than {IMPORT_MAX_BYTES // 2**20} MB")
+    out = io.StringIO()
+    rejects = imports.RejectFile(out)
+    text = io.TextIOWrapper(upload.file, encoding="utf-8-sig", errors="replace", newline="")
+    try:
+        async with pool.acquire() as conn:
+            report = await imports.import_leads(
+                conn,
+                int(seq),
+                imports.records(text, "csv"),
+                on_duplicate=on_duplicate,
+                dry_run=dry_run,
+                rejects=rejects,
+                keep_rejections=REJECTS_KEPT,
+            )
+            seqs = await definitions.sequences(conn, limit=500)
+    except (NotFound, Invalid) as exc:
+        return problem(request, 422, str(exc))
+    log.info(
+        "console_import",
+        sequence=int(seq),
+        dry_run=dry_run,
+        rows=report.rows,
+        imported=report.imported,
+        rejected=report.rejected,
+    )
+    return page(
+        request,
+        "import.html",
+        title="Import leads",
+        seqs=seqs,
+        report=report,
+        rejects_csv=out.getvalue() if report.rejected else "",
+        chosen=int(seq),
+    )
+
+
+@router.post("/import/rejected.csv", dependencies=[Checked])
+async def import_rejects(rows: Annotated[str, Form(max_length=50 * 2**20)]) -> Response:
+    """The rejected rows the import page showed, back as a file (nothing kept server-side)."""
+    return Response(
+        rows,
+        media_type="text/csv",
+        headers={"content-disposition": 'attachment; filename="rejected.csv"'},
+    )
+
+
+# --- one email -------------------------------------------------------------------------
+
+
+@router.get("/emails/new")
+async def email_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        all_senders = await definitions.senders(conn, limit=500)
+    return page(request, "email.html", title="Schedule an email", senders=all_senders, done=None)
+
+
+@router.post("/emails", dependencies=[Checked])
+async def email_send(request: Request, pool: Pool, user: User) -> HTMLResponse:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    send_at = None
+    if form.get("send_at"):
+        try:  # the form asks for UTC
+            send_at = datetime.fromisoformat(form["send_at"]).replace(tzinfo=UTC)
+        except ValueError:
+            return problem(request, 422, "send at: a date and time (UTC)")
+    try:
+        async with pool.acquire() as conn:
+            done = await emails.schedule(
+                conn,
+                to=form.get("to", "").strip(),
+                subject=form.get("subject", ""),
+                body_text=form.get("body_text", ""),
+                sender=form.get("sender", ""),
+                body_html=form.get("body_html") or None,
+                send_at=send_at,
+                idempotency_key=form.get("idempotency_key") or None,
+                now=utcnow(),
+            )
+            all_senders = await definitions.senders(conn, limit=500)
+    except (Invalid, NotFound, Conflict, ValueError) as exc:
+        return problem(request, 422, str(exc))
+    log.info("console_email_scheduled", by=user, lead=done.id)
+    return page(request, "email.html", title="Schedule an email", senders=all_senders, done=done)
+
+
+# --- dead letters, suppressions, senders, tokens ---------------------------------------
+
+
+def _names(request: Request) -> tuple[str, Names]:
+    settings = request.app.state.settings
+    return settings.amqp_url, Names.from_prefix(settings.amqp_prefix)
+
+
+@router.get("/dead-letters")
+async def dead_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+    url, names = _names(request)
+    async with pool.acquire() as conn:
+        try:
+            letters = await dead_letters.listing(conn, url, names, limit=200, now=utcnow())
+        except (OSError, TimeoutError) as exc:
+            return problem(request, 503, f"the broker cannot be reached: {exc}")
+    return page(
+        request,
+        "dead_letters.html",
+        title="Dead letters",
+        letters=letters,
+        note=request.query_params.get("note"),
+    )
+
+
+@router.post("/dead-letters/{what}", dependencies=[Checked])
+async def dead_act(request: Request, _user: User, what: str) -> Response:
+    url, names = _names(request)
+    form = await request.form()
+    ids = [str(i) for i in form.getlist("id")] or None
+    if what == "replay":
+        done = await dead_letters.replay(url, names, ids, None)
+    elif what == "purge":
+        if not ids:
+            return problem(request, 422, "choose the letters to purge")
+        done = await dead_letters.purge(url, names, ids)
+    else:
+        return problem(request, 404, f"no action {what!r}")
+    return _back("/dead-letters", f"{what}: {len(done)}")
+
+
+@router.get("/suppressions")
+async def suppression_page(
+    request: Request, pool: Pool, _user: User, after: Annotated[str, Query(max_length=254)] = ""
+) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        rows = await suppressions.listing(conn, limit=100, after=after)
+    return page(
+        request,
+        "suppressions.html",
+        title="Suppressions",
+        rows=rows,
+        next_after=rows[-1].email if len(rows) == 100 else None,
+        note=request.query_params.get("note"),
+    )
+
+
+@router.post("/suppressions", dependencies=[Checked])
+async def suppression_add(
+    request: Request, pool: Pool, _user: User, entry: Annotated[str, Form(max_length=254)]
+) -> Response:
+    try:
+        async with pool.acquire() as conn:
+            added, stopped = await suppressions.add(conn, entry, "manual")
+    except suppressions.InvalidEntry as exc:
+        return problem(request, 422, f"{entry!r}: {exc}")
+    return _back("/suppressions", f"added ({stopped} leads stopped)" if added else "already there")
+
+
+@router.post("/suppressions/remove", dependencies=[Checked])
+async def suppression_remove(
+    request: Request, pool: Pool, _user: User, entry: Annotated[str, Form(max_length=254)]
+) -> Response:
+    try:
+        async with pool.acquire() as conn:
+            removed = await suppressions.remove(conn, entry)
+    except suppressions.InvalidEntry:
+        removed = False
+    return _back("/suppressions", "removed" if removed else "not suppressed")
+
+
+@router.get("/senders")
+async def sender_page(request: Request, _user: User) -> HTMLResponse:
+    view = await request.app.state.status.get()
+    return page(
+        request,
+        "senders.html",
+        title="Senders",
+        senders=view.senders,
+        note=request.query_params.get("note"),
+    )
+
+
+def _limit(text: str) -> int | None:
+    text = text.strip()
+    if not text or text == "none":
+        return None
+    if not text.isdigit():
+        raise Invalid("limit", f"{text!r} is not a whole number")
+    return int(text)
+
+
+@router.post("/senders/{sender_id}", dependencies=[Checked])
+async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int) -> Response:
+    form = {k: str(v) for k, v in (await request.form()).items()}
+    try:
+        changes = {
+            k: _limit(form.get(k, ""))
+            for k in ("hourly_limit", "daily_limit", "daily_new_limit", "min_gap_seconds")
+        }
+        changes["min_gap_seconds"] = changes["min_gap_seconds"] or 0
+        async with pool.acquire() as conn:
+            row = await definitions.sender(conn, sender_id)
+            await senders.set_limits(
+                conn, row["email"], changes, actor=f"console:{user}", now=utcnow()
+            )
+    except (Invalid, NotFound, ValueError) as exc:
+        return problem(request, 422, str(exc))
+    return _back("/senders", "limits saved")
+
+
+@router.get("/tokens")
+async def token_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        rows = await tokens.listing(conn)
+    return page(
+        request,
+        "tokens.html",
+        title="API tokens",
+        rows=rows,
+        created=None,
+        note=request.query_params.get("note"),
+    )
+
+
+@router.post("/tokens", dependencies=[Checked])
+async def token_create(
+    request: Request,
+    pool: Pool,
+    user: User,
+    name: Annotated[str, Form(min_length=1, max_length=100)],
+) -> HTMLResponse:
+    try:
+        async with pool.acquire() as conn:
+            secret = await tokens.create(conn, name.strip())
+            rows = await tokens.listing(conn)
+    except (Invalid, Conflict, ValueError) as exc:
+        return problem(request, 422, str(exc))
+    except asyncpg.UniqueViolationError:
+        return problem(request, 409, f"a token called {name!r} exists")
+    log.info("console_token_created", by=user, name=name)
+    return page(request, "tokens.html", title="API tokens", rows=rows, created=(name, secret))
+
+
+@router.post("/tokens/revoke", dependencies=[Checked])
+async def token_revoke(
+    request: Request, pool: Pool, user: User, name: Annotated[str, Form(max_length=100)]
+) -> Response:
+    async with pool.acquire() as conn:
+        done = await tokens.revoke(conn, name, utcnow())
+    log.info("console_token_revoked", by=user, name=name, done=done)
+    return _back("/tokens", "revoked" if done else "no such live token")

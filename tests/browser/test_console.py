@@ -1,0 +1,310 @@
+"""The web console in a real browser (Debian's Chromium, driven by Playwright), signed in
+through a real OpenID provider (oidc-provider, started here), with the daemons sending to a
+real SMTP server: import a CSV (dry run first), watch the counts move, pause a sequence,
+retry a failed lead and read its timeline, sign out. Refused sign-ins (not allowed, a bad
+state, a forged ID token) and a form without its CSRF token. axe-core on every page.
+Screenshots of each page go to tests/browser/artifacts/ (or CONSOLE_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.browser.oidc import Provider
+from tests.conftest import wait_for
+from tests.e2e.daemons import Daemons, daemon_env
+from tests.ports import free_port
+from tests.smtp_server import SmtpServer
+
+pytestmark = pytest.mark.e2e
+HERE = Path(__file__).parent
+ARTIFACTS = Path(os.environ.get("CONSOLE_ARTIFACTS", HERE / "artifacts"))
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+AXE = HERE / "node_modules/axe-core/axe.min.js"
+ALLOWED = "ana@acme.test"
+HOSTILE = "<script>alert(1)</script>\u202e\"'"
+
+SETUP = """
+    INSERT INTO senders (email, name) VALUES ('sales@acme.test', 'Sales');
+    INSERT INTO sequences (name) VALUES ('Welcome'), ('Later');
+    INSERT INTO sequence_senders (sequence_id, sender_id) VALUES (1, 1), (2, 1);
+    INSERT INTO sequence_steps (sequence_id, position, wait_seconds, subject, body_text)
+    VALUES (1, 1, 0, 'Hello {{ first_name }}', 'Hi {{ first_name }}, one step only.'),
+           (2, 1, 0, 'Hi', 'Hello');
+"""
+
+
+@dataclass
+class Console:
+    base: str
+    provider: Provider
+    daemons: Daemons
+
+
+@pytest.fixture
+async def console(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer, tmp_path: Path
+) -> AsyncIterator[Console]:
+    await pool.execute(SETUP)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    provider = Provider(free_port(), f"{base}/auth/callback", ALLOWED, tmp_path / "oidc.log")
+    env = daemon_env(
+        database, amqp_prefix, smtp.port,
+        API_HOST="127.0.0.1", API_PORT=str(port), HEALTH_DIR=str(tmp_path / "health"),
+        OIDC_ISSUER=provider.issuer, OIDC_CLIENT_ID=provider.client_id,
+        OIDC_CLIENT_SECRET=provider.client_secret, CONSOLE_ALLOWED=f"{ALLOWED} @ops.acme.test",
+        SESSION_SECRET="console-session-secret-for-the-tests-0123456789",
+        SESSION_COOKIE_SECURE="false", RETRY_BASE_SECONDS="1", SEND_MAX_ATTEMPTS="2",
+    )  # fmt: skip
+    daemons = Daemons(env, tmp_path)
+    for module in ("api", "scheduler", "pump", "worker"):
+        daemons.start(module)
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:  # noqa: S310
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    try:
+        await wait_for(up, timeout=30, interval=0.2)
+        yield Console(base, provider, daemons)
+    finally:
+        codes = daemons.stop_all()
+        provider.stop()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-3000:]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (make test does)")
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+async def _axe(page: Page, name: str) -> None:
+    """axe-core's serious and critical violations on the page: none."""
+    await page.add_script_tag(path=AXE)
+    result = await page.evaluate("async () => await axe.run(document)")
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert bad == [], (name, bad)
+
+
+async def _sign_in(page: Page, base: str, login: str) -> None:
+    await page.goto(base + "/")
+    await expect(page).to_have_url(re.compile(r"/signin$"))
+    await page.get_by_role("link", name="Sign in").click()
+    await page.locator("input[name=login]").fill(login)
+    await page.locator("input[name=password]").fill("any")
+    await page.locator("button[type=submit]").click()
+    consent = page.locator("button[type=submit]", has_text=re.compile("Continue", re.I))
+    await consent.click()
+
+
+async def test_the_console_flow_in_a_browser(
+    console: Console, browser: Browser, pool: asyncpg.Pool, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    # Busy twice: with two attempts allowed, the lead fails (and is not suppressed).
+    smtp.handler.rules.data_failures["busy@example.test"] = ["451 4.2.1 mailbox busy"] * 2
+    context = await browser.new_context(bypass_csp=False)
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+
+    await _sign_in(page, console.base, ALLOWED)
+    await expect(page).to_have_url(console.base + "/")
+    await expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    await _shot(page, "01-overview-empty")
+
+    # Import: a dry run first stores nothing and reports the bad rows.
+    rows = ["email,first_name"] + [f"lead{i}@example.test,Lead{i}" for i in range(20)]
+    rows += ["not-an-address,Bad", f"busy@example.test,{HOSTILE}", "x@@example.test,Worse"]
+    csv_path = tmp_path / "leads.csv"
+    csv_path.write_text("\n".join(rows) + "\n")
+    await page.get_by_role("link", name="Import").click()
+    await page.locator("select[name=sequence]").select_option(label="Welcome")
+    await page.get_by_label(re.compile("^CSV file")).set_input_files(csv_path)
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page.locator("[data-report=rejected]")).to_have_text("2")
+    await expect(page.locator("[data-report=imported]")).to_have_text("21")
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 0
+    await _shot(page, "02-import-dry-run")
+    async with page.expect_download() as download_info:
+        await page.get_by_role("button", name=re.compile("Download the rejected rows")).click()
+    rejected = (await (await download_info.value).path()).read_text()
+    assert "not-an-address" in rejected
+    assert "x@@example.test" in rejected
+
+    await page.get_by_role("checkbox", name=re.compile("^Dry run")).uncheck()
+    await page.get_by_label(re.compile("^CSV file")).set_input_files(csv_path)
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page.get_by_role("heading", name="Imported")).to_be_visible()
+    await expect(page.locator("[data-report=imported]")).to_have_text("21")
+    assert await pool.fetchval("SELECT count(*) FROM leads") == 21
+
+    # The overview's counts move as the daemons send (it polls every 2 s).
+    await page.get_by_role("link", name="Overview").click()
+    await expect(page.locator("[data-count=completed]")).to_have_text("20", timeout=30_000)
+    await expect(page.locator("[data-count=failed]")).to_have_text("1", timeout=30_000)
+    await expect(page.locator("[data-count=replicas]")).to_have_text(re.compile("[34]"))
+    assert len(smtp.received) == 20
+    await _shot(page, "03-overview-sent")
+
+    # Pause a sequence.
+    await page.get_by_role("link", name="Sequences").click()
+    await page.get_by_role("button", name="Pause Later").click()
+    await expect(page.get_by_role("status")).to_have_text("paused")
+    assert await pool.fetchval("SELECT status FROM sequences WHERE name = 'Later'") == "paused"
+    await expect(page.locator("tr", has_text="Welcome")).to_contain_text("20 sent")
+    await _shot(page, "04-sequences")
+
+    # Find the failed lead, read its timeline (the hostile name is shown as text), retry it.
+    await page.get_by_role("link", name="Leads").click()
+    await page.get_by_label("Address or id").fill("busy@example.test")
+    await page.get_by_role("button", name="Search").click()
+    await page.locator("table a").first.click()
+    await expect(page.locator("[data-lead-status]")).to_have_text("failed")
+    await expect(page.locator("main")).to_contain_text(HOSTILE)
+    await expect(page.locator(".timeline")).to_contain_text("failed")
+    await _shot(page, "05-lead-failed")
+    await page.get_by_role("button", name="Retry").click()
+    await expect(page.get_by_role("status")).to_have_text("retry done")
+    await wait_for(lambda: len(smtp.received) == 21, timeout=30)
+    await page.reload()
+    await expect(page.locator("[data-lead-status]")).to_have_text("completed", timeout=15_000)
+    await expect(page.locator(".timeline")).to_contain_text("retried")
+    await _shot(page, "06-lead-retried")
+
+    # A step's live preview, with a template error shown before saving.
+    await page.goto(console.base + "/sequences/1")
+    form = page.locator("form.step").first
+    await form.get_by_label(re.compile("^Text")).fill("Hi {{ first_name | nosuchfilter }}")
+    await expect(form.locator(".preview")).to_contain_text("Template error", timeout=10_000)
+    await form.get_by_label(re.compile("^Text")).fill("Hi {{ first_name }}, again")
+    await expect(form.locator(".preview")).to_contain_text("Hi Ana, again", timeout=10_000)
+    await _shot(page, "07-sequence-preview")
+
+    # Every page: a screenshot and axe-core (in a context that lets its script in; the
+    # console's own pages run under the CSP everywhere else).
+    audit = await browser.new_context(bypass_csp=True, storage_state=await context.storage_state())
+    audit_page = await audit.new_page()
+    for path, name in [
+        ("/", "overview"), ("/sequences", "sequences"), ("/sequences/1", "sequence"),
+        ("/leads", "leads"), ("/leads/1", "lead"), ("/import", "import"),
+        ("/emails/new", "email"), ("/dead-letters", "dead-letters"),
+        ("/suppressions", "suppressions"), ("/senders", "senders"), ("/tokens", "tokens"),
+    ]:  # fmt: skip
+        await page.goto(console.base + path)
+        await expect(page.locator("h1")).to_be_visible()
+        await _shot(page, f"page-{name}")
+        await audit_page.goto(console.base + path)
+        await _axe(audit_page, name)
+    await audit.close()
+
+    # An API token is shown once.
+    await page.goto(console.base + "/tokens")
+    await page.get_by_label("Name").fill("crm")
+    await page.get_by_role("button", name="Create a token").click()
+    token = await page.locator("[data-token]").inner_text()
+    assert token.startswith("es_")
+    await page.reload()
+    assert token not in await page.content()
+
+    # Sign out: the console asks to sign in again.
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/signin$"))
+    await page.goto(console.base + "/leads")
+    await expect(page).to_have_url(re.compile(r"/signin$"))
+    await context.close()
+    assert not [e for e in errors if "Content Security Policy" in e], errors
+
+
+async def _refused(browser: Browser, console: Console, login: str) -> str:
+    context = await browser.new_context()
+    page = await context.new_page()
+    await _sign_in(page, console.base, login)
+    await expect(page).to_have_url(re.compile(r"/signin$"))
+    text = await page.locator("[role=alert]").inner_text()
+    await page.goto(console.base + "/")
+    await expect(page).to_have_url(re.compile(r"/signin$"))  # no session came of it
+    await context.close()
+    return text
+
+
+async def test_refused_sign_ins_and_a_form_without_its_csrf_token(
+    console: Console, browser: Browser, pool: asyncpg.Pool
+) -> None:
+    assert "may not use this console" in await _refused(browser, console, "eve@evil.test")
+    # The provider returns a token whose claims were changed after signing.
+    assert "could not be verified" in await _refused(browser, console, "forger@acme.test")
+    # A callback with a state this browser never started.
+    context = await browser.new_context()
+    page = await context.new_page()
+    await page.goto(console.base + "/auth/callback?code=forged&state=forged")
+    await expect(page).to_have_url(re.compile(r"/signin$"))
+    await expect(page.locator("[role=alert]")).to_contain_text("could not be verified")
+    await context.close()
+    # A domain in CONSOLE_ALLOWED lets its people in.
+    context = await browser.new_context()
+    page = await context.new_page()
+    await _sign_in(page, console.base, "bo@ops.acme.test")
+    await expect(page).to_have_url(console.base + "/")
+    # A form posted without the CSRF token (or with another) changes nothing.
+    cookies = {c["name"]: c["value"] for c in await context.cookies()}
+    for token in (None, "not-the-token"):
+        data = {"to": "paused"} | ({"csrf": token} if token else {})
+        req = urllib.request.Request(  # noqa: S310
+            f"{console.base}/sequences/1/status",
+            data="&".join(f"{k}={v}" for k, v in data.items()).encode(),
+            headers={"Cookie": f"console_session={cookies['console_session']}",
+                     "Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+        )  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=5)  # noqa: S310
+        assert err.value.code == 403
+    assert await pool.fetchval("SELECT status FROM sequences WHERE id = 1") == "active"
+    headers = (await page.goto(console.base + "/")).headers  # type: ignore[union-attr]
+    csp = headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    cookie = next(c for c in await context.cookies() if c["name"] == "console_session")
+    assert cookie["httpOnly"]
+    assert cookie["sameSite"] == "Lax"
+    await context.close()
+
+
+def test_the_provider_script_and_chromium_are_installed_by_the_project() -> None:
+    makefile = (HERE.parents[1] / "Makefile").read_text()
+    assert "chromium" in makefile
+    assert "npm ci" in makefile
+    lock = json.loads((HERE / "package-lock.json").read_text())
+    assert "node_modules/oidc-provider" in lock["packages"]
+    assert shutil.which("node")
