@@ -169,22 +169,25 @@ async def logout(request: Request) -> Response:
 # --- overview --------------------------------------------------------------------------
 
 
-async def _overview(request: Request) -> dict[str, Any]:
-    shared: status.Shared = request.app.state.status
-    view = await shared.get()
-    chart = await shared.chart()
+def overview_context(view: status.Overview, chart: status.Chart) -> dict[str, Any]:
+    """What the overview shows, from one status read and one chart read."""
     totals = dict.fromkeys(Status, 0)
     for s in view.sequences:
         for k, v in s.leads.items():
             totals[Status(k)] += v
-    sent_hour = sum(s.sent_last_hour for s in view.senders)
+    bars = [h["sent"] + h["failed"] for h in chart.past]
     return {
         "view": view,
         "chart": chart,
         "totals": totals,
-        "sent_hour": sent_hour,
-        "peak": max([1, *(h["sent"] + h["failed"] for h in chart.past), *chart.due]),
+        "sent_hour": sum(s.sent_last_hour for s in view.senders),
+        "peak": max([1, *bars, *chart.due]),
     }
+
+
+async def _overview(request: Request) -> dict[str, Any]:
+    shared: status.Shared = request.app.state.status
+    return overview_context(await shared.get(), await shared.chart())
 
 
 @router.get("/")

@@ -1,11 +1,11 @@
-// An OpenID provider for the console's tests (the npm package oidc-provider), on
-// 127.0.0.1:$PORT with one client. Its development login form signs in whoever types an
+// A development OpenID provider (the npm package oidc-provider) for the console's tests and
+// the compose demo, on $HOST:$PORT (127.0.0.1 unless set) with one client. Its development login form signs in whoever types an
 // address. For the forged-token test, an ID token issued to an address starting "forger"
 // leaves with its email claim rewritten to $FORGE_AS and the original signature.
 import Provider from 'oidc-provider';
 
 const port = Number(process.env.PORT);
-const issuer = `http://127.0.0.1:${port}`;
+const issuer = process.env.ISSUER || `http://127.0.0.1:${port}`;
 const provider = new Provider(issuer, {
   clients: [{
     client_id: process.env.CLIENT_ID,
@@ -33,7 +33,7 @@ provider.use(async (ctx, next) => {
   if (ctx.path === '/token' && body && typeof body === 'object' && body.id_token) {
     const [h, p, s] = body.id_token.split('.');
     const claims = JSON.parse(Buffer.from(p, 'base64url').toString());
-    if (String(claims.email).startsWith('forger')) {
+    if (process.env.FORGE_AS && String(claims.email).startsWith('forger')) {
       claims.email = process.env.FORGE_AS;
       claims.sub = process.env.FORGE_AS;
       body.id_token = [h, Buffer.from(JSON.stringify(claims)).toString('base64url'), s].join('.');
@@ -41,4 +41,4 @@ provider.use(async (ctx, next) => {
   }
 });
 
-provider.listen(port, '127.0.0.1', () => console.log(`listening ${issuer}`));
+provider.listen(port, process.env.HOST || '127.0.0.1', () => console.log(`listening ${issuer}`));

@@ -228,6 +228,15 @@ async def test_the_console_flow_in_a_browser(
         await _axe(audit_page, name)
     await audit.close()
 
+    # One email, scheduled from the composer, arrives.
+    await page.get_by_role("link", name="Schedule an email").click()
+    await page.get_by_label("To", exact=True).fill("once@example.test")
+    await page.get_by_label("Subject", exact=True).fill("Just once")
+    await page.get_by_label("Text", exact=True).fill("One email, from the console.")
+    await page.get_by_role("button", name="Schedule").click()
+    await expect(page.get_by_role("status")).to_contain_text("Scheduled")
+    await wait_for(lambda: any(r.rcpt_to == ["once@example.test"] for r in smtp.received), 30)
+
     # An API token is shown once.
     await page.goto(console.base + "/tokens")
     await page.get_by_label("Name").fill("crm")

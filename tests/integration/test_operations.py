@@ -45,6 +45,10 @@ def _commands(name: str) -> dict[str, list[str]]:
 
 def test_compose_runs_every_daemon_and_real_modules() -> None:
     dev, prod = _commands("compose.yaml"), _commands("compose.prod.yaml")
+    # The demo's OpenID provider shares the API's network: one address for browser and API.
+    oidc = yaml.safe_load((ROOT / "compose.yaml").read_text())["services"]["oidc"]
+    assert oidc["network_mode"] == "service:api"
+    assert "node provider.mjs" in dev.pop("oidc")[-1]
     assert dev.keys() >= DAEMONS
     assert prod.keys() >= DAEMONS
     assert "seed" in dev
@@ -68,7 +72,13 @@ def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check
         "pump": {"database_url", "amqp_url"},
         "worker": {"database_url", "amqp_url", "smtp_password", "credentials_key"},
         "inbox": {"database_url", "credentials_key", "bounce_imap_password"},
-        "api": {"database_url", "amqp_url", "unsubscribe_secret"},
+        "api": {
+            "database_url",
+            "amqp_url",
+            "unsubscribe_secret",
+            "session_secret",
+            "oidc_client_secret",
+        },
     }
     for name, secrets in uses.items():
         assert set(services[name]["secrets"]) == secrets, name
