@@ -35,6 +35,27 @@ _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _FETCHED_UID = re.compile(rb"UID (\d+)")
 
 
+async def _starttls(client: aioimaplib.IMAP4, host: str, seconds: float) -> None:
+    """Upgrade the connection to TLS (RFC 3501 STARTTLS) before anything else is said, the
+    server's certificate checked; its capabilities are asked again over TLS. A server that
+    does not offer it is refused, not used in clear."""
+    protocol = client.protocol
+    if "STARTTLS" not in protocol.capabilities:
+        raise ImapError(f"{host} does not offer STARTTLS: use imaps:// or another server")
+    command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+    reply = await asyncio.wait_for(protocol.execute(command), seconds)
+    if reply.result != "OK":
+        raise ImapError(f"STARTTLS refused: {_text(reply.lines)}")
+    loop = asyncio.get_running_loop()
+    protocol.transport = await asyncio.wait_for(
+        loop.start_tls(
+            protocol.transport, protocol, ssl.create_default_context(), server_hostname=host
+        ),
+        seconds,
+    )
+    await asyncio.wait_for(protocol.capability(), seconds)
+
+
 class ImapError(Exception):
     """The server said no (login, select, fetch)."""
 
@@ -86,8 +107,6 @@ class Watcher:
 
     async def _connect(self) -> tuple[aioimaplib.IMAP4, int]:
         a, t = self.source.account, self.settings.inbox_timeout_seconds
-        if a.tls is Tls.STARTTLS:
-            raise ImapError("imap+starttls is not supported here: use imaps:// (port 993)")
         client = (
             aioimaplib.IMAP4_SSL(
                 a.host, a.port, timeout=t, ssl_context=ssl.create_default_context()
@@ -97,6 +116,8 @@ class Watcher:
         )
         self.client = client
         await client.wait_hello_from_server()
+        if a.tls is Tls.STARTTLS:
+            await _starttls(client, a.host, t)
         reply = await client.login(a.username or "", a.password or "")
         if reply.result != "OK":
             raise ImapError(f"login refused: {_text(reply.lines)}")

@@ -1,18 +1,27 @@
 """A private Dovecot IMAP server for the tests (Debian's dovecot-imapd): its own
 configuration, port, users and maildirs in a temporary directory; mail is delivered with
-APPEND. Run as root it drops to Dovecot's own users; otherwise it runs as the caller."""
+APPEND. Run as root it drops to Dovecot's own users; otherwise it runs as the caller. It
+offers STARTTLS with a self-signed certificate for 127.0.0.1 (`cert` is its file, for a
+client to trust)."""
 
 from __future__ import annotations
 
 import getpass
 import imaplib
+import ipaddress
 import os
 import pwd
 import shutil
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from tests.ports import free_port, wait_listening
 
@@ -22,7 +31,9 @@ state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{dir}/cert.pem
+ssl_key = <{dir}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{dir}/mail/%u
@@ -53,6 +64,36 @@ service anvil {{
 """
 
 
+def _self_signed(cert_path: Path, key_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o644)  # read by Dovecot's master (root) before it drops privileges
+
+
 class Dovecot:
     def __init__(self, directory: Path) -> None:
         if shutil.which("dovecot") is None:
@@ -73,6 +114,8 @@ class Dovecot:
             internal = login = mail_user = me
             mail_group = str(os.getgid())
         (self.dir / "passwd").write_text("")
+        _self_signed(self.dir / "cert.pem", self.dir / "key.pem")
+        self.cert = self.dir / "cert.pem"
         config = self.dir / "dovecot.conf"
         config.write_text(_CONFIG.format(dir=self.dir, port=self.port, internal=internal,
                                          login=login, mail_user=mail_user, mail_group=mail_group))  # fmt: skip

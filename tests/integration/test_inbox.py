@@ -211,3 +211,42 @@ async def test_a_message_the_database_refuses_is_passed_over(
         await task
     assert (await _status(pool))["rep@example.test"] == "stopped"
     assert await pool.fetchval("SELECT count(*) FROM events WHERE type = 'reply_received'") == 1
+
+
+async def test_starttls_upgrades_the_connection_and_checks_the_certificate(
+    pool: asyncpg.Pool, database: str, dovecot: Dovecot, mailbox: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    url = f"imap+starttls://{mailbox.replace('@', '%40')}@127.0.0.1:{dovecot.port}"
+    async with pool.acquire() as conn:
+        await senders.set_accounts(conn, "ana@acme.test", imap_url=url, imap_password="imap-secret",
+                                   box=Box(KEY), actor="test", now=utcnow())  # fmt: skip
+    message_id = await pool.fetchval(
+        "SELECT message_id FROM deliveries d JOIN leads l ON l.id = d.lead_id"
+        " WHERE l.email = 'rep@example.test'"
+    )
+    dovecot.deliver(mailbox, _mail("rep@example.test", "Re: Hi", "Yes!", In_Reply_To=message_id))
+
+    # A certificate nobody vouches for: no session, nothing acted on.
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.dir / "passwd"))
+    watcher, task, stop = await _watch(pool, database)
+    await asyncio.sleep(1.5)
+    stop.set()
+    await task
+    assert watcher.acted == 0
+    assert (await _status(pool))["rep@example.test"] != "stopped"
+
+    # The server's certificate trusted: the reply is read over TLS.
+    monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.cert))
+    watcher, task, stop = await _watch(pool, database)
+    try:
+
+        async def stopped() -> bool:
+            return (await _status(pool))["rep@example.test"] == "stopped"
+
+        await wait_for(stopped, timeout=10, interval=0.05)
+        assert watcher.client is not None
+        assert watcher.client.protocol.transport.get_extra_info("ssl_object") is not None
+    finally:
+        stop.set()
+        await task
