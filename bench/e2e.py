@@ -32,6 +32,7 @@ from bench.services import (
     tree_cpu,
 )
 from ops import dkim as ops_dkim
+from tests.processes import spawn
 
 
 @dataclass
@@ -65,6 +66,7 @@ async def _run(
     *,
     profile: str = "",
     env_extra: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> tuple[Run, str]:
     """Load `setup_sql`, start the daemons, insert `leads` leads with `leads_sql` ($1 = n) and
     wait until every lead completed; (the run, the database URL it used is gone after)."""
@@ -74,6 +76,8 @@ async def _run(
         prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
         env = daemon_env(dsn, port, prefix, **(env_extra or {}))
         procs = {m: spawn_daemon(env, m, log_dir) for m in MODULES}
+        # More worker replicas (as compose.prod runs them); their CPU counts as the worker's.
+        more = [spawn("worker", env, log_dir / f"worker-{i}.log") for i in range(2, workers + 1)]
         spies: list[subprocess.Popen[bytes]] = []
         try:
             await asyncio.sleep(2)  # up, connected, listening
@@ -89,6 +93,7 @@ async def _run(
                         )
                     )
             cpu0 = {m: tree_cpu(p.pid) for m, p in procs.items()}
+            more0 = sum(tree_cpu(p.pid) for p in more)
             services0 = service_cpu()
             rss: dict[str, list[float]] = {m: [] for m in MODULES}
             t0 = time.perf_counter()
@@ -105,11 +110,12 @@ async def _run(
                         rss[m].append(rss_mb(p.pid))
             elapsed = time.perf_counter() - t0
             cpu = {m: tree_cpu(p.pid) - cpu0[m] for m, p in procs.items()}
+            cpu["worker"] += sum(tree_cpu(p.pid) for p in more) - more0
             services = service_delta(services0)
             sent = await conn.fetchval("SELECT count(*) FROM deliveries WHERE status = 'sent'")
             checks = await conn.fetchval(LEDGER_CHECK)
         finally:
-            stop_daemons(procs)
+            stop_daemons({**procs, **{f"worker-{i}": p for i, p in enumerate(more, 2)}})
             for s in spies:
                 s.wait(30)
             await conn.close()
@@ -216,18 +222,24 @@ async def paced(port: int, leads: int, senders: int, log_dir: Path) -> dict[str,
     }
 
 
-async def dkim_cost(port: int, leads: int, log_dir: Path, algorithm: str = "rsa") -> dict[str, Any]:
+async def dkim_cost(
+    port: int, leads: int, log_dir: Path, algorithm: str = "rsa", workers: int = 2
+) -> dict[str, Any]:
     """`leads` x 1 step through one sender, unsigned and then signed (RSA-2048, the common
-    key, unless `algorithm` says ed25519), in the same bench run."""
+    key, unless `algorithm` says ed25519), in the same bench run, with `workers` worker
+    processes (compose.prod's two: signing is CPU, and a process is one core)."""
     with tempfile.TemporaryDirectory(prefix="es_bench_dkim_") as keys:
         ops_dkim.create(Path(keys), "acme.test", "bench", algorithm=algorithm)
         setup = ONE_STEP + "INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');"
-        plain, _ = await _run(port, setup, LEADS_ONE_SENDER, leads, log_dir / "unsigned")
+        plain, _ = await _run(
+            port, setup, LEADS_ONE_SENDER, leads, log_dir / "unsigned", workers=workers
+        )
         signed, _ = await _run(
             port, setup, LEADS_ONE_SENDER, leads, log_dir / "signed",
-            env_extra={"DKIM_KEYS_DIR": keys},
+            env_extra={"DKIM_KEYS_DIR": keys}, workers=workers,
         )  # fmt: skip
     return {
+        "dkim_workers": workers,
         "dkim_off_emails_per_s": plain.per_s,
         "dkim_on_emails_per_s": signed.per_s,
         "dkim_throughput_ratio": signed.per_s / plain.per_s,

@@ -75,6 +75,26 @@ class CommonSettings(BaseSettings):
         return v
 
 
+class DkimKeysSettings(BaseSettings):
+    """Where the DKIM keys are (the worker signs with them; the console shows them)."""
+
+    # DKIM keys: <dir>/<domain>/<selector>.pem signs every message from <domain>.
+    dkim_keys_dir: Path | None = None
+
+    @field_validator("dkim_keys_dir")
+    @classmethod
+    def _keys_load(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return v
+        if not v.is_dir():
+            raise ValueError(f"{v} is not a directory")
+        try:
+            dkim.load_keys(v)
+        except (OSError, dkim.InvalidKey) as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
+
 class BrokerSettings(CommonSettings):
     """Settings of the daemons that talk to RabbitMQ."""
 
@@ -125,7 +145,7 @@ class SchedulerSettings(CommonSettings):
         return v
 
 
-class ApiSettings(BrokerSettings):
+class ApiSettings(BrokerSettings, DkimKeysSettings):
     """The HTTP service (`python -m api`); the broker for status and dead letters."""
 
     api_host: str = "0.0.0.0"  # noqa: S104 - a service, reached through compose's ports
@@ -186,7 +206,7 @@ class PumpSettings(BrokerSettings):
     outbox_prune_batch: int = Field(default=5_000, ge=1)
 
 
-class WorkerSettings(BrokerSettings):
+class WorkerSettings(BrokerSettings, DkimKeysSettings):
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str | None = None
@@ -202,23 +222,8 @@ class WorkerSettings(BrokerSettings):
     smtp_circuit_seconds: float = Field(default=30.0, gt=0, le=600)
     # Connections at once to one sender's own SMTP account (providers allow few sessions).
     smtp_account_concurrency: int = Field(default=3, ge=1, le=100)
-    # DKIM keys: <dir>/<domain>/<selector>.pem signs every message from <domain>.
-    dkim_keys_dir: Path | None = None
     # The List-Id of a sequence's messages is <sequence-ID.DOMAIN>; default: the From domain.
     list_id_domain: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+$")
-
-    @field_validator("dkim_keys_dir")
-    @classmethod
-    def _keys_load(cls, v: Path | None) -> Path | None:
-        if v is None:
-            return v
-        if not v.is_dir():
-            raise ValueError(f"{v} is not a directory")
-        try:
-            dkim.load_keys(v)
-        except (OSError, dkim.InvalidKey) as exc:
-            raise ValueError(str(exc)) from None
-        return v
 
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     # Messages that arrive together are claimed, and recorded, in one transaction each.

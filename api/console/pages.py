@@ -34,6 +34,7 @@ from ops import (
     suppressions,
     tokens,
 )
+from ops import dkim as ops_dkim
 from ops.errors import Conflict, Invalid, NotFound
 
 log = structlog.get_logger()
@@ -649,6 +650,18 @@ async def suppression_remove(
     return _back("/suppressions", "removed" if removed else "not suppressed")
 
 
+def _dkim_keys(request: Request) -> dict[str, ops_dkim.Published] | None:
+    """The newest DKIM key of each domain, where this process is told where keys are."""
+    directory = request.app.state.settings.dkim_keys_dir
+    if directory is None:
+        return None
+    try:
+        return {k.domain: k for k in ops_dkim.records(directory)}
+    except (OSError, ValueError) as exc:
+        log.warning("dkim_keys_unreadable", error=str(exc))
+        return None
+
+
 @router.get("/senders")
 async def sender_page(request: Request, _user: User) -> HTMLResponse:
     view = await request.app.state.status.get()
@@ -657,6 +670,7 @@ async def sender_page(request: Request, _user: User) -> HTMLResponse:
         "senders.html",
         title="Senders",
         senders=view.senders,
+        dkim=_dkim_keys(request),
         note=request.query_params.get("note"),
     )
 

@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from ops import dkim as ops_dkim
 from tests.browser.oidc import Provider
 from tests.conftest import wait_for
 from tests.e2e.daemons import Daemons, daemon_env
@@ -60,6 +61,7 @@ async def console(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     provider = Provider(free_port(), f"{base}/auth/callback", ALLOWED, tmp_path / "oidc.log")
+    ops_dkim.create(tmp_path / "dkim", "acme.test", "s1", algorithm="ed25519")
     env = daemon_env(
         database, amqp_prefix, smtp.port,
         API_HOST="127.0.0.1", API_PORT=str(port), HEALTH_DIR=str(tmp_path / "health"),
@@ -67,6 +69,7 @@ async def console(
         OIDC_CLIENT_SECRET=provider.client_secret, CONSOLE_ALLOWED=f"{ALLOWED} @ops.acme.test",
         SESSION_SECRET="console-session-secret-for-the-tests-0123456789",
         SESSION_COOKIE_SECURE="false", RETRY_BASE_SECONDS="1", SEND_MAX_ATTEMPTS="2",
+        DKIM_KEYS_DIR=str(tmp_path / "dkim"),
     )  # fmt: skip
     daemons = Daemons(env, tmp_path)
     for module in ("api", "scheduler", "pump", "worker"):
@@ -227,6 +230,11 @@ async def test_the_console_flow_in_a_browser(
         await audit_page.goto(console.base + path)
         await _axe(audit_page, name)
     await audit.close()
+
+    # The senders page shows the sender's DKIM key (the worker signed with it).
+    await page.goto(console.base + "/senders")
+    await expect(page.locator("tr", has_text="sales@acme.test")).to_contain_text("selector s1")
+    assert all(r.message["DKIM-Signature"] for r in smtp.received)
 
     # One email, scheduled from the composer, arrives.
     await page.get_by_role("link", name="Schedule an email").click()
