@@ -75,7 +75,7 @@ class CommonSettings(BaseSettings):
         return v
 
 
-class DkimKeysSettings(BaseSettings):
+class DkimKeysSettings(CommonSettings):
     """Where the DKIM keys are (the worker signs with them; the console shows them)."""
 
     # DKIM keys: <dir>/<domain>/<selector>.pem signs every message from <domain>.
