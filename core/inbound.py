@@ -479,16 +479,13 @@ _COMPLAINT_SUBJECT = re.compile(r"complaint about message|abuse report", re.IGNO
 
 
 def _complaint(msg: Message) -> list[str] | None:
-    if _COMPLAINT_SUBJECT.search(_header(msg, "Subject")) and (original := _embedded(msg)):
-        # Hotmail's and others' reports without a feedback-report part: the complaint is
-        # about the message attached.
-        return [_lower_address(a) for _, a in getaddresses(original.get_all("To", [])) if a]
-    report = None
-    for part in _parts(msg):
-        if _ctype(part) == "message/feedback-report":
-            report = part
-            break
+    report = next((p for p in _parts(msg) if _ctype(p) == "message/feedback-report"), None)
+    original = _embedded(msg)
     if report is None:
+        if _COMPLAINT_SUBJECT.search(_header(msg, "Subject")) and original is not None:
+            # Hotmail's and others' reports without a feedback-report part: the complaint
+            # is about the message attached.
+            return [_lower_address(a) for _, a in getaddresses(original.get_all("To", [])) if a]
         return None
     fields = _fields(report)
     found = [
@@ -497,7 +494,7 @@ def _complaint(msg: Message) -> list[str] | None:
         for v in fields.get(key, [])
         if "@" in v
     ]
-    if not found and (original := _embedded(msg)) is not None:
+    if not found and original is not None:
         found = [_lower_address(a) for _, a in getaddresses(original.get_all("To", [])) if a]
     return found
 

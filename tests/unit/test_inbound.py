@@ -214,3 +214,18 @@ def test_a_report_without_a_diagnostic_takes_the_notice_s_words_for_its_recipien
     )
     got = {f.recipient: (f.hard, f.status) for f in classify(raw).failures}
     assert got == {"gone@example.test": (True, "5.1.1"), "full@example.test": (False, "5.2.2")}
+
+
+def test_a_feedback_report_names_every_complainant_whatever_its_subject() -> None:
+    raw = (
+        b"From: fbl@isp.example\nTo: postmaster@acme.test\nSubject: Abuse Report\n"
+        b'Content-Type: multipart/report; report-type=feedback-report; boundary="B"\n\n'
+        b"--B\nContent-Type: text/plain\n\nA complaint.\n\n"
+        b"--B\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\n"
+        b"Original-Rcpt-To: a@example.test\nOriginal-Rcpt-To: B@example.test\n\n"
+        b"--B\nContent-Type: message/rfc822\n\nFrom: ana@acme.test\nTo: undisclosed-recipients:;\n"
+        b"Subject: Hi\n\nHello\n--B--\n"
+    )
+    got = classify(raw)
+    assert got.kind == Kind.COMPLAINT
+    assert got.complained == ("a@example.test", "b@example.test")
