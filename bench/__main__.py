@@ -66,6 +66,7 @@ GOALS = {
     "import_rows_per_s": (">=", 20_000),
     "import_rss_peak_mb": ("<", 200),
     "status_p95_ms_large": ("<", 100),
+    "overview_p95_ms_large": ("<", 300),
     "emails_requests_per_s": (">=", 500),
     "emails_p99_ms": ("<", 50),
     "inbox_classified_per_s": (">=", 200),
