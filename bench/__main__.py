@@ -8,8 +8,9 @@ in the same run, as one table and one JSON line.
 2. build    the product's message builder against `EmailMessage` + flatten.
 3. e2e      leads x 3 zero-wait steps through scheduler, pump and worker processes into the
             sink; emails/s, CPU per email per daemon, peak RSS over time (memory).
-   dkim     30,000 leads x 1 step unsigned, then signed with an RSA-2048 key: the ratio;
-            CPU per signature (RSA-2048, Ed25519) is in `build`.
+   dkim     30,000 leads x 1 step unsigned, then signed with an RSA-2048 key: the ratio,
+            with two worker processes as compose.prod runs them (BENCH_DKIM_WORKERS;
+            BENCH_DKIM_ALGORITHM=ed25519); CPU per signature is in `build`.
 4. latency  at idle: one due lead inserted, until the SMTP server accepted it; 200 times.
 5. emails   POST /api/v1/emails driven by wrk (8 connections, 20 s) while the daemons send
             what it schedules: requests/s, p50/p99 latency; every email sent once.
@@ -86,7 +87,9 @@ async def main() -> None:
     ap.add_argument("--paced-leads", type=int, default=30_000)
     ap.add_argument("--paced-senders", type=int, default=3_000)
     ap.add_argument("--import-rows", type=int, default=1_000_000)
-    ap.add_argument("--only", default="ceiling,build,e2e,paced,latency,emails,import,scale")
+    ap.add_argument(
+        "--only", default="ceiling,build,e2e,dkim,paced,latency,emails,import,inbox,scale"
+    )
     args = ap.parse_args()
     only = set(args.only.split(","))
     logs.configure("bench", "WARNING", LogFormat.CONSOLE)  # the in-process scheduler and pump
@@ -110,7 +113,8 @@ async def main() -> None:
             )
         if "dkim" in only:
             algorithm = os.environ.get("BENCH_DKIM_ALGORITHM", "rsa")
-            result |= await dkim_cost(port, args.paced_leads, log_dir, algorithm)
+            workers = int(os.environ.get("BENCH_DKIM_WORKERS", "2"))
+            result |= await dkim_cost(port, args.paced_leads, log_dir, algorithm, workers)
         if "paced" in only:
             result |= await paced(port, args.paced_leads, args.paced_senders, log_dir)
         if "latency" in only:
