@@ -62,6 +62,7 @@ class Verdict:
 
     hold: bool
     opened: bool = False
+    closed: bool = False  # the failure still showed the account working (after DATA)
 
 
 @dataclass(slots=True)
@@ -109,13 +110,18 @@ class Circuit:
         return was_closed
 
     def failed(self, failure: SmtpFailure, recipient: str, now: datetime) -> Verdict:
+        if failure.after_data:
+            # The server may have the message (a reply lost after DATA): never held, which
+            # would send it again; the lead's own rules decide (unknown). The account got
+            # as far as DATA, so it works: a probe that got there closes the circuit.
+            return Verdict(hold=False, closed=self.state is State.HALF_OPEN and self.succeeded())
         if account_failure(failure):
             return Verdict(hold=True, opened=self._open(now, failure.message[:300]))
         if self.state is State.HALF_OPEN:  # the probe's recipient failed: say nothing yet
             self.state, self.probing = State.OPEN, False
             self.retry_at = now + self.wait
             return Verdict(hold=True)
-        if failure.after_data or classify(failure) is Outcome.BOUNCE:
+        if classify(failure) is Outcome.BOUNCE:
             return Verdict(hold=False)  # that address does not exist: the account is fine
         self.run.add(recipient.lower())
         if len(self.run) >= RUN_TO_OPEN:

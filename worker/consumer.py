@@ -291,14 +291,18 @@ class Worker:
         when it is not the lead's fault (no attempt spent)."""
         now = self.clock()
         if outcome is None:
+            verdict, closed = None, circuit.succeeded()
+        else:
+            verdict = circuit.failed(outcome.failure, job.to_address, now)
+            closed = verdict.closed  # a failure after DATA: the account works
+        if verdict is None or closed:
             # The first success of an account here (or the first since its circuit opened)
             # closes its circuit for every worker.
-            if circuit.succeeded() or key not in self._working:
+            if closed or key not in self._working:
                 self._working.add(key)
                 if await self._retrying(partial(deliveries.close_circuit, self.pool, key, now)):
                     log.info("smtp_circuit_closed", account=key)
             return None
-        verdict = circuit.failed(outcome.failure, job.to_address, now)
         if verdict.opened:
             self._working.discard(key)
             log.warning("smtp_circuit_open", account=key, error=circuit.reason,

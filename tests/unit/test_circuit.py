@@ -60,3 +60,21 @@ def test_refusals_of_different_recipients_in_a_row_hold_then_open() -> None:
     for rcpt in ("e@x.test", "f@x.test", "g@x.test", "h@x.test"):
         assert c.failed(unknown, rcpt, T).hold is False  # bad addresses, not a bad account
     assert c.state is State.CLOSED
+
+
+def test_a_failure_after_data_is_never_held_and_a_probe_that_got_there_closes() -> None:
+    """The server may have a message whose reply was lost after DATA: holding it would send
+    it again. Whatever the circuit's state, it goes to the lead's own rules (unknown)."""
+    lost = SmtpFailure(None, "connection lost after DATA", after_data=True, stage="content")
+    c = Circuit(first_wait=timedelta(seconds=30))
+    for rcpt in ("a@x.test", "b@x.test", "c@x.test", "d@x.test"):
+        assert c.failed(lost, rcpt, T).hold is False
+    assert c.state is State.CLOSED  # never a run of refusals
+    c.failed(REFUSED, "a@x.test", T)
+    # A message under way when the circuit opened, lost after DATA: not held either.
+    assert (c.failed(lost, "e@x.test", T).hold, c.state) == (False, State.OPEN)
+    later = T + timedelta(seconds=31)
+    assert c.before_send(later) == Go(probe=True)
+    verdict = c.failed(lost, "f@x.test", later)
+    assert (verdict.hold, verdict.closed, c.state) == (False, True, State.CLOSED)
+    assert c.before_send(later) == Go()
