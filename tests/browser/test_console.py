@@ -213,6 +213,16 @@ async def test_the_console_flow_in_a_browser(
     await form.get_by_label(re.compile("^Text")).fill("Hi {{ first_name }}, again")
     await expect(form.locator(".preview")).to_contain_text("Hi Ana, again", timeout=10_000)
     await _shot(page, "07-sequence-preview")
+    await form.get_by_role("button", name="Save step").click()
+    await expect(page.get_by_role("status")).to_have_text("step saved")
+    body = await pool.fetchval("SELECT body_text FROM sequence_steps WHERE sequence_id = 1")
+    assert body == "Hi {{ first_name }}, again"
+    # A step that does not render is not saved.
+    form = page.locator("form.step").first
+    await form.get_by_label(re.compile("^Text")).fill("{% for %}")
+    await form.get_by_role("button", name="Save step").click()
+    await expect(page.get_by_role("alert")).to_contain_text("not saved")
+    assert await pool.fetchval("SELECT body_text FROM sequence_steps WHERE sequence_id = 1") == body
 
     # Every page: a screenshot and axe-core (in a context that lets its script in; the
     # console's own pages run under the CSP everywhere else).
