@@ -18,6 +18,7 @@ from starlette.datastructures import UploadFile
 
 from api.console import auth
 from broker.topology import Names
+from core import lifecycle
 from core.clock import utcnow
 from core.lifecycle import Status
 from ops import (
@@ -442,7 +443,11 @@ async def lead_page(request: Request, pool: Pool, _user: User, lead_id: int) -> 
         title=f"Lead {lead_id}",
         view=view,
         note=request.query_params.get("note"),
-        actions=[a.value for a in actions.Action],
+        actions=[
+            a.value
+            for a in actions.Action
+            if lifecycle.allowed(Status(view.lead["status"]), lifecycle.Move(a.value))
+        ],
     )
 
 
