@@ -675,7 +675,8 @@ _SEPARATOR = re.compile(
     r"-{2,}\s*(?:The )?[Oo]riginal message|\s*--- Original message ---|"
     r"Message headers follow|-+ ?Returned message|"
     r"The original message (?:was (?!received)|headers)|"
-    r".*(?:message text|original message|copy of the (?:original )?message) follows|"
+    r".*(?:message text|original message|unsent message|returned message|"
+    r"copy of the (?:original )?message) follows|"
     r"(?:Received: from|Return-Path:) )",
     re.MULTILINE | re.IGNORECASE,
 )
@@ -714,6 +715,7 @@ def _body_text(msg: Message) -> str:
     return ""
 
 
+_LINE_RECIPIENT = re.compile(r"^\s*<([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>:", re.MULTILINE)
 _ID_BEFORE = re.compile(r"(?:message-?id|msg-?id|queue-?id|\bid)\s*[:=]?\s*<?\s*$")
 
 
@@ -737,8 +739,10 @@ def _freeform(msg: Message) -> list[Failure]:
             continue  # a Message-ID, not an address
         if address not in (a for a, _ in found):
             found.append((address, m.start()))
-    if named:  # Exim names them in a header
-        found = [(a, text.lower().find(a)) for a in named]
+    # Postfix and qmail begin a line with each failed recipient: "<a@b>: host said ...".
+    lined = list(dict.fromkeys(m.group(1).lower() for m in _LINE_RECIPIENT.finditer(text)))
+    if named or lined:  # Exim names them in a header
+        found = [(a, text.lower().find(a)) for a in named or lined]
         found = [(a, max(at, 0)) for a, at in found]
     if not found and original is not None:
         found = [(_lower_address(a), 0) for _, a in getaddresses(original.get_all("To", [])) if a]

@@ -229,3 +229,17 @@ def test_a_feedback_report_names_every_complainant_whatever_its_subject() -> Non
     got = classify(raw)
     assert got.kind == Kind.COMPLAINT
     assert got.complained == ("a@example.test", "b@example.test")
+
+
+def test_a_postfix_notice_names_its_recipients_at_the_start_of_a_line() -> None:
+    body = (
+        "This is the mail system at host mx.example.test.\n\n"
+        "For further assistance, please send mail to <postmaster@isp.example>\n"
+        "or ask <support@isp.example> for help.\n\n"
+        "<gone@example.test>: host mx.example.test[192.0.2.1] said: 550 5.1.1\n"
+        "    <gone@example.test>: Recipient address rejected: User unknown (in reply to\n"
+        "    RCPT TO command)\n"
+    )
+    got = classify(_mail("Subject: Undelivered Mail Returned to Sender\n"
+                         "From: MAILER-DAEMON@mx.example.test", body))  # fmt: skip
+    assert [(f.recipient, f.hard) for f in got.failures] == [("gone@example.test", True)]
