@@ -158,3 +158,37 @@ class RateForecast:
         slot = max(now, self.next_at)
         self.next_at = slot + timedelta(seconds=1 / self.per_second)
         return slot
+
+
+def hourly_capacity(rules: Pacing) -> int | None:
+    """The most hand-offs a sender's rules allow in one hour (None: no limit)."""
+    caps = [c for c in (rules.hourly_limit, rules.daily_limit) if c is not None]
+    if rules.min_gap_seconds > 0:
+        caps.append(max(1, 3600 // rules.min_gap_seconds))
+    return min(caps) if caps else None
+
+
+def spread_due(
+    due: Sequence[int], rules: Pacing | None, *, sent_today: int = 0, hours_left_today: int = 24
+) -> list[int]:
+    """Leads due per hour (hour 0 = now) as one sender can hand them off: at most its hourly
+    capacity an hour and its daily cap a day (the first day has `sent_today` used and
+    `hours_left_today` hours), the rest carried to the next hour. What is still waiting
+    after the last hour is dropped (it is past the forecast)."""
+    if rules is None:
+        return list(due)
+    per_hour = hourly_capacity(rules)
+    out: list[int] = []
+    carry = 0
+    day_used, day_end = sent_today, hours_left_today
+    for hour, n in enumerate(due):
+        if hour == day_end:
+            day_used, day_end = 0, day_end + 24
+        waiting = carry + n
+        room = waiting if per_hour is None else min(waiting, per_hour)
+        if rules.daily_limit is not None:
+            room = max(0, min(room, rules.daily_limit - day_used))
+        out.append(room)
+        day_used += room
+        carry = waiting - room
+    return out

@@ -240,9 +240,10 @@ async def read(conn: Conn, depths: QueueDepths | None, now: datetime) -> Overvie
 @dataclass(frozen=True, slots=True)
 class Chart:
     """Sends per hour for the past CHART_HOURS (this hour last) and, for the next
-    CHART_HOURS (this hour first), the leads of active sequences due in each: a lead's due
-    time already carries its window and its pacing slot once the scheduler has looked at
-    it."""
+    CHART_HOURS (this hour first), the leads of active sequences that can go in each: due
+    then, and within their paced sender's hourly and daily caps (what a cap holds back moves
+    to the next hours). A lead's due time carries its window once the scheduler has looked
+    at it."""
 
     now_hour: datetime
     past: list[dict[str, int]]  # per hour: sent, failed, bounced, replied
@@ -259,14 +260,24 @@ async def chart(conn: Conn, now: datetime) -> Chart:
         i = int((r["hour"] - first).total_seconds() // 3600)
         if 0 <= i < CHART_HOURS:
             past[i][r["type"]] += r["n"]
-    due = [0] * CHART_HOURS
+    by_sender: dict[int | None, list[int]] = defaultdict(lambda: [0] * CHART_HOURS)
     total = 0
     end = hour + timedelta(hours=CHART_HOURS)
     for r in await conn.fetch(_q("forecast"), hour, end, FORECAST_CAP):
         i = int((r["hour"] - hour).total_seconds() // 3600)
         if 0 <= i < CHART_HOURS:
-            due[i] += r["n"]
+            by_sender[r["sender_id"]][i] += r["n"]
         total += r["n"]
+    paced = {r["id"]: r for r in await conn.fetch(_q("paced_rules"), now)}
+    due = [0] * CHART_HOURS
+    for sender_id, hours in by_sender.items():
+        rules = paced.get(sender_id) if sender_id is not None else None
+        spread = pacing.spread_due(
+            hours,
+            pacing.Pacing.from_mapping(rules) if rules is not None else None,
+            sent_today=rules["sent_day"] if rules is not None else 0,
+        )
+        due = [a + b for a, b in zip(due, spread, strict=True)]
     return Chart(hour, past, due, total >= FORECAST_CAP)
 
 

@@ -49,14 +49,23 @@ SELECT fold_counts($1::timestamptz)
 
 -- name: forecast
 -- Leads of active sequences due before $2, per hour from $1 (a lead already due counts in
--- the first hour), from the first $3 in due order (the console's forecast).
-SELECT date_trunc('hour', greatest(l.next_run_at, $1::timestamptz)) AS hour, count(*) AS n
+-- the first hour) and sender, from the first $3 in due order (the console's forecast).
+SELECT date_trunc('hour', greatest(l.next_run_at, $1::timestamptz)) AS hour, l.sender_id,
+       count(*) AS n
 FROM (
-    SELECT l.next_run_at FROM leads l JOIN sequences s ON s.id = l.sequence_id
+    SELECT l.next_run_at, l.sender_id FROM leads l JOIN sequences s ON s.id = l.sequence_id
     WHERE l.status = 'active' AND l.next_run_at < $2::timestamptz AND s.status = 'active'
     ORDER BY l.next_run_at LIMIT $3
 ) l
-GROUP BY 1 ORDER BY 1
+GROUP BY 1, 2 ORDER BY 1
+
+-- name: paced_rules
+-- Paced senders' rules and their hand-offs of the last day (the forecast's caps).
+SELECT s.id, s.hourly_limit, s.daily_limit, s.daily_new_limit, s.min_gap_seconds,
+       s.jitter_seconds,
+       (SELECT count(*) FROM sender_sends x
+        WHERE x.sender_id = s.id AND x.at > $1::timestamptz - interval '1 day') AS sent_day
+FROM senders s WHERE s.paced
 
 -- name: funnel
 -- A sequence's events by step and type, since it began.

@@ -85,3 +85,25 @@ async def test_every_page_open_at_once_shares_one_read(
     await asyncio.sleep(2.1)  # a poll interval later: read again, once
     await asyncio.gather(*(shared.get() for _ in range(50)), *(shared.chart() for _ in range(50)))
     assert calls == {"read": 2, "chart": 2}
+
+
+async def test_the_forecast_holds_a_paced_senders_leads_to_its_caps(pool: asyncpg.Pool) -> None:
+    await pool.execute(SETUP)
+    await pool.execute(
+        "INSERT INTO senders (email, hourly_limit, daily_limit) VALUES ('slow@acme.test', 2, 5)"
+    )
+    now = utcnow()
+    # Seven due now through the paced sender (one hand-off already today), three through
+    # the unpaced one.
+    await pool.execute(
+        """INSERT INTO leads (sequence_id, sender_id, email, next_run_at)
+           SELECT 1, CASE WHEN i <= 7 THEN 2 ELSE 1 END, 'l' || i || '@x.test', $1
+           FROM generate_series(1, 10) i""",
+        now - timedelta(minutes=1),
+    )
+    await pool.execute("INSERT INTO sender_sends (sender_id, at) VALUES (2, $1)", now)
+    async with pool.acquire() as conn:
+        chart = await status.chart(conn, now)
+    # Hour 0: 3 unpaced + 2 paced; then 2, then the daily cap (5, one used) leaves 0.
+    assert chart.due[:4] == [5, 2, 0, 0]
+    assert sum(chart.due[24:]) == 3  # the rest the next day (hours 24, 25)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core import pacing
 from core.pacing import DAY, HOUR, Forecast, Pacing, RateForecast, gap_after, next_slot
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
@@ -158,3 +159,40 @@ def test_a_lead_due_at_its_slot_keeps_it_though_others_are_booked_just_after() -
     later = Forecast(p, [], [], gap_until=T0 + timedelta(seconds=0.05))
     later.book([T0 + timedelta(seconds=s) for s in (1, 2, 3)], [])
     assert later.take(T0, first_touch=False) == T0 + timedelta(seconds=4)
+
+
+@given(
+    due=st.lists(st.integers(0, 50), min_size=1, max_size=72),
+    hourly=st.none() | st.integers(1, 20),
+    daily=st.none() | st.integers(1, 100),
+    gap=st.integers(0, 1800),
+    used=st.integers(0, 100),
+)
+def test_spread_due_keeps_the_caps_and_loses_nothing_it_can_show(
+    due: list[int], hourly: int | None, daily: int | None, gap: int, used: int
+) -> None:
+    rules = pacing.Pacing(hourly_limit=hourly, daily_limit=daily, min_gap_seconds=gap)
+    out = pacing.spread_due(due, rules, sent_today=used)
+    cap = pacing.hourly_capacity(rules)
+    assert len(out) == len(due)
+    assert all(n >= 0 for n in out)
+    if cap is not None:
+        assert all(n <= cap for n in out)
+    if daily is not None:
+        assert sum(out[:24]) <= max(0, daily - used)
+        for day in range(24, len(out), 24):
+            assert sum(out[day : day + 24]) <= daily
+    # Nothing goes before it is due, and what is held back is only carried, never lost
+    # within the forecast: at every hour, shown so far <= due so far.
+    for h in range(len(due)):
+        assert sum(out[: h + 1]) <= sum(due[: h + 1])
+    if cap is None and daily is None:
+        assert out == due
+
+
+def test_spread_due_carries_what_a_cap_holds_back() -> None:
+    rules = pacing.Pacing(hourly_limit=2)
+    assert pacing.spread_due([5, 0, 0, 0], rules) == [2, 2, 1, 0]
+    assert pacing.spread_due([5, 0, 0], pacing.Pacing(min_gap_seconds=1800)) == [2, 2, 1]
+    assert pacing.spread_due([3, 3], pacing.Pacing(daily_limit=4), sent_today=2) == [2, 0]
+    assert pacing.spread_due([3, 3], None) == [3, 3]
