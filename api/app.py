@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import console, models, problems
 from api import metrics as api_metrics
+from api.deps import Pool
 from api.problems import Problem
 from broker.topology import Names
 from core.clock import utcnow
@@ -55,15 +56,6 @@ BigId = Annotated[int, Path(gt=0, le=2**63 - 1)]
 # A checked token is trusted this long before the database is asked again (revocation takes
 # effect within it; `last_used_at` is written at most this often per token and process).
 TOKEN_CACHE_SECONDS = 10.0
-
-
-async def _pool(request: Request) -> asyncpg.Pool:
-    # async: FastAPI runs a plain function dependency in a thread, a hop per request.
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 
 
 class _Tokens:

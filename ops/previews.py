@@ -9,6 +9,7 @@ from typing import Any
 
 from core import planner
 from db.pool import Conn
+from ops.definitions import StepSpec
 from ops.errors import NotFound
 from scheduler import planning
 
@@ -34,17 +35,14 @@ class Preview:
 async def preview(
     conn: Conn,
     sequence_id: int,
+    step: StepSpec,
     *,
-    position: int,
-    subject: str | None,
-    body_text: str,
-    body_html: str | None,
     lead_id: int | None,
     now: datetime,
     seconds: float = 1.0,
     settings: planner.Settings | None = None,
 ) -> Preview:
-    """Render the given step texts for lead `lead_id` of the sequence (or a sample lead)."""
+    """Render `step` (not yet saved) for lead `lead_id` of the sequence (or a sample lead)."""
     seq = await conn.fetchrow(
         """SELECT s.id, s.timezone, s.send_days, s.send_from, s.send_until,
                   snd.id AS sender_id, snd.email AS sender_email, snd.name AS sender_name
@@ -77,7 +75,7 @@ async def preview(
         company=lead["company"],
         timezone=lead["timezone"],
         attributes=lead["attributes"] or {},
-        current_step=position,
+        current_step=step.position,
         attempt=0,
         enrolled_at=lead["enrolled_at"],
         sequence_id=sequence_id,
@@ -88,10 +86,10 @@ async def preview(
         sender_id=seq["sender_id"] or 1,
         sender_email=sender_email,
         sender_name=seq["sender_name"],
-        step_position=position,
-        subject=subject,
-        body_text=body_text,
-        body_html=body_html,
+        step_position=step.position,
+        subject=step.subject,
+        body_text=step.body_text,
+        body_html=step.body_html,
         suppressed=False,
         thread_subject="(the subject of the first step)",
         thread_message_ids=("<earlier@example.com>",),

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from starlette.datastructures import UploadFile
 
 from api.console import auth
+from api.deps import Pool
 from broker.topology import Names
 from core import lifecycle
 from core.clock import utcnow
@@ -98,6 +99,7 @@ NAV = [
 def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
     """A page (or, for htmx, a fragment) with the signed-in user and the CSRF token."""
     ctx.setdefault("title", name.removesuffix(".html").replace("_", " ").capitalize())
+    ctx.setdefault("note", request.session.pop("note", None))
     return templates.TemplateResponse(
         request,
         name,
@@ -117,26 +119,28 @@ def problem(request: Request, code: int, message: str) -> HTMLResponse:
     return page(request, "problem.html", code, title="Not done", message=message)
 
 
-async def _pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.pool
-    return pool
-
-
-Pool = Annotated[asyncpg.Pool, Depends(_pool)]
 User = Annotated[str, Depends(auth.user)]
 Checked = Depends(auth.check_csrf)
 
 
-def _back(to: str, note: str | None = None) -> RedirectResponse:
-    sep = "&" if "?" in to else "?"
-    return RedirectResponse(f"{to}{sep}note={note}" if note else to, status_code=303)
+async def _form(request: Request) -> dict[str, str]:
+    """A posted form's text fields (files and repeated fields are read where they are used)."""
+    return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+
+
+def _back(request: Request, to: str, note: str | None = None) -> RedirectResponse:
+    """After a change: to `to`, which shows `note` once (kept in the session, not the URL,
+    so no link can put words on a console page)."""
+    if note:
+        request.session["note"] = note
+    return RedirectResponse(to, status_code=303)
 
 
 # --- signing in ------------------------------------------------------------------------
 
 
 @router.get("/signin")
-async def signin(request: Request, why: str | None = None) -> HTMLResponse:
+async def signin(request: Request) -> HTMLResponse:
     return page(request, "signin.html", title="Sign in", why=request.session.pop("refused", None))
 
 
@@ -199,7 +203,7 @@ async def overview(request: Request, _user: User) -> HTMLResponse:
 
 @router.get("/live/overview")
 async def overview_live(request: Request, _user: User) -> HTMLResponse:
-    return page(request, "overview_live.html", **await _overview(request))
+    return page(request, "overview_live.html", note=None, **await _overview(request))
 
 
 # --- sequences -------------------------------------------------------------------------
@@ -223,7 +227,6 @@ async def sequence_list(request: Request, pool: Pool, _user: User) -> HTMLRespon
         items=items,
         funnels=funnels,
         counts=by_id,
-        note=request.query_params.get("note"),
     )
 
 
@@ -241,7 +244,11 @@ def _time(text: str) -> time | None:
         raise Invalid("window", f"{text!r} is not a time of day (HH:MM)") from None
 
 
-def _spec(form: dict[str, str], sender_list: list[str]) -> dict[str, Any]:
+async def _sequence_fields(request: Request) -> dict[str, Any]:
+    """A sequence's settings from its form (the senders are checkboxes, one field each)."""
+    posted = await request.form()
+    form = {k: v for k, v in posted.items() if isinstance(v, str)}
+    sender_list = [v for v in posted.getlist("senders") if isinstance(v, str)]
     if not form.get("name", "").strip():
         raise Invalid("name", "a sequence needs one")
     days = [int(d) for d in form.get("send_days", "").replace(",", " ").split() if d.isdigit()]
@@ -258,18 +265,15 @@ def _spec(form: dict[str, str], sender_list: list[str]) -> dict[str, Any]:
 
 @router.post("/sequences", dependencies=[Checked])
 async def sequence_create(request: Request, pool: Pool, _user: User) -> Response:
-    form = await request.form()
     try:
-        fields = _spec(
-            {k: str(v) for k, v in form.items()}, [str(s) for s in form.getlist("senders")]
-        )
+        fields = await _sequence_fields(request)
         async with pool.acquire() as conn:
             seq_id = await definitions.create_sequence(conn, definitions.SequenceSpec(**fields))
     except (Invalid, NotFound, Conflict, ValueError) as exc:
         return problem(request, 422, str(exc))
     except asyncpg.UniqueViolationError:
         return problem(request, 409, "a sequence with that name exists")
-    return _back(f"/sequences/{seq_id}", "created")
+    return _back(request, f"/sequences/{seq_id}", "created")
 
 
 @router.get("/sequences/{seq_id}")
@@ -290,22 +294,18 @@ async def sequence_page(request: Request, pool: Pool, _user: User, seq_id: int) 
         steps=steps,
         senders=all_senders,
         funnel=funnel,
-        note=request.query_params.get("note"),
     )
 
 
 @router.post("/sequences/{seq_id}", dependencies=[Checked])
 async def sequence_edit(request: Request, pool: Pool, _user: User, seq_id: int) -> Response:
-    form = await request.form()
     try:
-        fields = _spec(
-            {k: str(v) for k, v in form.items()}, [str(s) for s in form.getlist("senders")]
-        )
+        fields = await _sequence_fields(request)
         async with pool.acquire() as conn:
             await definitions.update_sequence(conn, seq_id, fields)
     except (Invalid, NotFound, Conflict, ValueError) as exc:
         return problem(request, 422, str(exc))
-    return _back(f"/sequences/{seq_id}", "saved")
+    return _back(request, f"/sequences/{seq_id}", "saved")
 
 
 @router.post("/sequences/{seq_id}/status", dependencies=[Checked])
@@ -317,13 +317,13 @@ async def sequence_status(
     async with pool.acquire() as conn:
         if not await sequences.set_status(conn, seq_id, to, actor=f"console:{user}", now=utcnow()):
             return problem(request, 404, f"no sequence {seq_id}")
-    return _back(
-        request.headers.get("hx-current-url") or "/sequences",
-        "paused" if to == "paused" else "resumed",
-    )
+    back = str((await request.form()).get("next") or "/sequences")
+    if not back.startswith("/sequences") or "//" in back or "\\" in back:
+        back = "/sequences"  # only back to a sequences page: never elsewhere
+    return _back(request, back, "paused" if to == "paused" else "resumed")
 
 
-def _step(form: dict[str, str]) -> dict[str, Any]:
+def _step(form: dict[str, str]) -> definitions.StepSpec:
     try:
         wait = round(float(form.get("wait_hours", "0") or 0) * 3600)
         position = int(form.get("position", "0"))
@@ -333,59 +333,42 @@ def _step(form: dict[str, str]) -> dict[str, Any]:
         ) from None
     if wait < 0 or position < 0:
         raise Invalid("step", "the wait and the position cannot be negative")
-    return {
-        "position": position,
-        "wait_seconds": wait,
-        "subject": form.get("subject") or None,
-        "body_text": form.get("body_text", ""),
-        "body_html": form.get("body_html") or None,
-    }
+    return definitions.StepSpec(
+        position=position,
+        wait_seconds=wait,
+        subject=form.get("subject") or None,
+        body_text=form.get("body_text", ""),
+        body_html=form.get("body_html") or None,
+    )
 
 
 @router.post("/sequences/{seq_id}/preview", dependencies=[Checked])
 async def step_preview(request: Request, pool: Pool, _user: User, seq_id: int) -> HTMLResponse:
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    form = await _form(request)
     lead = form.get("lead", "").strip()
     try:
         step = _step(form)
+        lead_id = int(lead) if lead.isdigit() else None
         async with pool.acquire() as conn:
-            shown = await previews.preview(
-                conn,
-                seq_id,
-                position=step["position"],
-                subject=step["subject"],
-                body_text=step["body_text"],
-                body_html=step["body_html"],
-                lead_id=int(lead) if lead.isdigit() else None,
-                now=utcnow(),
-            )
+            shown = await previews.preview(conn, seq_id, step, lead_id=lead_id, now=utcnow())
     except (Invalid, NotFound) as exc:
         shown = previews.Preview(lead or "—", "—", error=str(exc))
-    return page(request, "preview.html", shown=shown)
+    return page(request, "preview.html", note=None, shown=shown)
 
 
 @router.post("/sequences/{seq_id}/steps", dependencies=[Checked])
 async def step_save(request: Request, pool: Pool, _user: User, seq_id: int) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
     try:
-        step = _step(form)
+        step = _step(await _form(request))
         async with pool.acquire() as conn:
-            shown = await previews.preview(
-                conn,
-                seq_id,
-                position=step["position"],
-                subject=step["subject"],
-                body_text=step["body_text"],
-                body_html=step["body_html"],
-                lead_id=None,
-                now=utcnow(),
-            )
+            # Saved only if it renders (for a sample lead), as the scheduler will render it.
+            shown = await previews.preview(conn, seq_id, step, lead_id=None, now=utcnow())
             if shown.error:
                 return problem(request, 422, f"not saved: {shown.error}")
-            await definitions.put_step(conn, seq_id, definitions.StepSpec(**step))
+            await definitions.put_step(conn, seq_id, step)
     except (Invalid, NotFound, Conflict) as exc:
         return problem(request, 422, str(exc))
-    return _back(f"/sequences/{seq_id}", "step saved")
+    return _back(request, f"/sequences/{seq_id}", "step saved")
 
 
 # --- leads -----------------------------------------------------------------------------
@@ -442,7 +425,6 @@ async def lead_page(request: Request, pool: Pool, _user: User, lead_id: int) -> 
         "lead.html",
         title=f"Lead {lead_id}",
         view=view,
-        note=request.query_params.get("note"),
         actions=[
             a.value
             for a in actions.Action
@@ -463,7 +445,7 @@ async def lead_act(request: Request, pool: Pool, user: User, lead_id: int, actio
         return problem(request, 404, f"no lead {lead_id}")
     if not done.changed:
         return problem(request, 409, f"a lead that is {done.status_before} cannot {action}")
-    return _back(f"/leads/{lead_id}", f"{action} done")
+    return _back(request, f"/leads/{lead_id}", f"{action} done")
 
 
 # --- import ----------------------------------------------------------------------------
@@ -547,7 +529,7 @@ async def email_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
 
 @router.post("/emails", dependencies=[Checked])
 async def email_send(request: Request, pool: Pool, user: User) -> HTMLResponse:
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    form = await _form(request)
     send_at = None
     if form.get("send_at"):
         try:  # the form asks for UTC
@@ -595,7 +577,6 @@ async def dead_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
         "dead_letters.html",
         title="Dead letters",
         letters=letters,
-        note=request.query_params.get("note"),
     )
 
 
@@ -612,7 +593,7 @@ async def dead_act(request: Request, _user: User, what: str) -> Response:
         done = await dead_letters.purge(url, names, ids)
     else:
         return problem(request, 404, f"no action {what!r}")
-    return _back("/dead-letters", f"{what}: {len(done)}")
+    return _back(request, "/dead-letters", f"{what}: {len(done)}")
 
 
 @router.get("/suppressions")
@@ -627,7 +608,6 @@ async def suppression_page(
         title="Suppressions",
         rows=rows,
         next_after=rows[-1].email if len(rows) == 100 else None,
-        note=request.query_params.get("note"),
     )
 
 
@@ -640,7 +620,9 @@ async def suppression_add(
             added, stopped = await suppressions.add(conn, entry, "manual")
     except suppressions.InvalidEntry as exc:
         return problem(request, 422, f"{entry!r}: {exc}")
-    return _back("/suppressions", f"added ({stopped} leads stopped)" if added else "already there")
+    return _back(
+        request, "/suppressions", f"added ({stopped} leads stopped)" if added else "already there"
+    )
 
 
 @router.post("/suppressions/remove", dependencies=[Checked])
@@ -652,7 +634,7 @@ async def suppression_remove(
             removed = await suppressions.remove(conn, entry)
     except suppressions.InvalidEntry:
         removed = False
-    return _back("/suppressions", "removed" if removed else "not suppressed")
+    return _back(request, "/suppressions", "removed" if removed else "not suppressed")
 
 
 def _dkim_keys(request: Request) -> dict[str, ops_dkim.Published] | None:
@@ -676,7 +658,6 @@ async def sender_page(request: Request, _user: User) -> HTMLResponse:
         title="Senders",
         senders=view.senders,
         dkim=_dkim_keys(request),
-        note=request.query_params.get("note"),
     )
 
 
@@ -691,7 +672,7 @@ def _limit(text: str) -> int | None:
 
 @router.post("/senders/{sender_id}", dependencies=[Checked])
 async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int) -> Response:
-    form = {k: str(v) for k, v in (await request.form()).items()}
+    form = await _form(request)
     try:
         changes = {
             k: _limit(form.get(k, ""))
@@ -705,7 +686,7 @@ async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int
             )
     except (Invalid, NotFound, ValueError) as exc:
         return problem(request, 422, str(exc))
-    return _back("/senders", "limits saved")
+    return _back(request, "/senders", "limits saved")
 
 
 @router.get("/tokens")
@@ -718,7 +699,6 @@ async def token_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
         title="API tokens",
         rows=rows,
         created=None,
-        note=request.query_params.get("note"),
     )
 
 
@@ -748,4 +728,4 @@ async def token_revoke(
     async with pool.acquire() as conn:
         done = await tokens.revoke(conn, name, utcnow())
     log.info("console_token_revoked", by=user, name=name, done=done)
-    return _back("/tokens", "revoked" if done else "no such live token")
+    return _back(request, "/tokens", "revoked" if done else "no such live token")
