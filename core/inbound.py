@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 MAX_BYTES = 10 * 2**20  # what is read of one message; the rest of a huge one is not needed
 _TEXT_CHARS = 20_000  # of each text part
@@ -64,7 +65,7 @@ _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za
 _MSGID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _INLINE_ID = re.compile(r"^Message-ID:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
-_REPLY_CODE = re.compile(r"(?<!\d)([45]\d\d)(?:[ -]|$)")
+_REPLY_CODE = re.compile(r"(?<!\d)([45]\d\d)(?:[ :-]|$)")
 
 
 def _text(value: object) -> str:
@@ -138,6 +139,24 @@ def _lower_address(value: str) -> str:
 
 # --- hard or soft ------------------------------------------------------------------------
 
+# The server says plainly that there is no such mailbox or domain.
+_PLAINLY = [
+    r"user(?:name)? (?:is )?unknown",
+    r"unknown (?:user|recipient|mailbox)",
+    r"no such (?:user|recipient|mailbox)",
+    r"recipient address rejected: (?:user unknown|unknown user|access denied|no such)",
+    r"invalid recipient",
+    r"invalid (?:final delivery )?userid",
+    r"not listed in (?:domino|the|public)",
+    r"check if (?:the )?address is correct",
+    r"(?:address|recipient|mailbox) (?:wasn't|was not) found",
+    r"address (?:couldn't|could not) be found",
+    r"\baddress not found",
+    r"mailbox unavailable",
+    r"does not exist",
+    r"recipient (?:name )?is not recognized",
+]
+
 # (reason, hard, patterns), first match wins; the soft reasons that can look like an unknown
 # user ("user unknown or blocked") come first.
 _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
@@ -164,25 +183,10 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"exceed(?:s|ed)? .*quota",
             ],
         ),
-        (  # the server says plainly that there is no such mailbox or domain
+        (
             "user_unknown",
             True,
-            [
-                r"user(?:name)? (?:is )?unknown",
-                r"unknown (?:user|recipient|mailbox)",
-                r"no such (?:user|recipient|mailbox)",
-                r"recipient address rejected: (?:user unknown|unknown user|access denied|no such)",
-                r"invalid recipient",
-                r"invalid (?:final delivery )?userid",
-                r"not listed in (?:domino|the|public)",
-                r"check if (?:the )?address is correct",
-                r"(?:address|recipient|mailbox) (?:wasn't|was not) found",
-                r"address (?:couldn't|could not) be found",
-                r"\baddress not found",
-                r"mailbox unavailable",
-                r"does not exist",
-                r"recipient (?:name )?is not recognized",
-            ],
+            _PLAINLY,
         ),
         (
             "host_unknown",
@@ -377,10 +381,10 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
     )
 ]
 
+_SAYS_PLAINLY = re.compile("|".join(_PLAINLY), re.IGNORECASE)
 _HARD_STATUS = {"5.1.1": "user_unknown", "5.1.2": "host_unknown", "5.1.6": "moved",
                 "5.1.10": "not_accept", "5.1.3": "user_unknown", "5.4.4": "host_unknown",
                 "5.1.0": "user_unknown"}  # fmt: skip
-_UNKNOWN_USER_STATUS = {"5.1.0", "5.1.1", "5.1.3"}
 # About the sender or the mailbox's state, whatever the words say: never the address itself.
 _SOFT_STATUS = re.compile(r"^[45]\.(?:1\.[78]|2\.0)$")
 
@@ -433,9 +437,11 @@ def refused_command(text: str) -> str | None:
     return None
 
 
-def verdict(status: str | None, diagnostic: str, stage: str = "") -> tuple[str, bool]:
-    """(reason, hard) for one failed recipient; `stage` is the bounce's text about the SMTP
-    exchange (`refused_command` reads it)."""
+def verdict(
+    status: str | None, diagnostic: str, stage: str = "", address: str = ""
+) -> tuple[str, bool]:
+    """(reason, hard) for one failed recipient, `address`; `stage` is the bounce's text
+    about the SMTP exchange (`refused_command` reads it)."""
     found = next(((r, h) for r, h, pattern in _REASONS if pattern.search(diagnostic)), None)
     if found is None and status in _HARD_STATUS:
         found = (_HARD_STATUS[status], True)
@@ -447,19 +453,50 @@ def verdict(status: str | None, diagnostic: str, stage: str = "") -> tuple[str, 
     if hard and status is not None and _SOFT_STATUS.match(status):
         return "rejected", False
     if hard and reason == "user_unknown":
-        # Words alone are not enough: filters say "no such user" too. A refusal with the
-        # content in hand, or a status about something other than the address (the mailbox's
-        # state, the system, the content, security: RFC 3463's X.2, X.3, X.6, X.7), is a
-        # filter's verdict unless the server refused the recipient itself at RCPT TO.
-        command = refused_command(stage or diagnostic)
-        if command in ("MAIL", "HELO", "EHLO"):
-            return "rejected", False  # refused before the recipient was named
-        about_else = status is not None and status.split(".")[1] in ("2", "3", "6", "7")
-        if status in _UNKNOWN_USER_STATUS:
-            return reason, hard  # the status names the address, whatever the stage
-        if command == "DATA" or (about_else and command != "RCPT"):
-            return "filtered", False
+        return _unknown_user(status, diagnostic, stage, address)
     return reason, hard
+
+
+def _unknown_user(
+    status: str | None, diagnostic: str, stage: str, address: str
+) -> tuple[str, bool]:
+    """Words such as "no such user" are not enough for a hard bounce: filters say them too,
+    about content, and in answers to a whole message. They are the address's verdict when
+    the status names the address (X.1.x), when the server gave them in answer to RCPT TO,
+    when its answer names the recipient ("550 <a@b>: User unknown", "a@b... No such user"),
+    or when they are the reporting MTA's own words about the recipient (no server answer
+    quoted). A server's answer that is none of these is a filter's, soft."""
+    command = refused_command(stage or diagnostic)
+    if command in ("MAIL", "HELO", "EHLO"):
+        return "rejected", False  # refused before the recipient was named
+    if status is not None and _ABOUT_ADDRESS.match(status):
+        return "user_unknown", True  # the status names the address, whatever the stage
+    about_else = status is not None and status.split(".")[1] in ("2", "3", "6", "7")
+    if command == "DATA" or (about_else and command != "RCPT"):
+        return "filtered", False
+    if command == "RCPT" or (address and _answer_names(address, diagnostic)):
+        return "user_unknown", True
+    if _SAYS_PLAINLY.search(diagnostic) and not _REPLY_CODE.search(diagnostic):
+        return "user_unknown", True
+    return "filtered", False
+
+
+# Statuses about the recipient's address (RFC 3463 X.1.x), but those about the sender's.
+_ABOUT_ADDRESS = re.compile(r"^5\.1\.(?!7$|8$)\d+$")
+
+
+def _answer_names(address: str, diagnostic: str) -> bool:
+    """Whether a server's answer in `diagnostic` names `address` before its words, as
+    Postfix ("550 <a@b>: …") and sendmail ("550 a@b... …") answer RCPT TO."""
+    return bool(
+        re.search(
+            r"(?<!\d)[45]\d\d[ :-]+(?:[245]\.\d{1,3}\.\d{1,3}\s+)?<?"
+            + re.escape(address)
+            + r">?(?:\.\.\.|:)",
+            diagnostic,
+            re.IGNORECASE,
+        )
+    )
 
 
 def _status_in(text: str) -> str | None:
@@ -526,7 +563,8 @@ def _report_text(part: Message) -> str:
 
 
 def _blocks(text: str) -> list[list[tuple[str, str]]]:
-    """Header-like blocks separated by blank lines, continuation lines folded in."""
+    """Header-like blocks separated by blank lines (or by a recipient field again, when a
+    report runs its recipients' blocks together), continuation lines folded in."""
     blocks: list[list[tuple[str, str]]] = [[]]
     for line in text.replace("\r\n", "\n").split("\n"):
         if not line.strip():
@@ -538,24 +576,47 @@ def _blocks(text: str) -> list[list[tuple[str, str]]]:
             blocks[-1][-1] = (key, f"{value} {line.strip()}")
             continue
         key, sep, value = line.partition(":")
-        if sep and key.strip() and " " not in key.strip():
-            blocks[-1].append((key.strip().lower(), value.strip()))
+        key = key.strip().lower()
+        if sep and key and " " not in key:
+            seen = {k for k, _ in blocks[-1]}
+            if key in _RECIPIENT_FIELDS and key in seen:  # a recipient's block not set apart
+                blocks.append([])
+            blocks[-1].append((key, value.strip()))
     return [b for b in blocks if b]
+
+
+_RECIPIENT_FIELDS = ("final-recipient", "original-recipient")
 
 
 # --- Amazon SES notifications (JSON, by e-mail through SNS) -------------------------------
 
 
+def _ses_notification(text: str) -> dict[str, Any] | None:
+    """An Amazon SES notification: as SES sends it by email, or inside the SNS envelope
+    ({"Type": "Notification", "Message": "<the notification as a JSON string>"})."""
+    decoder = json.JSONDecoder()
+    for start in (text.find('{"notificationType"'), text.find("{")):
+        if start < 0:
+            continue
+        try:
+            data, _ = decoder.raw_decode(text[start:])
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("Message"), str):
+            try:
+                data = json.loads(data["Message"])
+            except ValueError:
+                continue
+        if isinstance(data, dict) and "notificationType" in data:
+            return data
+    return None
+
+
 def _ses(msg: Message) -> Inbound | None:
     text = "\n".join(_decoded(p) for p in _parts(msg) if _ctype(p) == "text/plain")
-    start = text.find('{"notificationType"')
-    if start < 0:
-        return None
-    try:
-        data, _ = json.JSONDecoder().raw_decode(text.replace("!\n ", "")[start:])
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+    text = text.replace("!\n ", "")  # a long line folded on the way
+    data = _ses_notification(text)
+    if data is None:
         return None
     kind, sender = data.get("notificationType"), parseaddr(_header(msg, "From"))[1].lower()
     subject = _header(msg, "Subject")
@@ -582,6 +643,19 @@ def _ses(msg: Message) -> Inbound | None:
 # --- DSNs (RFC 3464) ---------------------------------------------------------------------
 
 
+def _recipient(fields: dict[str, str]) -> str:
+    """The failed address of a report's block: Final-Recipient when it is a plain address,
+    else Original-Recipient, else an address inside the final one (a pipe's command line);
+    a source route ("@relay:user@host") is not an address to suppress."""
+    values = [fields.get(k, "") for k in ("final-recipient", "original-recipient")]
+    addresses = [_lower_address(v.rpartition(";")[2] if ";" in v else v) for v in values]
+    plain = [a for a in addresses if re.fullmatch(r"[^\s@:|<>;,]+@[^\s@:|<>;,]+", a)]
+    if plain:
+        return plain[0]
+    inside = _ADDRESS.search(addresses[0])
+    return inside.group(0).lower() if inside is not None and ":" not in addresses[0] else ""
+
+
 def _dsn(msg: Message) -> list[Failure] | None:
     part = next(
         (
@@ -598,9 +672,8 @@ def _dsn(msg: Message) -> list[Failure] | None:
     failures = []
     for block in _blocks(text):
         fields = dict(block)
-        recipient = fields.get("final-recipient") or fields.get("original-recipient") or ""
-        address = _lower_address(recipient.rpartition(";")[2] if ";" in recipient else recipient)
-        if "@" not in address:
+        address = _recipient(fields)
+        if not address:
             continue
         action = (
             fields.get("action", "failed").lower().split()[0] if fields.get("action") else "failed"
@@ -618,7 +691,9 @@ def _dsn(msg: Message) -> list[Failure] | None:
         if status is None or status.endswith(".0.0"):
             status = _status_in(diagnostic) or status
         stage = " ".join(fields.get(k, "") for k in ("x-postfix-sender", "x-actual-recipient"))
-        reason, hard = verdict(status, diagnostic, stage + " " + _transcript(msg))
+        reason, hard = verdict(status, diagnostic, stage + " " + _transcript(msg), address)
+        if fields.get("diagnostic-code", "").partition(";")[0].strip().lower() == "x-unix":
+            reason, hard = "mailer_error", False  # the local delivery program's failure
         if action == "delayed":
             hard = False
         failures.append(Failure(address, hard, reason, status, diagnostic[:1000]))
@@ -630,10 +705,13 @@ _REPORT_START = re.compile(r"^(?:Reporting-MTA|Final-Recipient):", re.IGNORECASE
 
 def _inline_report(msg: Message) -> str:
     """The delivery-status fields of a report whose MIME structure was lost on the way (its
-    parts run together as text), from the first report field on."""
-    if msg.is_multipart() and any(not p.is_multipart() for p in _parts(msg)[1:]):
-        return ""
-    text = _decoded(msg) if not msg.is_multipart() else ""
+    parts run together as text) or that was written into the notice's text, from the first
+    report field on."""
+    if msg.is_multipart():
+        plain = next((p for p in _parts(msg) if _ctype(p) == "text/plain"), None)
+        text = _decoded(plain) if plain is not None else ""  # a report given as the notice's text
+    else:
+        text = _decoded(msg)
     start = _REPORT_START.search(text)
     return text[start.start() :] if start is not None and "final-recipient" in text.lower() else ""
 
@@ -699,9 +777,10 @@ def _body_text(msg: Message) -> str:
     """The notice's own words: its first text part (HTML as text), up to the copy of the
     original message."""
     for part in _parts(msg):
-        if part.get_content_maintype() == "multipart":
+        if part.is_multipart():
             continue
-        ctype = _ctype(part)
+        ctype = "text/plain" if part.get_content_maintype() == "multipart" else _ctype(part)
+        # (a multipart whose parts could not be told apart, e.g. its boundary lost: its text)
         if ctype in ("message/rfc822", "text/rfc822-headers"):
             break
         if ctype in ("text/plain", "text/html"):
@@ -716,6 +795,9 @@ def _body_text(msg: Message) -> str:
 
 
 _LINE_RECIPIENT = re.compile(r"^\s*<([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+)>:", re.MULTILINE)
+_RCPT_LINE = re.compile(r"^\s*RCPT TO:\s*<?([^<>\s@]+@[^<>\s@]+\.[^<>\s@]+?)>?\s*$",
+                        re.MULTILINE | re.IGNORECASE)  # fmt: skip
+_NOT_RECIPIENT_BEFORE = re.compile(r"(?:contact|\bfrom:?|generated from|expanded from)\s*\(?<?$")
 _ID_BEFORE = re.compile(r"(?:message-?id|msg-?id|queue-?id|\bid)\s*[:=]?\s*<?\s*$")
 
 
@@ -735,12 +817,13 @@ def _freeform(msg: Message) -> list[Failure]:
         before = text[max(0, m.start() - 40) : m.start()].lower()
         if address in ours or _BOUNCE_FROM.search(local) or local in ("root", "noreply"):
             continue
-        if _ID_BEFORE.search(before) or re.search(r"contact\s*<?$", before):
-            continue  # a Message-ID, not an address
+        if _ID_BEFORE.search(before) or _NOT_RECIPIENT_BEFORE.search(before):
+            continue  # a Message-ID, a contact, the sender, or the address an alias came from
         if address not in (a for a, _ in found):
             found.append((address, m.start()))
     # Postfix and qmail begin a line with each failed recipient: "<a@b>: host said ...".
     lined = list(dict.fromkeys(m.group(1).lower() for m in _LINE_RECIPIENT.finditer(text)))
+    lined = lined or list(dict.fromkeys(m.group(1).lower() for m in _RCPT_LINE.finditer(text)))
     if named or lined:  # Exim names them in a header
         found = [(a, text.lower().find(a)) for a in named or lined]
         found = [(a, max(at, 0)) for a, at in found]
@@ -757,14 +840,25 @@ def _freeform(msg: Message) -> list[Failure]:
         # The words about this recipient: from it to the next recipient (or a few lines).
         end = found[i + 1][1] if i + 1 < len(found) and found[i + 1][1] > at else at + 1200
         near = _text(text[at:end]) if at or text else ""
-        context = near or _text(text)
+        # sendmail's line for each recipient ("554 <a@b>... 550 Host unknown") says it all
+        own = re.search(r"^\s*(?:[45]\d\d\s+)?<" + re.escape(address) + r">\.\.\.\s*(\S.*)$",
+                        text, re.MULTILINE | re.IGNORECASE)  # fmt: skip
+        context = (own.group(1) if own else near) or _text(text)
         status = _status_in(context) or _status_in(_text(text))
-        stage = _transcript(msg)
-        reason, hard = verdict(status, context, stage)
+        stage = _session_about(address, _transcript(msg))
+        reason, hard = verdict(status, context, stage, address)
         if reason in ("other", "temporary") and near:
-            reason, hard = verdict(status, _text(text), stage)
+            reason, hard = verdict(status, _text(text), stage, address)
         failures.append(Failure(address, hard, reason, status, context[:1000]))
     return failures
+
+
+def _session_about(address: str, transcript: str) -> str:
+    """The part of a transcript about `address`: sendmail writes one "While talking to
+    <host>:" section per server, each with its own commands and replies."""
+    sections = re.split(r"^.*while talking to .*$", transcript, flags=re.MULTILINE | re.IGNORECASE)
+    about = [s for s in sections[1:] if address in s.lower()]
+    return about[0] if len(sections) > 2 and about else transcript
 
 
 # --- automatic replies and unsubscribe requests ------------------------------------------

@@ -4,6 +4,8 @@ whatever bytes arrive (hypothesis: never an exception)."""
 
 from __future__ import annotations
 
+import json
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -122,6 +124,9 @@ def test_a_complaint_names_who_complained() -> None:
     assert got.refers_to == ("<step1.44@acme.test>",)
 
 
+_NOTICE = "Subject: Returned mail\nFrom: MAILER-DAEMON@mx.example.test"
+
+
 def _mail(headers: str, body: str) -> bytes:
     return f"From: Bob <bob@example.test>\nTo: ana@acme.test\n{headers}\n\n{body}".encode()
 
@@ -169,8 +174,109 @@ def test_hard_only_when_the_address_does_not_exist_or_is_gone() -> None:
     # The status names the address, whatever the stage; a refusal before RCPT is not about it.
     assert verdict("5.1.1", "User unknown", ">>> DATA\n<<< 550 5.1.1 User unknown")[1]
     assert verdict("5.0.0", "No such user", "after MAIL FROM:<me@x>") == ("rejected", False)
-    assert verdict("5.0.0", "550 <a@b>: Recipient address rejected.") == ("user_unknown", True)
-    assert verdict("5.0.0", "550 <a@b>: Recipient address rejected: policy")[1] is False
+    assert verdict("5.0.0", "550 <a@b.test>: Recipient address rejected.", "", "a@b.test") == (
+        "user_unknown",
+        True,
+    )
+    assert verdict("5.0.0", "550 <a@b.test>: Recipient address rejected: policy")[1] is False
+
+
+def test_unknown_user_words_are_hard_only_when_they_are_about_the_address() -> None:
+    # A server's answer that names the recipient (Postfix's and sendmail's RCPT answers).
+    assert verdict("5.0.0", "550 <a@b.test>: User unknown", "", "a@b.test")[1]
+    assert verdict("5.0.0", "550 a@b.test... No such user", "", "a@b.test")[1]
+    assert verdict("5.0.0", "550: <a@b.test>: User unknown", "", "a@b.test")[1]
+    # An answer that names nobody, or another address, at no known stage: a filter's, maybe.
+    assert verdict("5.0.0", "550 : User unknown", "", "a@b.test") == ("filtered", False)
+    assert verdict("5.0.0", "550: : User unknown", "", "a@b.test") == ("filtered", False)
+    assert verdict("5.0.0", "550 <c@b.test>: User unknown", "", "a@b.test")[1] is False
+    # The status names the address (X.1.x, Microsoft's 5.1.10 and 5.1.351 too), or RCPT TO.
+    assert verdict("5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found")[1]
+    assert verdict("5.1.351", "550 5.1.351 unknown recipient or mailbox unavailable")[1]
+    assert verdict("5.0.0", "550 User unknown (in reply to RCPT TO command)")[1]
+    # The reporting MTA's own words about the recipient, no server answer quoted.
+    assert verdict(None, "The recipient name is not recognized")[1]
+    assert verdict(None, "kijitora@example.test [User unknown]")[1]
+    assert verdict("5.0.0", "550 Requested action not taken: mailbox unavailable")[1] is False
+
+
+def test_a_local_delivery_program_s_failure_is_soft() -> None:
+    raw = DSN.replace(
+        b"Diagnostic-Code: smtp; 550 5.1.1 <bob@example.test>: Recipient address rejected: User"
+        b" unknown",
+        b'Diagnostic-Code: x-unix; procmail: Couldn\'t create "/var/mail/bob": No such user',
+    )
+    got = {f.recipient: (f.hard, f.reason) for f in classify(raw).failures}
+    assert got["bob@example.test"] == (False, "mailer_error")
+
+
+def test_the_recipient_of_a_report_is_a_plain_address() -> None:
+    def recipient(final: str, original: str = "") -> list[str]:
+        block = f"Final-Recipient: rfc822;{final}\n" + (
+            f"Original-Recipient: rfc822;{original}\n" if original else ""
+        )
+        body = f"Reporting-MTA: dns; mx.example.test\n\n{block}Action: failed\nStatus: 5.1.1\n"
+        return [f.recipient for f in classify(_mail(_NOTICE, body)).failures]
+
+    assert recipient("|/usr/bin/prog gone@example.test /home/x") == ["gone@example.test"]
+    assert recipient("@relay.example.test:gone@host", "gone@example.test") == ["gone@example.test"]
+    assert recipient("@relay.example.test:gone@host") == []
+    assert recipient("gone@mailhub0", "alias@example.test") == ["gone@mailhub0"]
+
+
+def test_recipients_blocks_run_together_are_told_apart() -> None:
+    body = (
+        "Reporting-MTA: dns; mx.example.test\n\n"
+        "Final-Recipient: rfc822; full@example.test\nAction: failed\nStatus: 5.2.2\n"
+        "Diagnostic-Code: smtp; 552 5.2.2 Mailbox full\n"
+        "Final-Recipient: rfc822; gone@example.test\nAction: failed\nStatus: 5.1.1\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 User unknown\n"
+    )
+    got = {f.recipient: f.hard for f in classify(_mail(_NOTICE, body)).failures}
+    assert got == {"full@example.test": False, "gone@example.test": True}
+
+
+def test_an_ses_notification_in_its_sns_envelope() -> None:
+    inner = (
+        '{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":'
+        '[{"emailAddress":"gone@example.test","status":"5.1.1",'
+        '"diagnosticCode":"smtp; 550 5.1.1 user unknown"}]}}'
+    )
+    body = '{\n  "Type" : "Notification",\n  "Message" : ' + json.dumps(inner) + "\n}\n"
+    got = classify(_mail("Subject: AWS Notification Message\nFrom: no-reply@sns.example", body))
+    assert got.kind == Kind.BOUNCE
+    assert [(f.recipient, f.hard) for f in got.failures] == [("gone@example.test", True)]
+
+
+def test_a_notice_names_the_recipient_in_its_rcpt_to_line_not_the_sender() -> None:
+    body = (
+        "Error: Invalid user address\n\nError message below:\n"
+        "550 - Requested action not taken: no such user here\n\nMessage details:\n"
+        "  MAIL FROM: ana@acme.test\n  RCPT TO: gone@example.test\n"
+        "  From: someone-else@elsewhere.test\n"
+    )
+    raw = f"From: post_master@example.test\nTo: ana@acme.test\nSubject: Re: Hello\n\n{body}"
+    got = classify(raw.encode())
+    assert [(f.recipient, f.hard) for f in got.failures] == [("gone@example.test", True)]
+
+
+def test_a_sendmail_transcript_is_read_per_server() -> None:
+    body = (
+        "   ----- Transcript of session follows -----\n"
+        "While talking to a.example.test:\n>>> DATA\n<<< 550 You cannot send to yourself\n"
+        "554 <one@a.example.test>... Remote protocol error: Connection reset by peer\n"
+        "554 <two@c.example.test>... 550 Host unknown (Authoritative answer from name server)\n"
+        "While talking to b.example.test:\n>>> RCPT To:<three@b.example.test>\n"
+        "<<< 550 Requested User Mailbox not found. No such user here.\n"
+        "550 <three@b.example.test>... User unknown\n\n"
+        "   ----- Unsent message follows -----\nFrom: ana@acme.test\n"
+    )
+    got = classify(_mail("Subject: Returned mail: User unknown\nFrom: MAILER-DAEMON@x.test", body))
+    assert {f.recipient: (f.reason, f.hard) for f in got.failures} == {
+        "one@a.example.test": ("network", False),
+        "two@c.example.test": ("host_unknown", True),
+        "three@b.example.test": ("user_unknown", True),
+    }
 
 
 def test_the_refused_command_is_read_from_a_transcript_or_words() -> None:
