@@ -155,6 +155,7 @@ _PLAINLY = [
     r"mailbox unavailable",
     r"does not exist",
     r"recipient (?:name )?is not recognized",
+    r"no valid recipients",
 ]
 
 # (reason, hard, patterns), first match wins; the soft reasons that can look like an unknown
@@ -356,7 +357,6 @@ _REASONS: list[tuple[str, bool, re.Pattern[str]]] = [
                 r"user not local",
                 r"rejected: user",
                 r"not our customer",
-                r"no valid recipients",
                 r"unknown$",
                 r"couldn't be found",
                 r"wasn't found",
@@ -438,10 +438,11 @@ def refused_command(text: str) -> str | None:
 
 
 def verdict(
-    status: str | None, diagnostic: str, stage: str = "", address: str = ""
+    status: str | None, diagnostic: str, stage: str = "", address: str = "", *, answer: bool = False
 ) -> tuple[str, bool]:
     """(reason, hard) for one failed recipient, `address`; `stage` is the bounce's text
-    about the SMTP exchange (`refused_command` reads it)."""
+    about the SMTP exchange (`refused_command` reads it); `answer`: `diagnostic` is the
+    receiving server's answer (a report's Diagnostic-Code), not the reporting MTA's words."""
     found = next(((r, h) for r, h, pattern in _REASONS if pattern.search(diagnostic)), None)
     if found is None and status in _HARD_STATUS:
         found = (_HARD_STATUS[status], True)
@@ -453,12 +454,12 @@ def verdict(
     if hard and status is not None and _SOFT_STATUS.match(status):
         return "rejected", False
     if hard and reason == "user_unknown":
-        return _unknown_user(status, diagnostic, stage, address)
+        return _unknown_user(status, diagnostic, stage, address, answer=answer)
     return reason, hard
 
 
 def _unknown_user(
-    status: str | None, diagnostic: str, stage: str, address: str
+    status: str | None, diagnostic: str, stage: str, address: str, *, answer: bool
 ) -> tuple[str, bool]:
     """Words such as "no such user" are not enough for a hard bounce: filters say them too,
     about content, and in answers to a whole message. They are the address's verdict when
@@ -476,7 +477,7 @@ def _unknown_user(
         return "filtered", False
     if command == "RCPT" or (address and _answer_names(address, diagnostic)):
         return "user_unknown", True
-    if _SAYS_PLAINLY.search(diagnostic) and not _REPLY_CODE.search(diagnostic):
+    if not answer and _SAYS_PLAINLY.search(diagnostic) and not _REPLY_CODE.search(diagnostic):
         return "user_unknown", True
     return "filtered", False
 
@@ -633,7 +634,7 @@ def _ses(msg: Message) -> Inbound | None:
                 continue
             diagnostic = str(r.get("diagnosticCode", "")) or str(bounce.get("bounceSubType", ""))
             status = str(r.get("status", "")) or None
-            reason, hard = verdict(status, diagnostic)
+            reason, hard = verdict(status, diagnostic, answer=True)
             failures.append(Failure(str(r.get("emailAddress", "")).lower(), hard and permanent,
                                     reason, status, diagnostic[:1000]))  # fmt: skip
         return Inbound(Kind.BOUNCE, None, sender, subject, failures=tuple(failures))
@@ -686,12 +687,15 @@ def _dsn(msg: Message) -> list[Failure] | None:
         diagnostic = _text(fields.get("diagnostic-code", "")).partition(";")[2].strip() or _text(
             fields.get("diagnostic-code", "")
         )
+        answer = bool(diagnostic)
         if not diagnostic:  # some MTAs give the server's answer only in the notice's text
             diagnostic = _line_about(address, _transcript(msg))
         if status is None or status.endswith(".0.0"):
             status = _status_in(diagnostic) or status
         stage = " ".join(fields.get(k, "") for k in ("x-postfix-sender", "x-actual-recipient"))
-        reason, hard = verdict(status, diagnostic, stage + " " + _transcript(msg), address)
+        reason, hard = verdict(
+            status, diagnostic, stage + " " + _transcript(msg), address, answer=answer
+        )
         if fields.get("diagnostic-code", "").partition(";")[0].strip().lower() == "x-unix":
             reason, hard = "mailer_error", False  # the local delivery program's failure
         if action == "delayed":

@@ -31,8 +31,8 @@ for my $f (@ARGV) {
   print join("\t", $f, lc $_->recipient->address, $_->reason, $_->softbounce), "\n" for @$r;
 }
 """
-AGREEMENT_FLOOR = 0.87
-WRONG_HARD_CEILING = 0.045
+AGREEMENT_FLOOR = 0.88
+WRONG_HARD_CEILING = 0.04
 
 
 def _oracle(files: list[Path]) -> dict[str, set[tuple[str, str]]]:

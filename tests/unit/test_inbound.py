@@ -197,6 +197,10 @@ def test_unknown_user_words_are_hard_only_when_they_are_about_the_address() -> N
     # The reporting MTA's own words about the recipient, no server answer quoted.
     assert verdict(None, "The recipient name is not recognized")[1]
     assert verdict(None, "kijitora@example.test [User unknown]")[1]
+    # ... but a report's Diagnostic-Code is the receiving server's answer, words and all.
+    plain = "The email account that you tried to reach does not exist."
+    assert verdict("5.0.0", plain)[1]
+    assert verdict("5.0.0", plain, answer=True) == ("filtered", False)
     assert verdict("5.0.0", "550 Requested action not taken: mailbox unavailable")[1] is False
 
 
