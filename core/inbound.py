@@ -472,11 +472,11 @@ def _unknown_user(
         return "rejected", False  # refused before the recipient was named
     if status is not None and _ABOUT_ADDRESS.match(status):
         return "user_unknown", True  # the status names the address, whatever the stage
-    about_else = status is not None and status.split(".")[1] in ("2", "3", "6", "7")
-    if command == "DATA" or (about_else and command != "RCPT"):
-        return "filtered", False
-    if command == "RCPT" or (address and _answer_names(address, diagnostic)):
+    if command == "RCPT" or (command != "DATA" and address and _answer_names(address, diagnostic)):
         return "user_unknown", True
+    about_else = status is not None and status.split(".")[1] in ("2", "3", "6", "7")
+    if command == "DATA" or about_else:
+        return "filtered", False
     if not answer and _SAYS_PLAINLY.search(diagnostic) and not _REPLY_CODE.search(diagnostic):
         return "user_unknown", True
     return "filtered", False

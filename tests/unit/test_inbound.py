@@ -186,6 +186,8 @@ def test_unknown_user_words_are_hard_only_when_they_are_about_the_address() -> N
     assert verdict("5.0.0", "550 <a@b.test>: User unknown", "", "a@b.test")[1]
     assert verdict("5.0.0", "550 a@b.test... No such user", "", "a@b.test")[1]
     assert verdict("5.0.0", "550: <a@b.test>: User unknown", "", "a@b.test")[1]
+    assert verdict("5.2.1", "550 5.2.1 <a@b.test>... User Unknown", "", "a@b.test")[1]
+    assert verdict("5.2.1", "550 5.2.1 <c@b.test>... User Unknown", "", "a@b.test")[1] is False
     # An answer that names nobody, or another address, at no known stage: a filter's, maybe.
     assert verdict("5.0.0", "550 : User unknown", "", "a@b.test") == ("filtered", False)
     assert verdict("5.0.0", "550: : User unknown", "", "a@b.test") == ("filtered", False)
