@@ -7,10 +7,15 @@ import signal
 import subprocess
 from pathlib import Path
 
+import asyncpg
+
+from core.clock import utcnow
+from ops import senders
+from runtime.credentials import Box
 from tests.conftest import AMQP_URL
 from tests.processes import ROOT, spawn
 
-__all__ = ["ROOT", "Daemons", "daemon_env"]
+__all__ = ["CREDENTIALS_KEY", "ROOT", "Daemons", "daemon_env", "lead_is", "start_with_inbox"]
 
 
 def daemon_env(database: str, amqp_prefix: str, smtp_port: int, **extra: str) -> dict[str, str]:
@@ -54,3 +59,33 @@ class Daemons:
 
     def logs(self) -> str:
         return "\n".join(f.read_text() for f in sorted(self.log_dir.glob("*.log")))
+
+
+CREDENTIALS_KEY = "credentials-key-of-the-e2e-tests-0123456789"
+
+
+async def start_with_inbox(  # noqa: PLR0917
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp_port: int,
+    imap: tuple[int, str, str], log_dir: Path,
+) -> Daemons:  # fmt: skip
+    """The four daemons as processes, sending through `smtp_port`, with sales@acme.test's
+    inbox on the IMAP server `imap` (port, user, password)."""
+    port, user, password = imap
+    async with pool.acquire() as conn:
+        await senders.set_accounts(
+            conn, "sales@acme.test",
+            imap_url=f"imap://{user.replace('@', '%40')}@127.0.0.1:{port}",
+            imap_password=password, box=Box(CREDENTIALS_KEY), actor="test", now=utcnow(),
+        )  # fmt: skip
+    env = daemon_env(database, amqp_prefix, smtp_port, CREDENTIALS_KEY=CREDENTIALS_KEY,
+                     INBOX_REFRESH_SECONDS="1", HEALTH_DIR=str(log_dir / "health"))  # fmt: skip
+    daemons = Daemons(env, log_dir)
+    for module in ("scheduler", "pump", "worker", "inbox"):
+        daemons.start(module)
+    return daemons
+
+
+async def lead_is(pool: asyncpg.Pool, email: str, status: str) -> bool:
+    return bool(
+        await pool.fetchval("SELECT status = $2 FROM leads WHERE email = $1", email, status)
+    )

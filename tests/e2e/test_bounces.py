@@ -14,17 +14,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from core.clock import utcnow
-from ops import senders
-from runtime.credentials import Box
 from tests.conftest import wait_for
-from tests.e2e.daemons import Daemons, daemon_env
+from tests.e2e.daemons import lead_is, start_with_inbox
 from tests.imap_server import Dovecot
 from tests.mta import Postfix
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
-KEY = "credentials-key-of-the-e2e-tests-0123456789"
 GONE, FULL, OK = "gone@example.test", "full@example.test", "ok@example.test"
 
 
@@ -52,21 +48,13 @@ async def test_bounces_from_a_real_postfix_suppress_and_fail_the_lead(  # noqa: 
         VALUES (1, 1, '{GONE}'), (1, 1, '{FULL}'), (1, 1, '{OK}');
         """
     )
-    async with pool.acquire() as conn:
-        await senders.set_accounts(
-            conn, "sales@acme.test",
-            imap_url=f"imap://{user.replace('@', '%40')}@127.0.0.1:{dovecot.port}",
-            imap_password="imap-pass", box=Box(KEY), actor="test", now=utcnow(),
-        )  # fmt: skip
-    env = daemon_env(database, amqp_prefix, mta.port, CREDENTIALS_KEY=KEY,
-                     INBOX_REFRESH_SECONDS="1", HEALTH_DIR=str(tmp_path / "health"))  # fmt: skip
-    daemons = Daemons(env, tmp_path)
-    for module in ("scheduler", "pump", "worker", "inbox"):
-        daemons.start(module)
+    daemons = await start_with_inbox(
+        pool, database, amqp_prefix, mta.port, (dovecot.port, user, "imap-pass"), tmp_path
+    )
     try:
-        await wait_for(lambda: _status(pool, GONE, "failed"), timeout=40)
+        await wait_for(lambda: lead_is(pool, GONE, "failed"), timeout=40)
         await wait_for(lambda: [r.rcpt_to for r in smtp.received] == [[OK], [OK]], timeout=40)
-        await wait_for(lambda: _status(pool, FULL, "completed"), timeout=20)
+        await wait_for(lambda: lead_is(pool, FULL, "completed"), timeout=20)
     finally:
         codes = daemons.stop_all()
         maillog = mta.log()
@@ -99,9 +87,3 @@ async def test_bounces_from_a_real_postfix_suppress_and_fail_the_lead(  # noqa: 
     assert all("5.2.2" in str(r["data"]) for r in soft), soft
     # The bounces were postfix's own, delivered into the sender's mailbox (never deleted).
     assert dovecot.count(user) >= 2
-
-
-async def _status(pool: asyncpg.Pool, email: str, status: str) -> bool:
-    return bool(
-        await pool.fetchval("SELECT status = $2 FROM leads WHERE email = $1", email, status)
-    )

@@ -12,16 +12,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from core.clock import utcnow
-from ops import senders
-from runtime.credentials import Box
 from tests.conftest import wait_for
-from tests.e2e.daemons import Daemons, daemon_env
+from tests.e2e.daemons import lead_is, start_with_inbox
 from tests.imap_server import Dovecot
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
-KEY = "credentials-key-of-the-e2e-tests-0123456789"
 
 
 async def test_a_reply_in_the_senders_inbox_stops_the_sequence(  # noqa: PLR0917
@@ -41,17 +37,9 @@ async def test_a_reply_in_the_senders_inbox_stops_the_sequence(  # noqa: PLR0917
         VALUES (1, 1, 'bob@example.test', 'Bob'), (1, 1, 'carol@example.test', 'Carol');
         """
     )
-    async with pool.acquire() as conn:
-        await senders.set_accounts(
-            conn, "sales@acme.test",
-            imap_url=f"imap://{user.replace('@', '%40')}@127.0.0.1:{dovecot.port}",
-            imap_password="imap-pass", box=Box(KEY), actor="test", now=utcnow(),
-        )  # fmt: skip
-    env = daemon_env(database, amqp_prefix, smtp.port, CREDENTIALS_KEY=KEY,
-                     INBOX_REFRESH_SECONDS="1", HEALTH_DIR=str(tmp_path / "health"))  # fmt: skip
-    daemons = Daemons(env, tmp_path)
-    for module in ("scheduler", "pump", "worker", "inbox"):
-        daemons.start(module)
+    daemons = await start_with_inbox(
+        pool, database, amqp_prefix, smtp.port, (dovecot.port, user, "imap-pass"), tmp_path
+    )
     try:
         await wait_for(lambda: len(smtp.received) == 2, timeout=30)
         first = next(r for r in smtp.received if r.rcpt_to == ["bob@example.test"]).message
@@ -65,7 +53,7 @@ async def test_a_reply_in_the_senders_inbox_stops_the_sequence(  # noqa: PLR0917
             "\r\nSure, let's talk Tuesday.\r\n\r\n> Hi Bob\r\n"
         ).encode())  # fmt: skip
 
-        await wait_for(lambda: _is(pool, "bob@example.test", "stopped"), timeout=15)
+        await wait_for(lambda: lead_is(pool, "bob@example.test", "stopped"), timeout=15)
         took = loop.time() - replied_at
         # Carol, who did not reply, gets step 2; Bob never does.
         await wait_for(lambda: len(smtp.received) == 3, timeout=30)
@@ -83,9 +71,3 @@ async def test_a_reply_in_the_senders_inbox_stops_the_sequence(  # noqa: PLR0917
     )
     assert event is not None
     assert "replied" in str(event["data"])
-
-
-async def _is(pool: asyncpg.Pool, email: str, status: str) -> bool:
-    return bool(
-        await pool.fetchval("SELECT status = $2 FROM leads WHERE email = $1", email, status)
-    )
