@@ -783,8 +783,8 @@ def _body_text(msg: Message) -> str:
     for part in _parts(msg):
         if part.is_multipart():
             continue
+        # A multipart whose parts could not be told apart (its boundary lost) is read as text.
         ctype = "text/plain" if part.get_content_maintype() == "multipart" else _ctype(part)
-        # (a multipart whose parts could not be told apart, e.g. its boundary lost: its text)
         if ctype in ("message/rfc822", "text/rfc822-headers"):
             break
         if ctype in ("text/plain", "text/html"):
