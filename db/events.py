@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from core.events import check
 from db.pool import Conn
 from db.queries import query
 
@@ -28,7 +29,7 @@ async def insert_many(conn: Conn, events: list[Event], at: datetime) -> None:
         query("events", "insert_events"),
         [e.lead_id for e in events],
         [e.step for e in events],
-        [e.type for e in events],
+        [check(e.type) for e in events],
         [json.dumps(dict(e.data), default=str) for e in events],
         at,
     )
@@ -40,7 +41,7 @@ async def insert(conn: Conn, event: Event, at: datetime) -> None:
         query("events", "insert_event"),
         event.lead_id,
         event.step,
-        event.type,
+        check(event.type),
         json.dumps(dict(event.data), default=str),
         at,
     )

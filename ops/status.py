@@ -22,7 +22,7 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 from broker.topology import Names
-from core import pacing
+from core import events, pacing
 from core.clock import utcnow
 from core.lifecycle import Status
 from db import counts, leads, outbox
@@ -33,8 +33,8 @@ log = structlog.get_logger()
 
 # A replica that has not reported for this long is not listed as live.
 REPLICA_SILENCE = timedelta(seconds=60)
-# The event types a sequence's last day counts.
-OUTCOMES = ("sent", "replied", "bounced", "unsubscribed", "complained", "failed")
+# The outcomes a sequence's last day counts (core/events.py: what the count trigger keys by).
+OUTCOMES = events.OUTCOMES
 # The console's chart: hours on each side of now, and how many due leads its forecast reads.
 CHART_HOURS = 48
 FORECAST_CAP = 50_000
@@ -251,10 +251,16 @@ class Chart:
     due_capped: bool  # the forecast stopped at FORECAST_CAP leads
 
 
+_CHARTED = tuple(
+    o.value for o in (events.Outcome.SENT, events.Outcome.FAILED, events.Outcome.BOUNCED,
+                      events.Outcome.REPLIED)
+)  # fmt: skip
+
+
 async def chart(conn: Conn, now: datetime) -> Chart:
     hour = now.replace(minute=0, second=0, microsecond=0)
     first = hour - timedelta(hours=CHART_HOURS - 1)
-    past = [dict.fromkeys(("sent", "failed", "bounced", "replied"), 0) for _ in range(CHART_HOURS)]
+    past = [dict.fromkeys(_CHARTED, 0) for _ in range(CHART_HOURS)]
     kinds = list(past[0])
     for r in await conn.fetch(_q("hourly"), first, kinds):
         i = int((r["hour"] - first).total_seconds() // 3600)

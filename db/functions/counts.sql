@@ -24,3 +24,23 @@ BEGIN
 
     DELETE FROM activity_changes WHERE hour < p_now - p_keep;
 END $$;
+
+-- What an event is counted as in activity_changes: a stop or a failure with an outcome's
+-- reason (replied, unsubscribed, bounced) as that outcome, everything else as its type. The
+-- same rule as core/events.py `key` (tests/integration/test_event_types.py compares them).
+CREATE OR REPLACE FUNCTION event_key(p_type text, p_data jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_type IN ('stopped', 'failed')
+                     AND p_data->>'reason' IN ('replied', 'unsubscribed', 'bounced')
+                THEN p_data->>'reason' ELSE p_type END
+$$;
+
+CREATE OR REPLACE FUNCTION count_events() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO activity_changes (hour, sequence_id, sender_id, step, type, n)
+    SELECT date_trunc('hour', e.at), l.sequence_id, l.sender_id, e.step,
+           event_key(e.type, e.data), count(*)
+    FROM new_events e LEFT JOIN leads l ON l.id = e.lead_id
+    GROUP BY 1, 2, 3, 4, 5;
+    RETURN NULL;
+END $$;

@@ -118,21 +118,33 @@ async def test_paused_sequences_are_not_lag_and_activity_is_counted(pool: asyncp
     await pool.execute("UPDATE sequences SET status = 'paused' WHERE id = 2")
     await pool.execute(
         """INSERT INTO events (lead_id, step, type, at) VALUES
-           (1, 1, 'sent', $1), (3, 1, 'sent', $1), (3, 1, 'replied', $1),
+           (1, 1, 'sent', $1), (3, 1, 'sent', $1),
            (2, 1, 'sent', $1), (5, 1, 'failed', $1 - interval '2 days')""",
         now,
     )
+    # A reply and an unsubscribe through the public SQL verbs (what the inbox, the API and
+    # the one-click link call): their stops are what the outcomes count.
+    assert await pool.fetchval("SELECT record_reply('l3@x.test')") == 1
+    assert await pool.fetchval("SELECT record_unsubscribe('l7@x.test')") == 1
     async with pool.acquire() as conn:
         view = await status.read(conn, None, now)
     one, two = view.sequences
-    assert (one.leads["active"], two.leads["active"]) == (5, 5)
+    assert (one.leads["active"], two.leads["active"]) == (5, 3)
     # Leads 2, 4, ... are sequence One's; 1, 3, ... the paused Two's.
     assert one.last_24h == {**dict.fromkeys(status.OUTCOMES, 0), "sent": 1}
-    assert two.last_24h == {**dict.fromkeys(status.OUTCOMES, 0), "sent": 2, "replied": 1}
+    assert two.last_24h == {
+        **dict.fromkeys(status.OUTCOMES, 0),
+        "sent": 2,
+        "replied": 1,
+        "unsubscribed": 1,
+    }
     # Only sequence One's leads (2, 4, ..., 10 minutes late) are due work; the failure of
     # two days ago is not in the last day.
     assert view.pipeline.due == 5
     assert view.pipeline.lag_seconds == pytest.approx(10 * 60, abs=1)
+    # A hand-written event of a type the product does not write is refused (one registry).
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute("INSERT INTO events (lead_id, step, type) VALUES (3, 1, 'replied')")
     free = next(s for s in view.senders if s.email == "free@acme.test")
     assert (free.sent_last_hour, free.sent_last_day, free.paced) == (3, 3, False)
 
