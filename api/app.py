@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import html
 import io
 import json
 import tempfile
@@ -559,21 +558,17 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
 
     secret = settings.unsubscribe_secret.get_secret_value()
 
-    @app.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def unsubscribe_page(token: Annotated[str, Path(max_length=800)]) -> HTMLResponse:
-        # A GET never unsubscribes: mail scanners follow links.
-        quoted = html.escape(token, quote=True)
+    def confirm_page() -> HTMLResponse:
+        # A GET never unsubscribes: mail scanners follow links. The form posts back to the
+        # address it was opened at, whatever prefix a proxy serves the API under.
         return HTMLResponse(
             _PAGE.format(
-                body=f'<form method="post" action="/u/{quoted}"><p>Stop receiving these'
-                ' emails?</p><button type="submit">Unsubscribe</button></form>'
+                body='<form method="post"><p>Stop receiving these emails?</p>'
+                '<button type="submit">Unsubscribe</button></form>'
             )
         )
 
-    @app.post("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
-    async def unsubscribe_now(
-        pool: Pool, token: Annotated[str, Path(max_length=800)]
-    ) -> HTMLResponse:
+    async def apply_one_click(pool: asyncpg.Pool, token: str) -> HTMLResponse:
         """RFC 8058 one-click: applies at once; again is harmless."""
         try:
             async with pool.acquire() as conn:
@@ -583,6 +578,28 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         except ValueError:  # no secret configured: nothing can be verified
             return HTMLResponse(_PAGE.format(body="<p>Unsubscribing is not set up.</p>"), 503)
         return HTMLResponse(_PAGE.format(body="<p>You are unsubscribed.</p>"))
+
+    # The link a message carries is UNSUBSCRIBE_URL/{token}; `/u?token=` is the form of
+    # links in mail sent before, still honoured.
+    @app.get("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def unsubscribe_page(token: Annotated[str, Path(max_length=800)]) -> HTMLResponse:
+        return confirm_page()
+
+    @app.get("/u", response_class=HTMLResponse, include_in_schema=False)
+    async def unsubscribe_page_query(token: Annotated[str, Query(max_length=800)]) -> HTMLResponse:
+        return confirm_page()
+
+    @app.post("/u/{token}", response_class=HTMLResponse, include_in_schema=False)
+    async def unsubscribe_now(
+        pool: Pool, token: Annotated[str, Path(max_length=800)]
+    ) -> HTMLResponse:
+        return await apply_one_click(pool, token)
+
+    @app.post("/u", response_class=HTMLResponse, include_in_schema=False)
+    async def unsubscribe_now_query(
+        pool: Pool, token: Annotated[str, Query(max_length=800)]
+    ) -> HTMLResponse:
+        return await apply_one_click(pool, token)
 
     console.install(app, settings)
     return app

@@ -73,6 +73,6 @@ def verify_token(secret: str, token: str) -> int:
 
 
 def unsubscribe_url(base: str, token: str) -> str:
-    """The one-click URL for a token: `base` with `token=` appended."""
-    sep = "&" if "?" in base else "?"
-    return f"{base}{sep}token={quote(token, safe='')}"
+    """The one-click URL for a token: the API's route `/u/{token}` under `base`, the public
+    address of that route (UNSUBSCRIBE_URL, e.g. https://acme.example/u)."""
+    return f"{base.rstrip('/')}/{quote(token, safe='')}"

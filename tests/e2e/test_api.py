@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -172,6 +173,57 @@ async def test_one_click_unsubscribe(api: Client, pool: asyncpg.Pool) -> None:
         assert status == 400, bad
         assert "<script>" not in text
     assert await pool.fetchval("SELECT count(*) FROM suppressions") == 1
+
+
+async def test_one_click_from_the_header_of_a_sent_message(  # noqa: PLR0917
+    api: Client, pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """What a mailbox provider does with RFC 8058: POST exactly the List-Unsubscribe URL of
+    the message it received, with body List-Unsubscribe=One-Click."""
+    await pool.execute(SETUP.replace("generate_series(1, 5)", "generate_series(1, 1)"))
+    await pool.execute(
+        "INSERT INTO sequence_steps (sequence_id, position, wait_seconds, subject, body_text)"
+        " VALUES (1, 2, 86400, 'again', 'b')"
+    )
+    env = daemon_env(database, amqp_prefix, smtp.port, UNSUBSCRIBE_URL=f"{api.base}/u",
+                     UNSUBSCRIBE_SECRET=SECRET)  # fmt: skip
+    (tmp_path / "daemons").mkdir()
+    daemons = Daemons(env, tmp_path / "daemons")
+    for module in ("scheduler", "pump", "worker"):
+        daemons.start(module)
+    try:
+        await wait_for(lambda: len(smtp.received) == 1, timeout=30)
+    finally:
+        codes = daemons.stop_all()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
+    message = smtp.received[0].message
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    (url,) = [u for u in re.findall(r"<([^>]+)>", message["List-Unsubscribe"]) if "://" in u]
+    assert url.startswith(api.base + "/u/")
+    assert await pool.fetchval("SELECT status FROM leads WHERE id = 1") == "active"
+
+    req = urllib.request.Request(  # noqa: S310 - the URL of our own server, from the header
+        url, data=b"List-Unsubscribe=One-Click", method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+        assert resp.status == 200
+        assert "You are unsubscribed" in resp.read().decode()
+    assert await pool.fetchval("SELECT email FROM suppressions") == "l1@x.test"
+    assert await pool.fetchval("SELECT status FROM leads WHERE id = 1") == "stopped"
+    view = api.call("GET", "/api/v1/status")[2]
+    assert view["sequences"][0]["last_24h"]["unsubscribed"] == 1
+
+    # The form of links in mail sent before (UNSUBSCRIBE_URL?token=…) still works.
+    await pool.execute(
+        "INSERT INTO leads (sequence_id, sender_id, email) VALUES (1, 1, 'old@x.test')"
+    )
+    old = await pool.fetchval("SELECT id FROM leads WHERE email = 'old@x.test'")
+    legacy = f"/u?token={make_token(SECRET, old)}"
+    assert 'method="post"' in api.call("GET", legacy)[2]
+    assert api.call("POST", legacy, raw=b"List-Unsubscribe=One-Click")[0] == 200
+    assert await pool.fetchval("SELECT status FROM leads WHERE id = $1", old) == "stopped"
 
 
 async def test_every_route_answers_bad_input_with_a_problem_never_a_500(api: Client) -> None:
