@@ -23,6 +23,24 @@ from typing import Any
 
 MAX_BYTES = 10 * 2**20  # what is read of one message; the rest of a huge one is not needed
 _TEXT_CHARS = 20_000  # of each text part
+# Our messages have one recipient each: a genuine report about them names one or a few. A
+# report naming more is read for its first MAX_RECIPIENTS (the rest counted, not read), so
+# reading it costs time linear in its size whatever it names.
+MAX_RECIPIENTS = 50
+# MIME nesting a message may have; deeper is not mail anyone sends (and would exhaust the
+# parser's recursion): the message is unreadable.
+MAX_DEPTH = 40
+
+
+class Unreadable(ValueError):
+    """A message the classifier refuses to read (nesting, structure); says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """The verdict on a message that could not be read, and why."""
+
+    reason: str
 
 
 class Kind(enum.StrEnum):
@@ -57,6 +75,7 @@ class Inbound:
     complained: tuple[str, ...] = ()  # the addresses a complaint is about
     unsubscribe: bool = False  # a reply that asks to be taken off the list
     body: str = field(default="", repr=False)  # the reply's own text (quotes removed)
+    unread: int = 0  # recipients a report names beyond MAX_RECIPIENTS, not read
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -117,7 +136,31 @@ def _ctype(part: Message) -> str:
 
 
 def _parts(msg: Message) -> list[Message]:
-    return list(msg.walk())
+    """Every part, depth first (as Message.walk, without its recursion)."""
+    out: list[Message] = []
+    stack = [msg]
+    while stack:
+        part = stack.pop()
+        out.append(part)
+        if part.is_multipart():
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                stack.extend(reversed([p for p in payload if isinstance(p, Message)]))
+    return out
+
+
+def _depth(msg: Message) -> int:
+    deepest = 0
+    stack = [(msg, 0)]
+    while stack:
+        part, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        payload = part.get_payload() if part.is_multipart() else None
+        if isinstance(payload, list):
+            stack.extend((p, level + 1) for p in payload if isinstance(p, Message))
+    return deepest
 
 
 def _embedded(msg: Message) -> Message | None:
@@ -437,12 +480,22 @@ def refused_command(text: str) -> str | None:
     return None
 
 
+_UNSET = "_unset_"
+
+
 def verdict(
-    status: str | None, diagnostic: str, stage: str = "", address: str = "", *, answer: bool = False
+    status: str | None,
+    diagnostic: str,
+    stage: str = "",
+    address: str = "",
+    *,
+    answer: bool = False,
+    command: str | None = _UNSET,
 ) -> tuple[str, bool]:
     """(reason, hard) for one failed recipient, `address`; `stage` is the bounce's text
-    about the SMTP exchange (`refused_command` reads it); `answer`: `diagnostic` is the
-    receiving server's answer (a report's Diagnostic-Code), not the reporting MTA's words."""
+    about the SMTP exchange (`refused_command` reads it), or `command` the refused command
+    when already known; `answer`: `diagnostic` is the receiving server's answer (a report's
+    Diagnostic-Code), not the reporting MTA's words."""
     found = next(((r, h) for r, h, pattern in _REASONS if pattern.search(diagnostic)), None)
     if found is None and status in _HARD_STATUS:
         found = (_HARD_STATUS[status], True)
@@ -454,12 +507,14 @@ def verdict(
     if hard and status is not None and _SOFT_STATUS.match(status):
         return "rejected", False
     if hard and reason == "user_unknown":
-        return _unknown_user(status, diagnostic, stage, address, answer=answer)
+        if command == _UNSET:
+            command = refused_command(stage or diagnostic)
+        return _unknown_user(status, diagnostic, command, address, answer=answer)
     return reason, hard
 
 
 def _unknown_user(
-    status: str | None, diagnostic: str, stage: str, address: str, *, answer: bool
+    status: str | None, diagnostic: str, command: str | None, address: str, *, answer: bool
 ) -> tuple[str, bool]:
     """Words such as "no such user" are not enough for a hard bounce: filters say them too,
     about content, and in answers to a whole message. They are the address's verdict when
@@ -467,7 +522,6 @@ def _unknown_user(
     when its answer names the recipient ("550 <a@b>: User unknown", "a@b... No such user"),
     or when they are the reporting MTA's own words about the recipient (no server answer
     quoted). A server's answer that is none of these is a filter's, soft."""
-    command = refused_command(stage or diagnostic)
     if command in ("MAIL", "HELO", "EHLO"):
         return "rejected", False  # refused before the recipient was named
     if status is not None and _ABOUT_ADDRESS.match(status):
@@ -621,23 +675,30 @@ def _ses(msg: Message) -> Inbound | None:
         return None
     kind, sender = data.get("notificationType"), parseaddr(_header(msg, "From"))[1].lower()
     subject = _header(msg, "Subject")
+    mail = data.get("mail")
+    common = mail.get("commonHeaders") if isinstance(mail, dict) else None
+    refers = tuple(_ids(str(common.get("messageId", "")))) if isinstance(common, dict) else ()
     if kind == "Complaint":
         people = data.get("complaint", {}).get("complainedRecipients", [])
-        found = [str(r.get("emailAddress", "")).lower() for r in people if isinstance(r, dict)]
-        return Inbound(Kind.COMPLAINT, None, sender, subject, complained=tuple(found))
+        found = list(dict.fromkeys(
+            str(r.get("emailAddress", "")).lower() for r in people if isinstance(r, dict)
+        ))  # fmt: skip
+        return Inbound(Kind.COMPLAINT, None, sender, subject, refers,
+                       complained=tuple(found[:MAX_RECIPIENTS]),
+                       unread=max(0, len(found) - MAX_RECIPIENTS))  # fmt: skip
     if kind == "Bounce":
         bounce = data.get("bounce", {})
         permanent = bounce.get("bounceType") == "Permanent"
         failures = []
-        for r in bounce.get("bouncedRecipients", []):
-            if not isinstance(r, dict):
-                continue
+        named = [r for r in bounce.get("bouncedRecipients", []) if isinstance(r, dict)]
+        for r in named[:MAX_RECIPIENTS]:
             diagnostic = str(r.get("diagnosticCode", "")) or str(bounce.get("bounceSubType", ""))
             status = str(r.get("status", "")) or None
             reason, hard = verdict(status, diagnostic, answer=True)
             failures.append(Failure(str(r.get("emailAddress", "")).lower(), hard and permanent,
                                     reason, status, diagnostic[:1000]))  # fmt: skip
-        return Inbound(Kind.BOUNCE, None, sender, subject, failures=tuple(failures))
+        return Inbound(Kind.BOUNCE, None, sender, subject, refers, failures=tuple(failures),
+                       unread=max(0, len(named) - MAX_RECIPIENTS))  # fmt: skip
     return Inbound(Kind.NOTICE, None, sender, subject)
 
 
@@ -657,7 +718,9 @@ def _recipient(fields: dict[str, str]) -> str:
     return inside.group(0).lower() if inside is not None and ":" not in addresses[0] else ""
 
 
-def _dsn(msg: Message) -> list[Failure] | None:
+def _dsn(msg: Message) -> tuple[list[Failure], int] | None:
+    """The failed recipients of a delivery-status report (at most MAX_RECIPIENTS) and how
+    many more it names; None when the message has no such report."""
     part = next(
         (
             p
@@ -670,17 +733,25 @@ def _dsn(msg: Message) -> list[Failure] | None:
     text = _report_text(part) if part is not None else _inline_report(msg)
     if not text:
         return None
-    failures = []
+    failures: list[Failure] = []
+    seen: set[str] = set()
+    unread = 0
+    about: _Notice | None = None  # the notice's text, read once for every recipient
     for block in _blocks(text):
         fields = dict(block)
         address = _recipient(fields)
-        if not address:
+        if not address or address in seen:
             continue
         action = (
             fields.get("action", "failed").lower().split()[0] if fields.get("action") else "failed"
         )
         if action in ("delivered", "relayed", "expanded"):
             continue
+        seen.add(address)
+        if len(failures) >= MAX_RECIPIENTS:
+            unread += 1
+            continue
+        about = about or _Notice(_transcript(msg))
         status = None
         if m := _STATUS.search(fields.get("status", "")):
             status = ".".join(m.groups())
@@ -689,19 +760,61 @@ def _dsn(msg: Message) -> list[Failure] | None:
         )
         answer = bool(diagnostic)
         if not diagnostic:  # some MTAs give the server's answer only in the notice's text
-            diagnostic = _line_about(address, _transcript(msg))
+            diagnostic = about.line_about(address)
         if status is None or status.endswith(".0.0"):
             status = _status_in(diagnostic) or status
         stage = " ".join(fields.get(k, "") for k in ("x-postfix-sender", "x-actual-recipient"))
         reason, hard = verdict(
-            status, diagnostic, stage + " " + _transcript(msg), address, answer=answer
+            status, diagnostic, stage, address, answer=answer, command=about.command(stage)
         )
         if fields.get("diagnostic-code", "").partition(";")[0].strip().lower() == "x-unix":
             reason, hard = "mailer_error", False  # the local delivery program's failure
         if action == "delayed":
             hard = False
         failures.append(Failure(address, hard, reason, status, diagnostic[:1000]))
-    return failures
+    return failures, unread
+
+
+class _Notice:
+    """A bounce notice's text, with what is asked of it for each recipient worked out once
+    (a report naming many recipients costs time linear in its size, not quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._command: str | bool | None = False  # False: not worked out yet
+        self._lines: dict[str, str] | None = None
+        self._paragraphs: dict[str, str] | None = None
+
+    def command(self, stage: str = "") -> str | None:
+        """The refused SMTP command: from `stage` (a report's own fields) when they say,
+        else from the notice's text."""
+        if stage.strip() and (found := refused_command(stage)) is not None:
+            return found
+        if self._command is False:
+            self._command = refused_command(self.text)
+        return self._command if isinstance(self._command, str) else None
+
+    def line_about(self, address: str) -> str:
+        """What the text says of `address`: the rest of a line that starts with it (as in
+        "a@b: 550 …"), else the paragraph that names it with the heading above it."""
+        if self._lines is None:
+            self._lines = {}
+            for line in self.text.splitlines():
+                head, _, rest = line.strip().partition(":")
+                if rest.strip() and "@" in head:
+                    self._lines.setdefault(_lower_address(head), rest.strip())
+        if address in self._lines:
+            return self._lines[address]
+        if self._paragraphs is None:
+            self._paragraphs = {}
+            paragraphs = [p for p in re.split(r"\n\s*\n", self.text) if p.strip()]
+            for i, paragraph in enumerate(paragraphs):
+                for m in _ADDRESS.finditer(paragraph):
+                    self._paragraphs.setdefault(
+                        m.group(0).lower(),
+                        _text(" ".join(paragraphs[max(0, i - 1) : i + 1]))[:1000],
+                    )
+        return self._paragraphs.get(address, "")
 
 
 _REPORT_START = re.compile(r"^(?:Reporting-MTA|Final-Recipient):", re.IGNORECASE | re.MULTILINE)
@@ -718,20 +831,6 @@ def _inline_report(msg: Message) -> str:
         text = _decoded(msg)
     start = _REPORT_START.search(text)
     return text[start.start() :] if start is not None and "final-recipient" in text.lower() else ""
-
-
-def _line_about(address: str, text: str) -> str:
-    """What `text` says of `address`: the rest of a line that starts with it (as in
-    "a@b: 550 …"), else the paragraph that names it with the heading above it."""
-    for line in text.splitlines():
-        head, _, rest = line.strip().partition(":")
-        if _lower_address(head) == address and rest.strip():
-            return rest.strip()
-    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
-    for i, paragraph in enumerate(paragraphs):
-        if address in paragraph.lower():
-            return _text(" ".join(paragraphs[max(0, i - 1) : i + 1]))[:1000]
-    return ""
 
 
 def _transcript(msg: Message) -> str:
@@ -805,7 +904,9 @@ _NOT_RECIPIENT_BEFORE = re.compile(r"(?:contact|\bfrom:?|generated from|expanded
 _ID_BEFORE = re.compile(r"(?:message-?id|msg-?id|queue-?id|\bid)\s*[:=]?\s*<?\s*$")
 
 
-def _freeform(msg: Message) -> list[Failure]:
+def _freeform(msg: Message) -> tuple[list[Failure], int]:
+    """The failed recipients a notice's own words name (at most MAX_RECIPIENTS) and how many
+    more it names."""
     text = _body_text(msg)
     named = [a.lower() for _, a in getaddresses(msg.get_all("X-Failed-Recipients", [])) if "@" in a]
     ours = {
@@ -815,6 +916,7 @@ def _freeform(msg: Message) -> list[Failure]:
     if original is not None:
         ours |= {_lower_address(a) for _, a in getaddresses(original.get_all("From", []))}
     found: list[tuple[str, int]] = []
+    listed: set[str] = set()
     for m in _ADDRESS.finditer(text):
         address = m.group(0).lower().rstrip(".")
         local = address.partition("@")[0]
@@ -823,14 +925,15 @@ def _freeform(msg: Message) -> list[Failure]:
             continue
         if _ID_BEFORE.search(before) or _NOT_RECIPIENT_BEFORE.search(before):
             continue  # a Message-ID, a contact, the sender, or the address an alias came from
-        if address not in (a for a, _ in found):
+        if address not in listed:
+            listed.add(address)
             found.append((address, m.start()))
     # Postfix and qmail begin a line with each failed recipient: "<a@b>: host said ...".
     lined = list(dict.fromkeys(m.group(1).lower() for m in _LINE_RECIPIENT.finditer(text)))
     lined = lined or list(dict.fromkeys(m.group(1).lower() for m in _RCPT_LINE.finditer(text)))
     if named or lined:  # Exim names them in a header
-        found = [(a, text.lower().find(a)) for a in named or lined]
-        found = [(a, max(at, 0)) for a, at in found]
+        lowered = text.lower()
+        found = [(a, max(lowered.find(a), 0)) for a in (named or lined)[:MAX_RECIPIENTS]]
     if not found and original is not None:
         found = [(_lower_address(a), 0) for _, a in getaddresses(original.get_all("To", [])) if a]
         found = [f for f in found if f[0] not in ours]
@@ -839,6 +942,9 @@ def _freeform(msg: Message) -> list[Failure]:
         if to := re.search(r"^To:\s*(.+)$", whole[len(text) :], re.MULTILINE):
             found = [(_lower_address(a), 0) for _, a in getaddresses([to.group(1)]) if "@" in a]
             found = [f for f in found if f[0] not in ours]
+    unread = max(0, len(dict.fromkeys(named or lined or [a for a, _ in found])) - MAX_RECIPIENTS)
+    found = found[:MAX_RECIPIENTS]
+    transcript = _transcript(msg) if found else ""
     failures = []
     for i, (address, at) in enumerate(found):
         # The words about this recipient: from it to the next recipient (or a few lines).
@@ -849,12 +955,12 @@ def _freeform(msg: Message) -> list[Failure]:
                         text, re.MULTILINE | re.IGNORECASE)  # fmt: skip
         context = (own.group(1) if own else near) or _text(text)
         status = _status_in(context) or _status_in(_text(text))
-        stage = _session_about(address, _transcript(msg))
+        stage = _session_about(address, transcript)
         reason, hard = verdict(status, context, stage, address)
         if reason in ("other", "temporary") and near:
             reason, hard = verdict(status, _text(text), stage, address)
         failures.append(Failure(address, hard, reason, status, context[:1000]))
-    return failures
+    return failures, unread
 
 
 def _session_about(address: str, transcript: str) -> str:
@@ -919,7 +1025,12 @@ def _own_text(msg: Message) -> str:
 
 def classify(raw: bytes) -> Inbound:
     """What `raw` (one message as received) is."""
-    msg = email.message_from_bytes(raw[:MAX_BYTES], policy=compat32)
+    try:
+        msg = email.message_from_bytes(raw[:MAX_BYTES], policy=compat32)
+    except RecursionError:  # the parser recurses per level of nesting
+        raise Unreadable(f"MIME parts nested deeper than {MAX_DEPTH}") from None
+    if _depth(msg) > MAX_DEPTH:
+        raise Unreadable(f"MIME parts nested deeper than {MAX_DEPTH}")
     own_ids = _ids(_header(msg, "Message-ID"))
     message_id = own_ids[0] if own_ids else None
     sender = parseaddr(_header(msg, "From"))[1].lower()
@@ -935,14 +1046,19 @@ def classify(raw: bytes) -> Inbound:
         return notification
     complained = _complaint(msg)
     if complained is not None:
+        complained = list(dict.fromkeys(complained))
         return Inbound(Kind.COMPLAINT, message_id, sender, subject, tuple(carried + refers),
-                       complained=tuple(complained))  # fmt: skip
+                       complained=tuple(complained[:MAX_RECIPIENTS]),
+                       unread=max(0, len(complained) - MAX_RECIPIENTS))  # fmt: skip
     dsn = _dsn(msg)
     bounce_like = dsn is not None or _looks_like_bounce(msg)
-    failures = dsn or (_freeform(msg) if bounce_like else [])
+    if dsn is not None and dsn[0]:
+        failures, unread = dsn
+    else:
+        failures, unread = _freeform(msg) if bounce_like else ([], 0)
     if failures:
         return Inbound(Kind.BOUNCE, message_id, sender, subject, tuple(carried + refers),
-                       failures=tuple(failures))  # fmt: skip
+                       failures=tuple(failures), unread=unread)  # fmt: skip
     if bounce_like:  # a delivery notice that names no failed recipient: nothing to do
         return Inbound(Kind.NOTICE, message_id, sender, subject, tuple(carried + refers))
     if _automatic(msg):

@@ -1,21 +1,30 @@
 """What the inbox daemon does with a classified message (core/inbound.py), in one transaction
-with the mailbox's read position: a message is acted on once.
+with the mailbox's read position: a message is acted on once. Whatever arrives can be
+written by anyone, so a message changes a lead or a suppression only under these rules
+(the rest is an `inbound_ignored` or `reply_unmatched` event, with the reason):
 
-- reply: `record_reply` for the lead's address (event `replied` via its stop), or
-  `record_unsubscribe` when it asks to be taken off the list;
-- automatic reply: event `auto_replied`, the lead goes on;
-- hard bounce: the address suppressed (`bounce`), the lead failed (`bounced`);
-- soft bounce: event `soft_bounced`, nothing suppressed;
-- complaint: the address suppressed (`complaint`), its leads stopped (`complained`).
+- reply: it refers to a Message-ID we sent from this mailbox and comes from the lead's
+  address or domain → `record_reply` (or `record_unsubscribe` when the lead itself asks to
+  be taken off the list); event `reply_received`;
+- automatic reply: the same match → event `auto_replied`, the lead goes on;
+- report (DSN, ARF, SES, free-form notice): only about addresses we sent to from this
+  mailbox (the bounce inbox: from any sender) within `match_days`, each one mailbox, never
+  a pattern. A hard bounce suppresses the address (`bounce`) and fails the lead whose
+  Message-ID the report carries (`failed`, reason `bounced`), else stops the address's live
+  leads of that sender (`stopped`, `bounced`); a soft bounce is an event `soft_bounced`,
+  and `soft_bounce_limit` of them within `soft_bounce_days` suppress the address
+  (`soft_bounce_limit`); a complaint suppresses (`complaint`) and stops (`complained`).
+- unreadable (core/inbound.py could not read it in its time): `inbound_unreadable`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from core.inbound import Inbound, Kind
+from core.inbound import Inbound, Kind, Unread
+from core.message import InvalidAddress, check_address
 from db import events
 from db.events import Event
 from db.pool import Conn
@@ -44,80 +53,191 @@ async def advance(conn: Conn, mailbox: str, uidvalidity: int, uid: int, now: dat
     await conn.execute(query("inbox", "advance"), mailbox, uidvalidity, uid, now)
 
 
-async def _lead(conn: Conn, got: Inbound, box: Mailbox, now: datetime) -> Any:
-    if got.refers_to:
-        row = await conn.fetchrow(query("inbox", "lead_by_message_id"), list(got.refers_to))
-        if row is not None:
-            return row
-    if got.kind in (Kind.REPLY, Kind.AUTO_REPLY) and box.sender_id is not None and got.from_address:
-        return await conn.fetchrow(
-            query("inbox", "lead_by_pair"), got.from_address, box.sender_id, now
-        )
-    return None
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What a report must match, and when soft bounces add up to a suppression."""
+
+    match_days: float = 30
+    soft_bounce_limit: int = 3
+    soft_bounce_days: float = 7
+
+
+def is_one_mailbox(address: str) -> bool:
+    """One plain address: no pattern (`*@…`), no spaces, one @."""
+    try:
+        check_address(address)
+    except InvalidAddress:
+        return False
+    return "*" not in address
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
 
 
 async def act(
-    conn: Conn, got: Inbound, box: Mailbox, *, uid: int, uidvalidity: int, now: datetime
+    conn: Conn,
+    got: Inbound | Unread,
+    box: Mailbox,
+    *,
+    uid: int,
+    uidvalidity: int,
+    now: datetime,
+    rules: Rules = Rules(),
 ) -> list[str]:
     """Act on one message and move the mailbox's position past it, in one transaction; what
     was done, for the log line."""
-    done: list[str] = []
-    where = {"mailbox": box.key, "uid": uid, "message_id": got.message_id}
     async with conn.transaction():
-        lead = await _lead(conn, got, box, now)
-        lead_id = lead["id"] if lead else None
-        step = lead["step"] if lead else None
-        if got.kind is Kind.REPLY and lead is not None:
-            if got.unsubscribe:
-                n = await conn.fetchval("SELECT record_unsubscribe($1)", lead["email"])
-                done.append(f"unsubscribed {lead['email']} ({n} stopped)")
-            else:
-                n = await conn.fetchval("SELECT record_reply($1)", lead["email"])
-                done.append(f"replied {lead['email']} ({n} stopped)")
-            await events.insert(
-                conn,
-                Event(lead_id, step, "reply_received", {**where, "unsubscribe": got.unsubscribe}),
-                now,
-            )
-        elif got.kind is Kind.AUTO_REPLY and lead is not None:
-            await events.insert(conn, Event(lead_id, step, "auto_replied", where), now)
-            done.append(f"auto reply for lead {lead_id}")
-        elif got.kind is Kind.BOUNCE:
-            for failure in got.failures:
-                data = {
-                    **where,
-                    "recipient": failure.recipient,
-                    "status": failure.status,
-                    "reason": failure.reason,
-                    "diagnostic": failure.diagnostic[:500],
-                }
-                mine = lead if lead and lead["email"].lower() == failure.recipient else None
-                target = mine["id"] if mine else None
-                if failure.hard:
-                    await conn.execute(query("inbox", "suppress"), failure.recipient, "bounce")
-                    if mine is not None:
-                        failed = await conn.fetchrow(
-                            query("lead_status", "bounce_lead"), mine["id"], now
-                        )
-                        if failed is not None:
-                            await events.insert(
-                                conn,
-                                Event(target, failed["current_step"], "failed",
-                                      {**data, "reason": "bounced"}),
-                                now,
-                            )  # fmt: skip
-                    await conn.fetchval("SELECT stop_leads($1, 'bounced')", failure.recipient)
-                    done.append(f"hard bounce {failure.recipient} ({failure.reason})")
-                else:
-                    await events.insert(conn, Event(target, step, "soft_bounced", data), now)
-                    done.append(f"soft bounce {failure.recipient} ({failure.reason})")
-        elif got.kind is Kind.COMPLAINT:
-            for address in got.complained:
-                await conn.execute(query("inbox", "suppress"), address, "complaint")
-                await conn.fetchval("SELECT stop_leads($1, 'complained')", address)
-                await events.insert(
-                    conn, Event(lead_id, step, "complained", {**where, "address": address}), now
-                )
-                done.append(f"complaint {address}")
+        if isinstance(got, Unread):
+            where = {"mailbox": box.key, "uid": uid, "reason": got.reason}
+            await events.insert(conn, Event(None, None, "inbound_unreadable", where), now)
+            done = [f"unreadable: {got.reason}"]
+        else:
+            done = await _Acting(conn, got, box, uid, now, rules).run()
         await advance(conn, box.key, uidvalidity, uid, now)
     return done
+
+
+class _Acting:
+    def __init__(  # noqa: PLR0917
+        self, conn: Conn, got: Inbound, box: Mailbox, uid: int, now: datetime, rules: Rules
+    ) -> None:
+        self.conn, self.got, self.box, self.now, self.rules = conn, got, box, now, rules
+        self.where: dict[str, Any] = {
+            "mailbox": box.key, "uid": uid, "message_id": got.message_id,
+            "from": got.from_address[:254], "subject": got.subject[:200],
+        }  # fmt: skip
+        self.since = now - timedelta(days=rules.match_days)
+        self.done: list[str] = []
+
+    async def run(self) -> list[str]:
+        kind = self.got.kind
+        if kind in (Kind.REPLY, Kind.AUTO_REPLY):
+            await self._reply()
+        elif kind is Kind.BOUNCE:
+            await self._bounce()
+        elif kind is Kind.COMPLAINT:
+            await self._complaint()
+        else:
+            await self._ignore(None, None, "notice naming no recipient")
+        return self.done
+
+    async def _event(self, lead_id: int | None, step: int | None, kind: str, **data: Any) -> None:
+        await events.insert(self.conn, Event(lead_id, step, kind, {**self.where, **data}), self.now)
+
+    async def _ignore(
+        self, lead_id: int | None, step: int | None, reason: str, **data: Any
+    ) -> None:
+        await self._event(lead_id, step, "inbound_ignored", reason=reason, **data)
+        self.done.append(f"ignored: {reason}")
+
+    async def _ours(self, since: datetime) -> Any:
+        """The message of ours the inbound one refers to (from this mailbox), if any."""
+        if not self.got.refers_to:
+            return None
+        return await self.conn.fetchrow(
+            query("inbox", "sent_by_message_id"), list(self.got.refers_to), self.box.sender_id,
+            since,
+        )  # fmt: skip
+
+    async def _reply(self) -> None:
+        got = self.got
+        ours = await self._ours(datetime.min.replace(tzinfo=self.now.tzinfo))
+        auto = got.kind is Kind.AUTO_REPLY
+        if ours is None:
+            why = "refers to no message we sent from this mailbox"
+            if auto:
+                return await self._ignore(None, None, f"automatic reply that {why}")
+            await self._event(None, None, "reply_unmatched", reason=why)
+            self.done.append("reply unmatched: no message of ours")
+            return None
+        lead_id, step, lead_email = ours["lead_id"], ours["current_step"], ours["email"].lower()
+        sender = got.from_address.lower()
+        if sender != lead_email and (not sender or _domain(sender) != _domain(lead_email)):
+            why = "from neither the lead's address nor its domain"
+            if auto:
+                return await self._ignore(lead_id, step, f"automatic reply {why}")
+            await self._event(lead_id, step, "reply_unmatched", reason=why)
+            self.done.append(f"reply unmatched: {why}")
+            return None
+        if auto:
+            await self._event(lead_id, step, "auto_replied")
+            self.done.append(f"auto reply for lead {lead_id}")
+            return None
+        unsubscribe = got.unsubscribe and sender == lead_email
+        verb = "record_unsubscribe" if unsubscribe else "record_reply"
+        n = await self.conn.fetchval(f"SELECT {verb}($1)", lead_email)
+        await self._event(lead_id, step, "reply_received", unsubscribe=unsubscribe)
+        self.done.append(
+            f"{'unsubscribed' if unsubscribe else 'replied'} {lead_email} ({n} stopped)"
+        )
+        return None
+
+    async def _mailed(self, addresses: list[str]) -> tuple[dict[str, Any], list[str], list[str]]:
+        """The addresses a report may act on (each with the lead we last wrote to), and those
+        it may not: patterns and other non-addresses, and addresses we did not mail."""
+        plain = [a for a in dict.fromkeys(a.lower() for a in addresses) if is_one_mailbox(a)]
+        not_one = [a for a in dict.fromkeys(addresses) if not is_one_mailbox(a.lower())]
+        rows = await self.conn.fetch(
+            query("inbox", "mailed"), plain, self.box.sender_id, self.since
+        )
+        mailed = {r["email"]: r for r in rows}
+        return mailed, not_one, [a for a in plain if a not in mailed]
+
+    async def _ignore_rest(self, not_one: list[str], never: list[str]) -> None:
+        unread = self.got.unread
+        if not_one or never or unread:
+            await self._ignore(
+                None, None, "report names addresses it may not act on",
+                not_one_address=not_one[:10], not_mailed=never[:10],
+                not_mailed_count=len(never), not_read_count=unread,
+            )  # fmt: skip
+
+    async def _bounce(self) -> None:
+        got = self.got
+        failures = {f.recipient.lower(): f for f in reversed(got.failures)}
+        mailed, not_one, never = await self._mailed(list(failures))
+        ours = await self._ours(self.since)
+        for address, row in mailed.items():
+            failure = failures[address]
+            data = {"recipient": address, "status": failure.status, "reason": failure.reason,
+                    "diagnostic": failure.diagnostic[:500]}  # fmt: skip
+            if failure.hard:
+                await self._suppress_and_stop(address, row, ours, "bounce", data)
+                self.done.append(f"hard bounce {address} ({failure.reason})")
+                continue
+            await self._event(row["id"], row["current_step"], "soft_bounced", **data)
+            self.done.append(f"soft bounce {address} ({failure.reason})")
+            since = self.now - timedelta(days=self.rules.soft_bounce_days)
+            count = await self.conn.fetchval(query("inbox", "soft_bounces"), address, since)
+            if count >= self.rules.soft_bounce_limit:
+                data = {**data, "soft_bounces": count}
+                await self._suppress_and_stop(address, row, None, "soft_bounce_limit", data)
+                self.done.append(f"{count} soft bounces of {address}: suppressed")
+        await self._ignore_rest(not_one, never)
+
+    async def _suppress_and_stop(
+        self, address: str, row: Any, ours: Any, why: str, data: dict[str, Any]
+    ) -> None:
+        """A bounce of `address` we may believe: suppressed; the lead whose message came back
+        failed, else the address's live leads of this mailbox's sender stopped."""
+        await self.conn.execute(query("inbox", "suppress"), address, why)
+        if ours is not None and ours["email"].lower() == address:
+            failed = await self.conn.fetchrow(
+                query("lead_status", "bounce_lead"), ours["lead_id"], self.now
+            )
+            if failed is not None:
+                why_failed = {**data, "reason": "bounced", "bounce": data.get("reason")}
+                await self._event(ours["lead_id"], failed["current_step"], "failed", **why_failed)
+        await self.conn.execute(
+            query("inbox", "stop_sender_leads"), address, self.box.sender_id, "bounced", self.now
+        )
+
+    async def _complaint(self) -> None:
+        mailed, not_one, never = await self._mailed(list(self.got.complained))
+        for address, row in mailed.items():
+            await self.conn.execute(query("inbox", "suppress"), address, "complaint")
+            await self.conn.fetchval("SELECT stop_leads($1, 'complained')", address)
+            await self._event(row["id"], row["current_step"], "complained", address=address)
+            self.done.append(f"complaint {address}")
+        await self._ignore_rest(not_one, never)

@@ -20,7 +20,7 @@ import structlog
 
 from core.accounts import Account, InvalidAccount, Tls, parse
 from core.clock import utcnow
-from core.inbound import classify
+from core.inbound import Unread
 from db import inbox
 from db.pool import TRANSIENT_DB_ERRORS
 from db.queries import query
@@ -28,6 +28,8 @@ from runtime.credentials import Box, CredentialsError
 from runtime.daemon import every, wait_first
 from runtime.health import Heartbeat
 from runtime.settings import InboxSettings
+
+from . import reading
 
 log = structlog.get_logger()
 
@@ -79,13 +81,24 @@ class Watcher:
         pool: asyncpg.Pool,
         settings: InboxSettings,
         clock: Callable[[], datetime] = utcnow,
+        renew: float | None = None,
     ) -> None:
         self.source = source
+        # An IDLE is renewed this often (and the mailbox read again then).
+        self.idle_seconds = min(settings.inbox_idle_seconds, renew or settings.inbox_idle_seconds)
         self.pool = pool
         self.settings = settings
         self.clock = clock
         self.acted = 0
         self.client: aioimaplib.IMAP4 | None = None
+        # When the mailbox was last known read up to date (a catch-up, a poll, an IDLE
+        # renewal): what the daemon's health asks of every watcher.
+        self.read_at: float | None = None
+        self.rules = inbox.Rules(
+            match_days=settings.inbound_match_days,
+            soft_bounce_limit=settings.soft_bounce_limit,
+            soft_bounce_days=settings.soft_bounce_days,
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until `stop`; an unreachable server or a refused login is retried, slower
@@ -100,6 +113,10 @@ class Watcher:
                             error=str(exc) or type(exc).__name__, retry_in_s=backoff)  # fmt: skip
             except TRANSIENT_DB_ERRORS as exc:
                 log.warning("database_unavailable", error=str(exc), retry_in_s=backoff)
+            except Exception as exc:  # a fault of ours: logged, and the mailbox watched again
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                log.exception("inbox_watcher_failed", mailbox=self.source.label, error=error,
+                              retry_in_s=backoff)  # fmt: skip
             finally:
                 await self._close()
             await wait_first(stop, None, backoff)
@@ -135,6 +152,7 @@ class Watcher:
         log.info("inbox_watching", mailbox=self.source.label, idle=idle)
         while not stop.is_set():
             await self.catch_up(client, uidvalidity)
+            self.read_at = asyncio.get_running_loop().time()
             if idle:
                 await self._idle(client, stop)
             else:
@@ -143,13 +161,13 @@ class Watcher:
 
     async def _idle(self, client: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
         """Wait for the server to say something changed (or for the renewal, or `stop`)."""
-        idling = await client.idle_start(timeout=self.settings.inbox_idle_seconds)
+        idling = await client.idle_start(timeout=self.idle_seconds)
         push = asyncio.ensure_future(client.wait_server_push())
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait(
                 [push, stopped, idling], return_when=asyncio.FIRST_COMPLETED,
-                timeout=self.settings.inbox_idle_seconds,
+                timeout=self.idle_seconds,
             )  # fmt: skip
         finally:
             for waiter in (push, stopped):
@@ -187,12 +205,13 @@ class Watcher:
         """Act on one message. One the database refuses (a value it cannot store, say) is
         logged and passed over, so it cannot hold up the mail behind it."""
         key = self.source.box.key
+        got = await reading.read(raw, self.settings.inbound_timeout_seconds)
         try:
-            got = classify(raw)
             async with self.pool.acquire() as conn:
                 done = await inbox.act(
-                    conn, got, self.source.box, uid=uid, uidvalidity=uidvalidity, now=self.clock()
-                )
+                    conn, got, self.source.box, uid=uid, uidvalidity=uidvalidity,
+                    now=self.clock(), rules=self.rules,
+                )  # fmt: skip
         except TRANSIENT_DB_ERRORS:
             raise
         except (asyncpg.PostgresError, ValueError) as exc:
@@ -200,6 +219,9 @@ class Watcher:
                       error=f"{type(exc).__name__}: {exc}"[:500])  # fmt: skip
             async with self.pool.acquire() as conn:
                 await inbox.advance(conn, key, uidvalidity, uid, self.clock())
+            return
+        if isinstance(got, Unread):
+            log.warning("inbox_message_unreadable", mailbox=key, uid=uid, error=got.reason)
             return
         log.info("inbox_message", mailbox=key, uid=uid, kind=str(got.kind),
                  message_id=got.message_id, done=done)  # fmt: skip
@@ -243,6 +265,8 @@ class Inbox:
         key = settings.credentials_key.get_secret_value()
         self.box = Box(key) if key else None
         self.watchers: dict[Source, tuple[Watcher, asyncio.Task[None], asyncio.Event]] = {}
+        self.started: dict[Source, float] = {}
+        self.max_age = heartbeat.max_age if heartbeat is not None else 60.0
 
     async def sources(self) -> list[Source]:
         found: list[Source] = []
@@ -282,18 +306,36 @@ class Inbox:
             _, task, stop = self.watchers.pop(source)
             stop.set()
             await task
+        for source, (_, task, _) in list(self.watchers.items()):
+            if task.done():  # it should never end by itself: watched again
+                error = task.exception() if not task.cancelled() else None
+                log.error("inbox_watcher_restarted", mailbox=source.label, error=repr(error))
+                del self.watchers[source]
         for source in wanted - set(self.watchers):
-            watcher = Watcher(source, self.pool, self.settings)
+            watcher = Watcher(source, self.pool, self.settings, renew=self.max_age / 2)
             stop = asyncio.Event()
             self.watchers[source] = (watcher, asyncio.create_task(watcher.run(stop)), stop)
-        if self.heartbeat is not None:
+            self.started[source] = asyncio.get_running_loop().time()
+        if self.heartbeat is not None and not self.behind():
             self.heartbeat.beat()
+
+    def behind(self) -> list[str]:
+        """The mailboxes not read within the health age (a watcher that cannot log in, a
+        server that does not answer): while there are any, the daemon is not healthy."""
+        now = asyncio.get_running_loop().time()
+        return [
+            source.label
+            for source, (watcher, _, _) in self.watchers.items()
+            if now - (watcher.read_at or self.started.get(source, now)) > self.max_age
+        ]
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("inbox_started")
+        await reading.start()
         await self.refresh()
         try:
-            await every(self.settings.inbox_refresh_seconds, stop, self.refresh)
+            interval = min(self.settings.inbox_refresh_seconds, self.max_age / 3)
+            await every(interval, stop, self.refresh)
         finally:
             for _, _, watcher_stop in self.watchers.values():
                 watcher_stop.set()

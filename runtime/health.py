@@ -72,6 +72,7 @@ class Heartbeat:
         report_every: float = 5.0,
     ) -> None:
         self.service = service
+        self.max_age = settings.health_max_age_seconds
         self.path = _file(settings.health_dir, service, os.getpid())
         self.interval = interval
         self.report_every = report_every

@@ -276,6 +276,13 @@ class InboxSettings(CommonSettings):
     # A mailbox that takes bounces for every sender (a Return-Path / bounce address).
     bounce_imap_url: str | None = None
     bounce_imap_password: SecretStr | None = None
+    # Reading one message (in a child process): past this it is recorded unreadable.
+    inbound_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    # A report acts only on addresses we sent to within this many days (DESIGN §15).
+    inbound_match_days: float = Field(default=30, gt=0, le=3650)
+    # This many soft bounces of one address within SOFT_BOUNCE_DAYS suppress it.
+    soft_bounce_limit: int = Field(default=3, ge=1, le=1000)
+    soft_bounce_days: float = Field(default=7, gt=0, le=365)
 
 
 class HealthSettings(BaseSettings):

@@ -13,11 +13,7 @@ lead at a time, each lead that hangs again failing alone.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import concurrent.futures
-import multiprocessing
-import resource
 import signal
 import time
 import types
@@ -28,6 +24,7 @@ import structlog
 
 from core import planner, render
 from core.schemas import SendJob
+from runtime.child import Child, limit_memory
 
 log = structlog.get_logger()
 
@@ -48,13 +45,7 @@ def _on_alarm(_signum: int, _frame: types.FrameType | None) -> None:
 def _init_child() -> None:
     signal.signal(signal.SIGALRM, _on_alarm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[0])
-        limit = pages * resource.getpagesize() + CHILD_MEMORY_BYTES
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    except (OSError, ValueError):  # pragma: no cover - not Linux
-        pass
+    limit_memory(CHILD_MEMORY_BYTES)
 
 
 def _plan_one(
@@ -106,44 +97,17 @@ def _preview_one(
 
 # --- in the parent --------------------------------------------------------------------
 
-_executor: concurrent.futures.ProcessPoolExecutor | None = None
-
-
-def _pool() -> concurrent.futures.ProcessPoolExecutor:
-    global _executor  # noqa: PLW0603 - one child per process, shared by every Scheduler
-    if _executor is None:
-        atexit.register(shutdown)
-        _executor = concurrent.futures.ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_child,
-        )
-    return _executor
-
-
-def _ready() -> bool:
-    return True
+_child = Child(_init_child)  # one per process, shared by every Scheduler
 
 
 async def start() -> None:
     """Start the child now rather than at the first due lead (it takes a moment)."""
-    await asyncio.get_running_loop().run_in_executor(_pool(), _ready)
-
-
-def _kill_child() -> None:
-    """End a child that hangs; the next call starts a new one."""
-    global _executor
-    pool, _executor = _executor, None
-    if pool is None:
-        return
-    for proc in list(getattr(pool, "_processes", {}).values()):
-        proc.kill()
-    pool.shutdown(wait=False, cancel_futures=True)
+    await _child.start()
 
 
 def shutdown() -> None:
     """Stop the child (at the end of the process; it may be busy with a hostile template)."""
-    _kill_child()
+    _child.kill()
 
 
 async def _in_child(
@@ -153,13 +117,7 @@ async def _in_child(
     seconds: float,
     within: float,
 ) -> list[planner.Decision]:
-    loop = asyncio.get_running_loop()
-    fut = loop.run_in_executor(_pool(), plan_batch, list(leads), now, settings, seconds)
-    try:
-        return await asyncio.wait_for(fut, within)
-    except (TimeoutError, concurrent.futures.BrokenExecutor):
-        _kill_child()
-        raise
+    return await _child.call(within, plan_batch, list(leads), now, settings, seconds)
 
 
 async def plan(
@@ -195,10 +153,9 @@ async def preview(
 ) -> SendJob | str:
     """Render `lead`'s step as the scheduler would, in the same child and budget: the
     message, or the error an operator should see."""
-    loop = asyncio.get_running_loop()
-    fut = loop.run_in_executor(_pool(), _preview_one, lead, settings, seconds)
     try:
-        return await asyncio.wait_for(fut, seconds + HANG_GRACE_SECONDS)
+        return await _child.call(
+            seconds + HANG_GRACE_SECONDS, _preview_one, lead, settings, seconds
+        )
     except (TimeoutError, concurrent.futures.BrokenExecutor):
-        _kill_child()
         return f"rendering did not finish within {seconds:g} s"

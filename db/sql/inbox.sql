@@ -15,22 +15,43 @@ SET uidvalidity = excluded.uidvalidity, checked_at = excluded.checked_at,
                     THEN greatest(inbox_mailboxes.last_uid, excluded.last_uid)
                     ELSE excluded.last_uid END
 
--- name: lead_by_message_id
--- The lead one of our messages went to: the newest of the Message-IDs given that is ours.
-SELECT l.id, l.email, l.current_step, l.status, d.step
+-- name: sent_by_message_id
+-- The newest of our messages among the Message-IDs $1, sent (or perhaps sent: `unknown`)
+-- from sender $2 (NULL: any sender) at or after $3, with its lead.
+SELECT d.lead_id, d.step, d.message_id, l.email, l.status, l.current_step
 FROM deliveries d JOIN leads l ON l.id = d.lead_id
-WHERE d.message_id = ANY($1::text[])
+WHERE d.message_id = ANY($1::text[]) AND d.status IN ('sent', 'unknown')
+  AND ($2::bigint IS NULL OR d.sender_id = $2)
+  AND coalesce(d.sent_at, d.claimed_at, '-infinity') >= $3::timestamptz
 ORDER BY d.sent_at DESC NULLS LAST
 LIMIT 1
 
--- name: lead_by_pair
--- Failing a Message-ID: the lead of that address that this sender wrote to lately.
-SELECT l.id, l.email, l.current_step, l.status, d.step
+-- name: mailed
+-- Which of the addresses $1 (lower case) we sent to from sender $2 (NULL: any sender) at or
+-- after $3: for each, the lead we last wrote to.
+SELECT DISTINCT ON (lower(l.email)) lower(l.email) AS email, l.id, l.current_step
 FROM leads l JOIN deliveries d ON d.lead_id = l.id
-WHERE lower(l.email) = lower($1) AND l.sender_id = $2
-  AND d.sent_at > $3::timestamptz - interval '60 days'
-ORDER BY d.sent_at DESC
-LIMIT 1
+WHERE lower(l.email) = ANY($1::text[]) AND d.status IN ('sent', 'unknown')
+  AND ($2::bigint IS NULL OR d.sender_id = $2)
+  AND coalesce(d.sent_at, d.claimed_at, '-infinity') >= $3::timestamptz
+ORDER BY lower(l.email), d.sent_at DESC NULLS LAST
+
+-- name: stop_sender_leads
+-- The live leads of address $1 from sender $2 (NULL: every sender) stop, reason $3.
+WITH stopped AS (
+    UPDATE leads SET status = 'stopped', updated_at = $4::timestamptz
+    WHERE lower(email) = lower($1) AND status IN ('active', 'queued', 'paused')
+      AND ($2::bigint IS NULL OR sender_id = $2)
+    RETURNING id, current_step
+)
+INSERT INTO events (lead_id, step, type, at, data)
+SELECT id, current_step, 'stopped', $4::timestamptz, jsonb_build_object('reason', $3::text)
+FROM stopped
+
+-- name: soft_bounces
+-- Soft bounces of address $1 (lower case) since $2.
+SELECT count(*) FROM events e JOIN leads l ON l.id = e.lead_id
+WHERE lower(l.email) = $1 AND e.type = 'soft_bounced' AND e.at >= $2::timestamptz
 
 -- name: suppress
 INSERT INTO suppressions (email, reason) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING

@@ -1,6 +1,6 @@
 """The bounce classifier (core/inbound.py) against an established one, Sisimai (Debian's
 libsisimai-perl), over the corpus of real bounces, complaints and auto-replies in
-`../shared/corpora/bounces` (or BOUNCE_CORPUS): per message, do the failed recipients and
+`tests/data/bounces` (BSD 2-clause, its LICENSE beside it; or BOUNCE_CORPUS): per message, do the failed recipients and
 the hard/soft verdicts agree, and how often would we suppress an address as a hard bounce
 that Sisimai calls soft or no bounce at all. Prints the confusion table.
 
@@ -20,9 +20,7 @@ import pytest
 
 from core.inbound import Kind, classify
 
-CORPUS = Path(
-    os.environ.get("BOUNCE_CORPUS", Path(__file__).resolve().parents[3] / "shared/corpora/bounces")
-)
+CORPUS = Path(os.environ.get("BOUNCE_CORPUS", Path(__file__).resolve().parents[1] / "data/bounces"))
 ORACLE = r"""
 use Sisimai;
 for my $f (@ARGV) {
