@@ -9,9 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 
 from api.console import pages
-from bench.services import AMQP_URL, SEQUENCE_SQL, database, drop_topology, tree_cpu
+from bench.services import (
+    AMQP_URL,
+    MESSAGE_ID_SECRET,
+    SEQUENCE_SQL,
+    database,
+    drop_topology,
+    tree_cpu,
+)
 from broker.topology import Names, connect, declare
 from db.pool import create_pool
 from db.queries import query
@@ -42,7 +50,10 @@ async def _plan(conn: asyncpg.Connection, sql: str, *args: object) -> str:
 
 async def _scheduler_cost(dsn: str, due: int) -> tuple[float, float]:
     """Plan `due` due leads with the scheduler's own code; (wall, CPU) seconds per lead."""
-    settings = SchedulerSettings(database_url=dsn, amqp_url=AMQP_URL, log_level="WARNING")
+    settings = SchedulerSettings(
+        database_url=dsn, amqp_url=AMQP_URL, log_level="WARNING",
+        message_id_secret=SecretStr(MESSAGE_ID_SECRET),
+    )  # fmt: skip
     pool = await create_pool(dsn, max_size=2)
     try:
         scheduler = Scheduler(pool, settings)

@@ -23,6 +23,7 @@ from tests.processes import spawn
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+MESSAGE_ID_SECRET = "message-id-secret-of-the-bench-0123456789"  # noqa: S105 - a test key
 STEPS = 3
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -159,6 +160,7 @@ def daemon_env(dsn: str, port: int, prefix: str, **extra: str) -> dict[str, str]
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
         "SUMMARY_INTERVAL_SECONDS": "5",
+        "MESSAGE_ID_SECRET": MESSAGE_ID_SECRET,
         "WORKER_CONCURRENCY": os.environ.get("BENCH_WORKER_CONCURRENCY", "32"),
         **extra,
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -178,10 +179,16 @@ def tokens_header(name: str, tokens: Iterable[str]) -> str:
     return out.text()
 
 
-def message_id(lead_id: int, step: int, salt: str, domain: str) -> str:
-    """The deterministic Message-ID of a lead's step (same on every retry and replica)."""
-    digest = hashlib.sha256(f"{lead_id}:{step}:{salt}".encode()).hexdigest()[:20]
-    return f"<{lead_id}.{step}.{digest}@{domain}>"
+def message_id(lead_id: int, step: int, salt: str, domain: str, key: bytes) -> str:
+    """The Message-ID of a lead's step: deterministic (the same on every retry and replica),
+    and keyed (HMAC-SHA256 with MESSAGE_ID_SECRET), so that no one who has seen their own
+    can compute another lead's."""
+    tag = hmac.new(key, f"{lead_id}:{step}:{salt}".encode(), hashlib.sha256).digest()
+    return f"<{_b32(tag[:16])}@{domain}>"
+
+
+def _b32(data: bytes) -> str:
+    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
 
 
 def _qp(text: str) -> bytes:

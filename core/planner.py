@@ -56,6 +56,7 @@ class Settings:
     """The scheduler settings the planner needs."""
 
     message_id_domain: str | None = None
+    message_id_key: bytes = b""  # MESSAGE_ID_SECRET
     unsubscribe_mailto: str | None = None
     unsubscribe_url: str | None = None
     unsubscribe_secret: str = ""
@@ -216,7 +217,11 @@ def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJ
         text=text,
         html=html,
         message_id=message.message_id(
-            lead.id, lead.step_position, lead.enrolled_at.isoformat(), domain
+            lead.id,
+            lead.step_position,
+            lead.enrolled_at.isoformat(),
+            domain,
+            settings.message_id_key,
         ),
         in_reply_to=in_reply_to,
         references=references,

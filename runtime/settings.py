@@ -119,6 +119,9 @@ class SchedulerSettings(CommonSettings):
     # re-enqueued (its message was lost); the worker refuses the stale copy if it turns up.
     rescue_after_seconds: float = Field(default=900.0, gt=0)
     message_id_domain: str | None = None
+    # Keys the Message-IDs (HMAC-SHA256 of lead, step and enrolment), so that no recipient
+    # can compute another lead's: what a reply must refer to (DESIGN §15). At least 32 bytes.
+    message_id_secret: SecretStr
     unsubscribe_mailto: str | None = None
     unsubscribe_secret: SecretStr = SecretStr("")
     unsubscribe_url: str | None = Field(default=None, max_length=500)
@@ -128,6 +131,15 @@ class SchedulerSettings(CommonSettings):
     # The budget of one lead's rendering (all parts of its step): time, and characters out.
     render_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     render_max_bytes: int = Field(default=DEFAULT_MAX_BYTES, ge=1024, le=16 * 1024 * 1024)
+
+    @field_validator("message_id_secret")
+    @classmethod
+    def _message_id_key(cls, v: SecretStr) -> SecretStr:
+        if len(v.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+            )
+        return v
 
     @field_validator("unsubscribe_url")
     @classmethod

@@ -78,6 +78,7 @@ class Scheduler:
         self.clock = clock
         self.plan_settings = planner.Settings(
             message_id_domain=settings.message_id_domain,
+            message_id_key=settings.message_id_secret.get_secret_value().encode(),
             unsubscribe_mailto=settings.unsubscribe_mailto,
             unsubscribe_url=settings.unsubscribe_url,
             unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),

@@ -22,6 +22,8 @@ from tests.smtp_server import SmtpServer
 
 PG_ADMIN = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+# The scheduler's Message-ID key in every test that plans mail.
+MESSAGE_ID_SECRET = "message-id-secret-of-the-tests-0123456789"
 
 
 def db_url(name: str) -> str:

@@ -12,7 +12,7 @@ import asyncpg
 from core.clock import utcnow
 from ops import senders
 from runtime.credentials import Box
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, MESSAGE_ID_SECRET
 from tests.processes import ROOT, spawn
 
 __all__ = ["CREDENTIALS_KEY", "ROOT", "Daemons", "daemon_env", "lead_is", "start_with_inbox"]
@@ -28,6 +28,7 @@ def daemon_env(database: str, amqp_prefix: str, smtp_port: int, **extra: str) ->
         "SMTP_PORT": str(smtp_port),
         "SCHEDULER_POLL_SECONDS": "1",
         "PUMP_POLL_SECONDS": "1",
+        "MESSAGE_ID_SECRET": MESSAGE_ID_SECRET,
         **extra,
     }
 

@@ -55,7 +55,9 @@ def test_an_unmigrated_database_says_to_migrate() -> None:
     name = f"es_empty_{os.getpid()}_{time.monotonic_ns()}"
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
-        error = _failed_once(_run("scheduler", {"DATABASE_URL": db_url(name)}))
+        error = _failed_once(
+            _run("scheduler", {"DATABASE_URL": db_url(name), "MESSAGE_ID_SECRET": "k" * 32})
+        )
     finally:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     assert error.startswith("the database has no schema, this code needs version")

@@ -268,6 +268,7 @@ async def run(config: Config) -> Report:
             "RESCUE_AFTER_SECONDS": "20",
             "SCHEDULER_POLL_SECONDS": "1",
             "PUMP_POLL_SECONDS": "1",
+            "MESSAGE_ID_SECRET": f"fault-suite-message-id-secret-{config.seed:020d}",
             "SUMMARY_INTERVAL_SECONDS": "10",
             "SHUTDOWN_TIMEOUT_SECONDS": "15",
             "WORKER_CONCURRENCY": "8",

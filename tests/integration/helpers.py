@@ -18,7 +18,7 @@ from db.pool import Conn, create_pool
 from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, MESSAGE_ID_SECRET
 from worker.claim import Claim, Claimer, Incoming, Rate
 from worker.consumer import Worker
 from worker.relays import Relays
@@ -79,6 +79,7 @@ def settings_env(database: str, prefix: str, smtp_port: int, **extra: object) ->
         "amqp_prefix": prefix,
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp_port,
+        "message_id_secret": MESSAGE_ID_SECRET,
         **extra,
     }
 

@@ -15,7 +15,7 @@ from db.migrate import MIGRATIONS_DIR, migrate
 from db.stops import apply_unsubscribe_token
 from runtime.settings import SchedulerSettings
 from scheduler.loop import Scheduler
-from tests.conftest import _admin, db_url
+from tests.conftest import MESSAGE_ID_SECRET, _admin, db_url
 
 SETUP = """
     INSERT INTO senders (email) VALUES ('s@acme.test');
@@ -109,7 +109,12 @@ async def test_a_row_the_driver_cannot_read_fails_its_lead_and_the_batch_goes_on
         ALTER TABLE sequences ENABLE TRIGGER sequences_normalize;
         INSERT INTO leads (sequence_id, sender_id, email)
         SELECT 1 + i % 2, 1, 'lead' || i || '@x.test' FROM generate_series(1, 10) i""")
-    scheduler = Scheduler(pool, SchedulerSettings.model_validate({"database_url": database}))
+    scheduler = Scheduler(
+        pool,
+        SchedulerSettings.model_validate(
+            {"database_url": database, "message_id_secret": MESSAGE_ID_SECRET}
+        ),
+    )
     result = await scheduler.run_once()
     assert (result.claimed, result.outcomes["queued"], result.outcomes["failed"]) == (10, 5, 5)
     rows = await pool.fetch("""SELECT l.sequence_id, l.status, e.data->>'reason' AS reason,

@@ -13,7 +13,7 @@ import asyncpg
 
 from runtime.settings import SchedulerSettings
 from scheduler.loop import Scheduler
-from tests.conftest import wait_for
+from tests.conftest import MESSAGE_ID_SECRET, wait_for
 from tests.integration.helpers import replicas, settings_env
 from tests.smtp_server import SmtpServer
 
@@ -26,7 +26,12 @@ TWO_STEPS = """
 
 
 def scheduler(pool: asyncpg.Pool, database: str, **kw: object) -> Scheduler:
-    return Scheduler(pool, SchedulerSettings.model_validate({"database_url": database, **kw}))
+    return Scheduler(
+        pool,
+        SchedulerSettings.model_validate(
+            {"database_url": database, "message_id_secret": MESSAGE_ID_SECRET, **kw}
+        ),
+    )
 
 
 async def _due(pool: asyncpg.Pool) -> dict[str, tuple[str, datetime]]:

@@ -12,14 +12,19 @@ from broker.topology import Names, connect, declare
 from pump.loop import PublishFailed, Pump
 from runtime.settings import PumpSettings, SchedulerSettings
 from scheduler.loop import Scheduler
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, MESSAGE_ID_SECRET
 
 # Monday 2026-11-23 06:00 UTC = 01:00 in New York: outside 09:00-17:00.
 MONDAY_6 = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
 
 def scheduler(pool: asyncpg.Pool, database: str, **kw: object) -> Scheduler:
-    return Scheduler(pool, SchedulerSettings.model_validate({"database_url": database, **kw}))
+    return Scheduler(
+        pool,
+        SchedulerSettings.model_validate(
+            {"database_url": database, "message_id_secret": MESSAGE_ID_SECRET, **kw}
+        ),
+    )
 
 
 async def test_window_deferral_in_lead_timezone(pool: asyncpg.Pool, database: str) -> None:

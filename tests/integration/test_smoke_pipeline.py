@@ -10,7 +10,7 @@ from broker.topology import Names, connect, declare
 from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
-from tests.conftest import AMQP_URL, wait_for
+from tests.conftest import AMQP_URL, MESSAGE_ID_SECRET, wait_for
 from tests.integration.helpers import consuming, pipeline, settings_env
 from tests.smtp_server import SmtpServer
 from worker.consumer import Worker
@@ -37,6 +37,7 @@ async def test_lead_receives_both_steps(
         "amqp_prefix": amqp_prefix,
         "smtp_host": "127.0.0.1",
         "smtp_port": smtp.port,
+        "message_id_secret": MESSAGE_ID_SECRET,
     }
     scheduler = Scheduler(pool, SchedulerSettings.model_validate(env))
     conn = await connect(AMQP_URL, name="test")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.header import decode_header, make_header
@@ -167,14 +169,14 @@ def test_headers_fold_and_read_back_without_defects(
     name: str, subject: str, thread: int, domain: str
 ) -> None:
     ids = [
-        message_id(123456789, step, "2026-11-24T10:00:00+00:00", domain)
+        message_id(123456789, step, "2026-11-24T10:00:00+00:00", domain, KEY)
         for step in range(1, thread + 1)
     ]
     data = build(
         _email(
             from_name=name,
             subject="Re: " + subject,
-            message_id=message_id(123456789, thread + 1, "salt", domain),
+            message_id=message_id(123456789, thread + 1, "salt", domain, KEY),
             in_reply_to=ids[-1] if ids else None,
             references=ids,
         )
@@ -198,12 +200,40 @@ def test_re_stays_outside_the_encoded_words_and_names_split_at_75() -> None:
     assert _display_name(data, _parse(data)) == "Ö" * 64
 
 
-def test_message_id_is_deterministic_per_lead_and_step() -> None:
-    a = message_id(7, 2, "salt", "acme.test")
-    assert a == message_id(7, 2, "salt", "acme.test")
-    assert a != message_id(7, 3, "salt", "acme.test")
-    assert a.startswith("<7.2.")
-    assert a.endswith("@acme.test>")
+KEY = b"message-id-secret-of-the-unit-tests-0123"
+
+
+@given(
+    lead=st.integers(min_value=1, max_value=2**63 - 1),
+    step=st.integers(min_value=1, max_value=1000),
+    salt=st.text(max_size=40),
+)
+@settings(max_examples=200, deadline=None)
+def test_message_id_is_deterministic_per_lead_and_step_and_keyed(
+    lead: int, step: int, salt: str
+) -> None:
+    a = message_id(lead, step, salt, "acme.test", KEY)
+    assert a == message_id(lead, step, salt, "acme.test", KEY)  # every retry, every replica
+    assert a != message_id(lead, step + 1, salt, "acme.test", KEY)
+    assert a != message_id(lead, step, salt, "acme.test", KEY + b"x")  # keyed
+    # Nothing of the lead, the step or the salt can be read from it, and it is an RFC 5322
+    # msg-id of 26 base32 characters (128 bits).
+    local, _, domain = a.strip("<>").partition("@")
+    assert domain == "acme.test"
+    assert re.fullmatch(r"[a-z2-7]{26}", local)
+
+
+def test_one_recipient_cannot_compute_her_neighbours_message_id() -> None:
+    """The attack of the unkeyed form: a whole import shares the enrolment time, so from her
+    own Message-ID a recipient recovered it and computed her neighbours'. Without the key,
+    knowing lead, step and salt gives nothing."""
+    salt = "2026-11-24T10:00:00+00:00"
+    mine = message_id(41, 1, salt, "acme.test", KEY)
+    neighbour = message_id(42, 1, salt, "acme.test", KEY)
+    unkeyed = hashlib.sha256(f"42:1:{salt}".encode()).hexdigest()[:20]
+    assert unkeyed not in neighbour
+    assert mine != neighbour
+    assert neighbour != message_id(42, 1, salt, "acme.test", b"")
 
 
 @pytest.mark.parametrize(

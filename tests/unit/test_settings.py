@@ -76,6 +76,9 @@ def test_bad_values_are_named() -> None:
         ),
         ("worker", {"SMTP_LOCAL_HOSTNAME": "bad name"}, "SMTP_LOCAL_HOSTNAME"),
         ("scheduler", {"RENDER_TIMEOUT_SECONDS": "0"}, "RENDER_TIMEOUT_SECONDS"),
+        # Message-IDs anyone could compute (what a reply must refer to).
+        ("scheduler", {"MESSAGE_ID_SECRET": ""}, "MESSAGE_ID_SECRET"),
+        ("scheduler", {"MESSAGE_ID_SECRET": "x" * 31}, "MESSAGE_ID_SECRET must be at least 32"),
     ],
 )
 def test_daemon_exits_2_with_one_line(module: str, env: dict[str, str], needle: str) -> None:
@@ -83,6 +86,7 @@ def test_daemon_exits_2_with_one_line(module: str, env: dict[str, str], needle: 
         "PATH": os.environ["PATH"],
         "DATABASE_URL": "postgresql://x@127.0.0.1/none",
         "AMQP_URL": "amqp://g:g@127.0.0.1/",
+        "MESSAGE_ID_SECRET": "m" * 32,
         **env,
     }
     proc = subprocess.run(
@@ -107,7 +111,8 @@ def test_password_never_printed() -> None:
 
 def test_empty_values_count_as_unset() -> None:
     """compose's `${X:-}` writes empty strings: they mean "not set", not "set to nothing"."""
-    env = {"DATABASE_URL": "postgresql://x@h/d", "UNSUBSCRIBE_URL": "", "UNSUBSCRIBE_SECRET": ""}
+    env = {"DATABASE_URL": "postgresql://x@h/d", "UNSUBSCRIBE_URL": "", "UNSUBSCRIBE_SECRET": "",
+           "MESSAGE_ID_SECRET": "k" * 32}  # fmt: skip
     old = dict(os.environ)
     try:
         os.environ.update(
