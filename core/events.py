@@ -28,11 +28,10 @@ class EventType(enum.StrEnum):
     COMPLAINED = "complained"
     INBOUND_IGNORED = "inbound_ignored"
     INBOUND_UNREADABLE = "inbound_unreadable"
-    # Operators.
-    OPERATOR_RETRY = "operator_retry"
-    OPERATOR_STOP = "operator_stop"
-    OPERATOR_PAUSE = "operator_pause"
-    OPERATOR_RESUME = "operator_resume"
+    # Operators (a stop by an operator is `stopped` with data.actor).
+    RETRIED = "retried"
+    PAUSED = "paused"
+    RESUMED = "resumed"
     SUPPRESSION_LIFTED = "suppression_lifted"
     SEQUENCE_PAUSED = "sequence_paused"
     SEQUENCE_RESUMED = "sequence_resumed"

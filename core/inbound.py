@@ -21,6 +21,8 @@ from email.policy import compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
+from core import intent
+
 MAX_BYTES = 10 * 2**20  # what is read of one message; the rest of a huge one is not needed
 _TEXT_CHARS = 20_000  # of each text part
 # Our messages have one recipient each: a genuine report about them names one or a few. A
@@ -76,6 +78,7 @@ class Inbound:
     unsubscribe: bool = False  # a reply that asks to be taken off the list
     body: str = field(default="", repr=False)  # the reply's own text (quotes removed)
     unread: int = 0  # recipients a report names beyond MAX_RECIPIENTS, not read
+    intent: str = ""  # a reply's (core/intent.py)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -979,11 +982,6 @@ _AUTO_SUBJECT = re.compile(
     r"i am (?:currently )?(?:out|away)|on vacation|vacation|away from|ooo\b|auto:)",
     re.IGNORECASE,
 )
-_UNSUBSCRIBE = re.compile(
-    r"^\W*(?:please\s+)?(?:unsubscribe|remove me|take me off|stop(?: emailing| sending)?|"
-    r"opt[ -]?out|do not (?:contact|email)|don't (?:contact|email))\b",
-    re.IGNORECASE,
-)
 
 
 def _automatic(msg: Message) -> bool:
@@ -1064,6 +1062,12 @@ def classify(raw: bytes) -> Inbound:
     if _automatic(msg):
         return Inbound(Kind.AUTO_REPLY, message_id, sender, subject, tuple(refers))
     own = _own_text(msg)
-    asks = bool(_UNSUBSCRIBE.search(own) or _UNSUBSCRIBE.search(subject))
+    said = intent.read(own, _own_subject(subject))
     return Inbound(Kind.REPLY, message_id, sender, subject, tuple(refers),
-                   unsubscribe=asks, body=own[:2000])  # fmt: skip
+                   unsubscribe=said is intent.Intent.UNSUBSCRIBE, intent=said.value,
+                   body=own[:2000])  # fmt: skip
+
+
+def _own_subject(subject: str) -> str:
+    """A subject the writer wrote: ours with "Re:" in front is not theirs."""
+    return "" if re.match(r"^\s*(?:re|aw|sv|antw|rif|res)\s*:", subject, re.IGNORECASE) else subject

@@ -6,7 +6,7 @@ ALTER TABLE events ADD CONSTRAINT events_type_registered CHECK (type IN (
     'queued', 'sent', 'send_ambiguous', 'scheduled', 'deferred', 'rescued', 'completed',
     'stopped', 'failed', 'message_rejected', 'reply_received', 'reply_unmatched',
     'auto_replied', 'soft_bounced', 'complained', 'inbound_ignored', 'inbound_unreadable',
-    'operator_retry', 'operator_stop', 'operator_pause', 'operator_resume',
+    'retried', 'paused', 'resumed',
     'suppression_lifted', 'sequence_paused', 'sequence_resumed', 'sender_changed',
     'smtp_circuit_open', 'smtp_circuit_closed'
 )) NOT VALID;
