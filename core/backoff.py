@@ -6,6 +6,8 @@ import enum
 import random
 from dataclasses import dataclass
 
+from core import inbound
+
 
 class Outcome(enum.StrEnum):
     TRANSIENT = "transient"  # try again later (4xx, timeouts, refused connections)
@@ -16,9 +18,8 @@ class Outcome(enum.StrEnum):
     AMBIGUOUS = "ambiguous"
 
 
-# Basic and enhanced (RFC 3463) codes that mean the mailbox or address does not exist.
-_BOUNCE_CODES = frozenset({550, 551, 553})
-_BOUNCE_ENHANCED_PREFIXES = ("5.1.",)
+# The SMTP command a failure's stage answered, as the bounce authority reads a stage.
+_COMMAND = {"rcpt": "RCPT", "data": "DATA", "content": "DATA", "mail": "MAIL", "connect": "HELO"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,18 @@ class SmtpFailure:
         return None
 
 
+def hard_bounce(failure: SmtpFailure) -> tuple[str, bool]:
+    """(reason, hard) of a refusal, by the one bounce authority (core/inbound.py `verdict`):
+    the same answer gets the same verdict whether it comes at send time or later in a
+    report, the stage it answered taken into account (an "unknown user" after DATA is a
+    content filter's; a policy or spam refusal is never the address's)."""
+    code = failure.code or 0
+    status = failure.enhanced or f"{code // 100}.0.0"
+    return inbound.verdict(
+        status, f"{code} {failure.message}", answer=True, command=_COMMAND.get(failure.stage or "")
+    )
+
+
 def classify(failure: SmtpFailure) -> Outcome:
     """Decide whether a failed attempt is retried, failed, or a bounce."""
     code = failure.code
@@ -48,14 +61,7 @@ def classify(failure: SmtpFailure) -> Outcome:
     if code is None or 400 <= code < 500:
         return Outcome.TRANSIENT
     if 500 <= code < 600:
-        enhanced = failure.enhanced
-        if enhanced is not None and enhanced.startswith("5.7."):
-            return Outcome.PERMANENT  # policy/auth rejections say nothing about the mailbox
-        if enhanced is not None and enhanced.startswith(_BOUNCE_ENHANCED_PREFIXES):
-            return Outcome.BOUNCE
-        if code in _BOUNCE_CODES and (enhanced is None or enhanced.startswith("5.1.")):
-            return Outcome.BOUNCE
-        return Outcome.PERMANENT
+        return Outcome.BOUNCE if hard_bounce(failure)[1] else Outcome.PERMANENT
     # Anything else (2xx/3xx reported as an error) is a protocol surprise: retry.
     return Outcome.TRANSIENT
 

@@ -12,11 +12,17 @@ Pure: the worker tells it what happened and asks before each send.
   (5.1.x) are about their address and never count.
 - Open: every message waits until `retry_at` (30 s, then doubling to 10 minutes). Then one
   message goes as a probe (half open): success closes the circuit, failure opens it again.
+- A refusal that *may be the account's* rather than the recipient's (relay access denied,
+  sender rejected, authentication, a blocklist, a 5.7.x policy, any 5xx at MAIL FROM or
+  DATA without words about the address) fails no lead until the account has delivered to
+  another recipient since: until then its message is held (30 s, doubling to 10 minutes),
+  no attempt spent. A relay that starts refusing everyone burns no lead, not even the first.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,6 +32,15 @@ FIRST_WAIT = timedelta(seconds=30)
 LONGEST_WAIT = timedelta(minutes=10)
 RUN_TO_OPEN = 3  # failures for different recipients in a row that open the circuit
 _ACCOUNT_CODES = {421, 530, 534, 535, 538}
+# Words of a refusal about the sending account or its reputation, not the recipient.
+_ABOUT_ACCOUNT = re.compile(
+    r"relay(?:ing)? (?:access )?(?:denied|not permitted|prohibited)|not permitted to relay|"
+    r"unable to relay|sender (?:address )?(?:rejected|refused|denied|blocked|not allowed)|"
+    r"authenticat|block ?list|black ?list|blocked|spamhaus|\b(?:dns)?rbl\b|reputation|"
+    r"not allowed to send|sending (?:limit|quota)|rate limit|too many",
+    re.IGNORECASE,
+)
+SUSPECTS_KEPT = 10_000  # recipients remembered as held on suspicion (the oldest forgotten)
 
 
 class State(enum.StrEnum):
@@ -41,6 +56,19 @@ def account_failure(failure: SmtpFailure) -> bool:
     if failure.stage in ("connect", "mail"):
         return True
     return failure.code in _ACCOUNT_CODES
+
+
+def may_be_account(failure: SmtpFailure) -> bool:
+    """A permanent refusal that may be about the account rather than the recipient: it
+    fails the lead only once the account has delivered to someone else since."""
+    if failure.code is None or not 500 <= failure.code < 600 or failure.after_data:
+        return False
+    if classify(failure) is Outcome.BOUNCE:
+        return False  # about the address
+    if failure.stage in ("mail", "data", "content"):
+        return True
+    enhanced = failure.enhanced or ""
+    return enhanced.startswith("5.7.") or bool(_ABOUT_ACCOUNT.search(failure.message))
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +91,7 @@ class Verdict:
     hold: bool
     opened: bool = False
     closed: bool = False  # the failure still showed the account working (after DATA)
+    until: datetime | None = None  # held until then (else until the circuit's retry time)
 
 
 @dataclass(slots=True)
@@ -74,6 +103,9 @@ class Circuit:
     reason: str = ""
     run: set[str] = field(default_factory=set)  # recipients failed since the last success
     probing: bool = False
+    delivered_at: datetime | None = None  # the account's last delivery
+    # Recipients held on suspicion of the account: when first, and how often.
+    suspects: dict[str, tuple[datetime, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.wait = self.first_wait
@@ -88,8 +120,10 @@ class Circuit:
         # While the probe is out, the others wait as long as a failed probe would make them.
         return Wait(self.retry_at if now < self.retry_at else now + self.wait)
 
-    def succeeded(self) -> bool:
+    def succeeded(self, now: datetime | None = None) -> bool:
         """A message went through; True if that closed the circuit."""
+        if now is not None:
+            self.delivered_at = now
         was_open = self.state is not State.CLOSED
         self.state, self.retry_at, self.reason = State.CLOSED, None, ""
         self.wait = self.first_wait
@@ -123,8 +157,25 @@ class Circuit:
             return Verdict(hold=True)
         if classify(failure) is Outcome.BOUNCE:
             return Verdict(hold=False)  # that address does not exist: the account is fine
-        self.run.add(recipient.lower())
+        who = recipient.lower()
+        self.run.add(who)
         if len(self.run) >= RUN_TO_OPEN:
             reason = f"{len(self.run)} recipients refused in a row: {failure.message[:200]}"
             return Verdict(hold=True, opened=self._open(now, reason))
+        if may_be_account(failure):
+            return self._suspect(who, now)
         return Verdict(hold=len(self.run) > 1)
+
+    def _suspect(self, who: str, now: datetime) -> Verdict:
+        """Hold `who`'s message until the account has delivered to someone else since it was
+        first refused; then the refusal is the recipient's, and the lead's rules decide."""
+        first, times = self.suspects.get(who, (now, 0))
+        if self.delivered_at is not None and self.delivered_at > first:
+            self.suspects.pop(who, None)
+            return Verdict(hold=False)
+        self.suspects.pop(who, None)
+        self.suspects[who] = (first, times + 1)
+        while len(self.suspects) > SUSPECTS_KEPT:
+            self.suspects.pop(next(iter(self.suspects)))
+        wait = min(self.first_wait * 2 ** min(times, 20), LONGEST_WAIT)
+        return Verdict(hold=True, until=now + wait)

@@ -15,6 +15,7 @@ class EventType(enum.StrEnum):
     SEND_AMBIGUOUS = "send_ambiguous"
     SCHEDULED = "scheduled"
     DEFERRED = "deferred"
+    RETRY_SCHEDULED = "retry_scheduled"
     RESCUED = "rescued"
     COMPLETED = "completed"
     STOPPED = "stopped"  # data.reason: replied, unsubscribed, bounced, complained, suppressed, ...

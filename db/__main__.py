@@ -16,7 +16,7 @@ from core.unsubscribe import MIN_SECRET_BYTES, InvalidToken, check_secret
 from db import stops
 from db.migrate import migrate
 from runtime import logs
-from runtime.settings import CommonSettings, SchedulerSettings, load_or_exit
+from runtime.settings import CommonSettings, UnsubscribeSettings, load_or_exit
 
 DEMO_SQL = Path(__file__).with_name("demo.sql")
 
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
             asyncio.run(_seed(settings.database_url))
             return 0
         case ["unsubscribe", token]:
-            secret = load_or_exit(SchedulerSettings).unsubscribe_secret.get_secret_value()
+            secret = load_or_exit(UnsubscribeSettings).unsubscribe_secret.get_secret_value()
             try:
                 check_secret(secret)
             except ValueError:

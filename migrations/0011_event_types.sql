@@ -3,8 +3,8 @@
 -- db/functions/counts.sql `event_key`). Rows written before are left as they are (NOT VALID);
 -- the counts of the retained hours are moved from the plain type to the outcome.
 ALTER TABLE events ADD CONSTRAINT events_type_registered CHECK (type IN (
-    'queued', 'sent', 'send_ambiguous', 'scheduled', 'deferred', 'rescued', 'completed',
-    'stopped', 'failed', 'message_rejected', 'reply_received', 'reply_unmatched',
+    'queued', 'sent', 'send_ambiguous', 'scheduled', 'deferred', 'retry_scheduled', 'rescued',
+    'completed', 'stopped', 'failed', 'message_rejected', 'reply_received', 'reply_unmatched',
     'auto_replied', 'soft_bounced', 'complained', 'inbound_ignored', 'inbound_unreadable',
     'retried', 'paused', 'resumed',
     'suppression_lifted', 'sequence_paused', 'sequence_resumed', 'sender_changed',

@@ -110,6 +110,12 @@ class BrokerSettings(CommonSettings):
         return v
 
 
+class UnsubscribeSettings(CommonSettings):
+    """`python -m db unsubscribe`: applies a one-click token (the scheduler's key)."""
+
+    unsubscribe_secret: SecretStr = SecretStr("")
+
+
 class SchedulerSettings(CommonSettings):
     scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)
     scheduler_poll_seconds: float = Field(default=5.0, gt=0)

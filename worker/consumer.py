@@ -291,7 +291,7 @@ class Worker:
         when it is not the lead's fault (no attempt spent)."""
         now = self.clock()
         if outcome is None:
-            verdict, closed = None, circuit.succeeded()
+            verdict, closed = None, circuit.succeeded(now)
         else:
             verdict = circuit.failed(outcome.failure, job.to_address, now)
             closed = verdict.closed  # a failure after DATA: the account works
@@ -313,7 +313,7 @@ class Worker:
             )  # fmt: skip
         if not verdict.hold:
             return None
-        return self._spread(max(circuit.retry_at or now, now), circuit)
+        return self._spread(max(verdict.until or circuit.retry_at or now, now), circuit)
 
     def _spread(self, until: datetime, circuit: Circuit) -> datetime:
         """Held messages come back spread over half a wait after `until`, not all at the

@@ -92,6 +92,7 @@ def test_waiting_for_the_database_is_said_every_few_seconds_and_typos_are_named(
         env={
             "PATH": os.environ["PATH"],
             "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nothing",
+            "MESSAGE_ID_SECRET": "m" * 32,
             "SCHEDULER_BATCH_SIZ": "10",
         },
         stdout=subprocess.PIPE,

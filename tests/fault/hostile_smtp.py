@@ -51,6 +51,7 @@ class _Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     hostile: bool = True
     sender_reply: str | None = None  # an outage: the answer to every MAIL FROM
+    recipient_reply: str | None = None  # an outage: every RCPT TO's answer ({} the address)
 
     def _roll(self, p: float) -> bool:
         with self.lock:
@@ -75,6 +76,9 @@ class _Handler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
+        if self.recipient_reply is not None:
+            self.counts[self.recipient_reply[:3]] += 1
+            return self.recipient_reply.format(address)
         if address.split("@", maxsplit=1)[0].startswith("bounce"):
             self.counts["550"] += 1
             return "550 5.1.1 no such user"
@@ -160,6 +164,11 @@ class HostileSmtp:
     def refuse_senders(self, reply: str | None) -> None:
         """An outage of another kind: every MAIL FROM answered `reply` (None: over)."""
         self.handler.sender_reply = reply
+
+    def refuse_recipients(self, reply: str | None) -> None:
+        """An outage where the relay turns every recipient away (`reply`, `{}` the address),
+        as a relay that stopped relaying for us does (None: over)."""
+        self.handler.recipient_reply = reply
 
     def stop(self) -> None:
         if self.listening:

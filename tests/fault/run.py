@@ -333,6 +333,15 @@ async def run(config: Config) -> Report:
         fault_deadline = time.monotonic() + config.duration
         next_batch = 0.0
         next_fault = time.monotonic() + rng.uniform(*config.fault_every)
+        # The run starts with the relay turning every recipient away as a relay that no
+        # longer relays for us does ("554 5.7.1 <a@b>: Relay access denied", at RCPT TO):
+        # from its first message, no lead may fail for it.
+        length = min(max(config.duration / 20, 3.0), 120.0)
+        smtp.refuse_recipients("554 5.7.1 <{}>: Relay access denied")
+        outages.append(asyncio.create_task(_after(length, partial(smtp.refuse_recipients, None))))
+        report.outage_seconds += length
+        relay_quiet_until[0] = time.monotonic() + 3 * length
+        print(f"  t=   0.0s relay denies every recipient for {length:.0f} s", flush=True)
         while time.monotonic() < fault_deadline:
             now = time.monotonic()
             if now >= next_batch:

@@ -68,7 +68,7 @@ def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check
     services = doc["services"]
     uses = {
         "migrate": {"database_url"},
-        "scheduler": {"database_url", "unsubscribe_secret"},
+        "scheduler": {"database_url", "unsubscribe_secret", "message_id_secret"},
         "pump": {"database_url", "amqp_url"},
         "worker": {"database_url", "amqp_url", "smtp_password", "credentials_key"},
         "inbox": {"database_url", "credentials_key", "bounce_imap_password"},

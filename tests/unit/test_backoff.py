@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.backoff import Outcome, SmtpFailure, classify, retry_delay
+from core.inbound import verdict
 
 
 @given(st.integers(1, 200), st.floats(0.01, 1000), st.floats(0.01, 1e6), st.integers(0, 2**32))
@@ -40,7 +41,9 @@ def test_attempt_counts_from_one() -> None:
         (451, "4.7.1 greylisted", Outcome.TRANSIENT),
         (452, "4.2.2 mailbox full", Outcome.TRANSIENT),
         (550, "5.1.1 no such user", Outcome.BOUNCE),
-        (550, "no such user", Outcome.BOUNCE),
+        # Without the stage it answered, a bare "no such user" may be a filter's words
+        # (ANSWERS below: at RCPT TO it is the address's).
+        (550, "no such user", Outcome.PERMANENT),
         (553, "5.1.3 bad address syntax", Outcome.BOUNCE),
         (550, "5.7.1 rejected by policy", Outcome.PERMANENT),
         (554, "5.6.0 content rejected", Outcome.PERMANENT),
@@ -58,3 +61,30 @@ def test_lost_reply_after_the_content_is_ambiguous_not_retried() -> None:
     assert classify(SmtpFailure(None, "connection lost")) is Outcome.TRANSIENT
     # A reply, even after the content, is an answer.
     assert classify(SmtpFailure(451, "4.3.0 later", after_data=True)) is Outcome.TRANSIENT
+
+
+# The same answers, as a server gives them at send time and as a report quotes them later.
+ANSWERS = [
+    (550, "5.1.1 <bob@x.test>: Recipient address rejected: User unknown", "rcpt", True),
+    (550, "No such user here", "rcpt", True),
+    (550, "No such user here", "data", False),  # a content filter's words after DATA
+    (550, "5.7.1 Message rejected as spam", "data", False),
+    (554, "5.7.1 <bob@x.test>: Relay access denied", "rcpt", False),
+    (554, "5.7.1 Client host blocked using zen.spamhaus.org", "rcpt", False),
+    (552, "5.2.2 Mailbox full", "rcpt", False),
+    (551, "5.1.6 User has moved; please try <b@y.test>", "rcpt", True),
+    (550, "5.0.0 Message rejected", "data", False),
+]
+
+
+@pytest.mark.parametrize(("code", "text", "stage", "hard"), ANSWERS)
+def test_one_bounce_authority_for_send_time_and_reports(
+    code: int, text: str, stage: str, hard: bool
+) -> None:
+    at_send = classify(SmtpFailure(code, text, stage=stage))
+    assert (at_send is Outcome.BOUNCE) is hard
+    # The report path: the same answer as a DSN's Diagnostic-Code, the stage in its words.
+    command = {"rcpt": "RCPT", "data": "DATA"}[stage]
+    status = text.split(maxsplit=1)[0] if text[0].isdigit() else f"{code // 100}.0.0"
+    _, reported_hard = verdict(status, f"{code} {text}", answer=True, command=command)
+    assert reported_hard is hard

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from core.backoff import SmtpFailure
-from core.circuit import LONGEST_WAIT, Circuit, Go, State, Wait, account_failure
+from core.circuit import LONGEST_WAIT, Circuit, Go, State, Wait, account_failure, may_be_account
 
 T = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 REFUSED = SmtpFailure(None, "ConnectionRefusedError", stage="connect")
@@ -47,7 +47,7 @@ def test_open_wait_probe_close() -> None:
 
 def test_refusals_of_different_recipients_in_a_row_hold_then_open() -> None:
     c = Circuit()
-    no = SmtpFailure(550, "5.7.1 relaying denied", stage="rcpt")
+    no = SmtpFailure(550, "5.0.0 Requested action not taken", stage="rcpt")
     assert c.failed(no, "a@x.test", T).hold is False  # the first: the lead's own verdict
     assert c.failed(no, "a@x.test", T).hold is False  # the same recipient again
     second = c.failed(no, "b@x.test", T)
@@ -78,3 +78,45 @@ def test_a_failure_after_data_is_never_held_and_a_probe_that_got_there_closes() 
     verdict = c.failed(lost, "f@x.test", later)
     assert (verdict.hold, verdict.closed, c.state) == (False, True, State.CLOSED)
     assert c.before_send(later) == Go()
+
+
+def test_a_refusal_that_may_be_the_accounts_fails_no_lead_until_the_account_delivers() -> None:
+    """A relay that starts answering every recipient "554 5.7.1 Relay access denied": not
+    even the first lead fails. Once the account has delivered to someone else since, the
+    same answer is the recipient's, and the lead's own rules decide."""
+    denied = SmtpFailure(554, "5.7.1 <a@x.test>: Relay access denied", stage="rcpt")
+    c = Circuit(first_wait=timedelta(seconds=30))
+    first = c.failed(denied, "a@x.test", T)
+    assert (first.hold, first.until) == (True, T + timedelta(seconds=30))
+    again = c.failed(denied, "a@x.test", T + timedelta(seconds=30))
+    assert (again.hold, again.until) == (True, T + timedelta(seconds=90))  # doubling
+    assert c.state is State.CLOSED  # one recipient is no run
+    # The account delivers to another recipient: the refusal was about a@x.test.
+    c.succeeded(T + timedelta(seconds=40))
+    assert c.failed(denied, "a@x.test", T + timedelta(seconds=100)).hold is False
+    # A refusal first seen after that delivery is held again until the next one.
+    assert c.failed(denied, "b@x.test", T + timedelta(seconds=101)).hold is True
+
+
+def test_which_refusals_may_be_the_accounts() -> None:
+    for code, text, stage in [
+        (554, "5.7.1 <a@x.test>: Relay access denied", "rcpt"),
+        (550, "5.7.1 Service unavailable; client [1.2.3.4] blocked using zen.spamhaus.org", "rcpt"),
+        (
+            553,
+            "sorry, that domain isn't in my list of allowed rcpthosts; no valid cert for gateway",
+            "mail",
+        ),
+        (550, "5.7.0 Message rejected: content policy", "data"),
+        (554, "Message rejected", "data"),
+        (550, "Sender address rejected: not owned by user", "rcpt"),
+    ]:
+        assert may_be_account(SmtpFailure(code, text, stage=stage)), text
+    refusals: list[tuple[int | None, str, str]] = [
+        (550, "5.1.1 <a@x.test>: Recipient address rejected: User unknown", "rcpt"),
+        (552, "5.2.2 Mailbox full", "rcpt"),
+        (451, "4.7.1 Greylisted, try again", "rcpt"),
+        (None, "no reply after the message was sent", "content"),
+    ]
+    for maybe_code, text, stage in refusals:
+        assert not may_be_account(SmtpFailure(maybe_code, text, stage=stage)), text
