@@ -160,14 +160,14 @@ async def test_sequences_arrive_once_in_order_and_bad_leads_end_with_reasons(
     # Message-ID on a line is that line's own step's.
     lead_lines = [ln for ln in lines if str(ln["event"]).startswith("lead_")]
     assert len(lead_lines) > 3 * N_LEADS
-    ids = {(r["lead_id"], r["step"]): r["message_id"]
+    sent_ids = {(r["lead_id"], r["step"]): r["message_id"]
            for r in await pool.fetch("SELECT lead_id, step, message_id FROM deliveries")}  # fmt: skip
     for ln in lead_lines:
         assert ln["sequence_id"] in (1, 2), ln
         assert ln["sender_id"] == 1, ln
         assert "attempts" not in ln, ln
-        if "message_id" in ln and (ln["lead_id"], ln["step"]) in ids:
-            assert ln["message_id"] == ids[ln["lead_id"], ln["step"]], ln
+        if "message_id" in ln and (ln["lead_id"], ln["step"]) in sent_ids:
+            assert ln["message_id"] == sent_ids[ln["lead_id"], ln["step"]], ln
     assert any(ln["event"] == "worker_summary" for ln in lines)
     assert any(
         ln["event"] == "lead_failed" and ln.get("reason") == "invalid_timezone" for ln in lines
