@@ -212,7 +212,8 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     async def get_lead(pool: Pool, _who: Actor, lead_id: BigId) -> dict[str, Any]:
         async with pool.acquire() as conn:
             view = await leads.show(conn, lead_id)
-        return {"lead": view.lead, "deliveries": view.deliveries, "events": view.events}
+        return {"lead": view.lead, "deliveries": view.deliveries, "events": view.events,
+                "suppression": view.suppression}  # fmt: skip
 
     @v1.post(
         "/leads/{lead_id}/{action}",
@@ -228,7 +229,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         if done.status_before is None:
             raise Problem(404, "Not found", f"no lead {lead_id}")
         if not done.changed:
-            raise Problem(409, "Conflict", f"a lead that is {done.status_before} cannot {action}")
+            raise Problem(
+                409, "Conflict", done.why or f"a lead that is {done.status_before} cannot {action}"
+            )
         return {"lead_id": lead_id, "action": action, "changed": True,
                 "status_before": done.status_before}  # fmt: skip
 
@@ -268,11 +271,11 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         responses=models.problems(404),
     )
     async def remove_suppression(
-        pool: Pool, _who: Actor, entry: Annotated[str, Path(max_length=254)]
+        pool: Pool, who: Actor, entry: Annotated[str, Path(max_length=254)]
     ) -> None:
         try:
             async with pool.acquire() as conn:
-                if not await suppressions.remove(conn, entry):
+                if not await suppressions.remove(conn, entry, actor=who, now=utcnow()):
                     raise Problem(404, "Not found", f"{entry!r} is not suppressed")
         except suppressions.InvalidEntry:
             raise Problem(404, "Not found", f"{entry!r} is not suppressed") from None

@@ -54,10 +54,19 @@ class Event(BaseModel):
     data: dict[str, Any]
 
 
+class HeldBy(BaseModel):
+    """The suppression that holds a lead's address: nothing is sent to it."""
+
+    suppression: str  # the address, or *@domain
+    reason: str
+    created_at: datetime
+
+
 class LeadDetail(BaseModel):
     lead: dict[str, Any]
     deliveries: list[Delivery]
     events: list[Event]
+    suppression: HeldBy | None = None
 
 
 class ActionResult(BaseModel):

@@ -69,6 +69,9 @@ async def _lead_show(conn: Conn, args: argparse.Namespace) -> None:
             f"{lead['current_step']}, next run {lead['next_run_at']}"
         )
         print(f"  sequence {lead['sequence_id']} {lead['sequence']!r}, sender {lead['sender']}")
+        if v.suppression:
+            s = v.suppression
+            print(f"  suppressed: {s['suppression']} ({s['reason']}, since {s['created_at']})")
         for d in v.deliveries:
             print(
                 f"  step {d['step']}: {d['status']} after {d['attempts']} attempt(s)"
@@ -88,7 +91,7 @@ async def _lead_act(conn: Conn, args: argparse.Namespace) -> None:
     done = await actions.act(conn, actions.Action(args.action), ids, actor=ACTOR, now=utcnow())
     lines = [
         f"lead {o.lead_id}: {args.action} {'done' if o.changed else 'not possible'}"
-        f" (was {o.status_before})"
+        f" (was {o.status_before}){': ' + o.why if o.why else ''}"
         for o in done
     ]
     _print(args, [asdict(o) for o in done], "\n".join(lines))
@@ -314,7 +317,7 @@ async def _suppress(conn: Conn, args: argparse.Namespace) -> None:
                 f"{args.entry}: {'suppressed' if added else 'already suppressed'},"
                 f" {stopped} lead(s) stopped"
             )
-        elif await suppressions.remove(conn, args.entry):
+        elif await suppressions.remove(conn, args.entry, actor=ACTOR, now=utcnow()):
             print(f"{args.entry}: no longer suppressed")
         else:
             raise Failed(f"{args.entry} was not suppressed")

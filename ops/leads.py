@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from db.pool import Conn
+from db.queries import query
 from ops.errors import NotFound
 
 __all__ = ["NotFound", "find", "listing", "show"]  # NotFound: where callers find it
@@ -16,6 +17,7 @@ class LeadView:
     lead: dict[str, Any]
     deliveries: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    suppression: dict[str, Any] | None = None  # what suppresses its address, if anything
 
 
 async def find(conn: Conn, key: str) -> list[int]:
@@ -50,7 +52,11 @@ async def show(conn: Conn, lead_id: int) -> LeadView:
     events = await conn.fetch(
         "SELECT id, step, type, at, data FROM events WHERE lead_id = $1 ORDER BY id", lead_id
     )
-    return LeadView(dict(lead), [dict(r) for r in deliveries], [dict(r) for r in events])
+    held = await conn.fetchrow(query("lead_status", "suppressed"), [lead_id])
+    return LeadView(
+        dict(lead), [dict(r) for r in deliveries], [dict(r) for r in events],
+        {k: held[k] for k in ("suppression", "reason", "created_at")} if held else None,
+    )  # fmt: skip
 
 
 LIST_FIELDS = (

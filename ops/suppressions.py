@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from db import events
+from db.events import Event
 from db.pool import Conn
 
 # An address, or *@domain: visible ASCII but for @ and * (the addresses mail goes to here;
@@ -50,10 +52,18 @@ async def add(conn: Conn, entry: str, reason: str = "manual") -> tuple[bool, int
     return bool(added), stopped
 
 
-async def remove(conn: Conn, entry: str) -> bool:
-    """Lift a suppression; True if there was one (stopped leads stay stopped)."""
-    done: str = await conn.execute("DELETE FROM suppressions WHERE email = $1", check(entry))
-    return done != "DELETE 0"
+async def remove(conn: Conn, entry: str, *, actor: str, now: datetime) -> bool:
+    """Lift a suppression, with a `suppression_lifted` event naming who; True if there was one
+    (stopped leads stay stopped; a failed one can be retried then)."""
+    async with conn.transaction():
+        reason = await conn.fetchval(
+            "DELETE FROM suppressions WHERE email = $1 RETURNING reason", check(entry)
+        )
+        if reason is None:
+            return False
+        data = {"entry": entry.lower(), "reason": reason, "actor": actor}
+        await events.insert(conn, Event(None, None, "suppression_lifted", data), now)
+    return True
 
 
 async def listing(conn: Conn, *, limit: int = 1000, after: str = "") -> list[Suppression]:

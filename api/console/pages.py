@@ -444,7 +444,9 @@ async def lead_act(request: Request, pool: Pool, user: User, lead_id: int, actio
     if done.status_before is None:
         return problem(request, 404, f"no lead {lead_id}")
     if not done.changed:
-        return problem(request, 409, f"a lead that is {done.status_before} cannot {action}")
+        return problem(
+            request, 409, done.why or f"a lead that is {done.status_before} cannot {action}"
+        )
     return _back(request, f"/leads/{lead_id}", f"{action} done")
 
 
@@ -627,11 +629,11 @@ async def suppression_add(
 
 @router.post("/suppressions/remove", dependencies=[Checked])
 async def suppression_remove(
-    request: Request, pool: Pool, _user: User, entry: Annotated[str, Form(max_length=254)]
+    request: Request, pool: Pool, user: User, entry: Annotated[str, Form(max_length=254)]
 ) -> Response:
     try:
         async with pool.acquire() as conn:
-            removed = await suppressions.remove(conn, entry)
+            removed = await suppressions.remove(conn, entry, actor=f"console:{user}", now=utcnow())
     except suppressions.InvalidEntry:
         removed = False
     return _back(request, "/suppressions", "removed" if removed else "not suppressed")

@@ -95,3 +95,12 @@ SELECT id, current_step FROM retried
 UPDATE leads SET status = 'failed', updated_at = $2::timestamptz
 WHERE id = $1 AND status IN ('active', 'queued')
 RETURNING id, current_step
+
+-- name: suppressed
+-- Which of the leads $1 have a suppressed address (the address itself, or its domain), with
+-- the suppression that holds it.
+SELECT l.id, s.email AS suppression, s.reason, s.created_at
+FROM leads l
+JOIN suppressions s ON s.email IN (lower(l.email), '*@' || split_part(lower(l.email), '@', 2))
+WHERE l.id = ANY($1::bigint[])
+ORDER BY l.id, s.email = lower(l.email) DESC

@@ -226,6 +226,47 @@ async def test_one_click_from_the_header_of_a_sent_message(  # noqa: PLR0917
     assert await pool.fetchval("SELECT status FROM leads WHERE id = $1", old) == "stopped"
 
 
+async def test_a_bounced_lead_is_not_retried_while_suppressed_and_says_why(  # noqa: PLR0917
+    api: Client, pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """A retry of a lead whose address bounced would only be stopped again: the answer says
+    why, the lead shows the suppression, and lifting it is its own act, logged."""
+    await pool.execute(SETUP.replace("generate_series(1, 5)", "generate_series(1, 1)"))
+    await pool.execute(
+        "INSERT INTO leads (sequence_id, sender_id, email) VALUES (1, 1, 'gone@x.test')"
+    )
+    smtp.handler.rules.rcpt["gone@x.test"] = "550 5.1.1 <gone@x.test>: User unknown"
+    (tmp_path / "daemons").mkdir()
+    daemons = Daemons(daemon_env(database, amqp_prefix, smtp.port), tmp_path / "daemons")
+    for module in ("scheduler", "pump", "worker"):
+        daemons.start(module)
+    try:
+        await wait_for(
+            lambda: pool.fetchval(
+                "SELECT status = 'failed' FROM leads WHERE email = 'gone@x.test'"
+            ),
+            timeout=30,
+        )
+        gone = await pool.fetchval("SELECT id FROM leads WHERE email = 'gone@x.test'")
+        status, _, problem = api.call("POST", f"/api/v1/leads/{gone}/retry")
+        assert status == 409
+        assert problem["detail"].startswith("its address is suppressed (gone@x.test, reason bounce")
+        assert await pool.fetchval("SELECT status FROM leads WHERE id = $1", gone) == "failed"
+        held = api.call("GET", f"/api/v1/leads/{gone}")[2]["suppression"]
+        assert (held["suppression"], held["reason"]) == ("gone@x.test", "bounce")
+        assert api.call("DELETE", "/api/v1/suppressions/gone@x.test")[0] == 204
+        lifted = await pool.fetchrow("SELECT data FROM events WHERE type = 'suppression_lifted'")
+        assert lifted is not None
+        assert lifted["data"] == {"entry": "gone@x.test", "reason": "bounce", "actor": "crm"}
+        assert api.call("GET", f"/api/v1/leads/{gone}")[2]["suppression"] is None
+        assert api.call("POST", f"/api/v1/leads/{gone}/retry")[0] == 200
+        assert await pool.fetchval("SELECT status FROM leads WHERE id = $1", gone) == "active"
+    finally:
+        codes = daemons.stop_all()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
+
+
 async def test_every_route_answers_bad_input_with_a_problem_never_a_500(api: Client) -> None:
     """schemathesis against the OpenAPI schema, every operation: no 5xx, every response as
     the schema documents it (status, content type, body), bad input refused. (A valid
