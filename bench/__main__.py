@@ -72,6 +72,8 @@ GOALS = {
     "emails_p99_ms": ("<", 50),
     "inbox_classified_per_s": (">=", 200),
     "inbox_reply_to_stop_p99_s": ("<", 5),
+    "inbox_dsn_4000_recipients_s": ("<", 1),
+    "inbox_nested_1000_deep_s": ("<", 1),
 }
 
 
