@@ -6,7 +6,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install system-deps browser-deps test lint types unit integration e2e fmt bench fault-long clean
+.PHONY: install install-runtime system-deps browser-deps demo-deps demo test lint types unit integration e2e fmt bench fault-long clean
 
 # Real peers the tests run, from Debian's packages (installed when missing and apt-get can,
 # as root): Sisimai, the bounce classifier the tests compare ours with; Dovecot, the IMAP
@@ -21,6 +21,11 @@ $(UV):
 
 install: $(UV)
 	$(UV) sync --locked --quiet
+
+# What running the product needs, without the test tools (`--inexact`: tools already
+# installed by `make install` stay).
+install-runtime: $(UV)
+	$(UV) sync --locked --no-dev --inexact --quiet
 
 lint: install
 	$(BIN)/ruff check .
@@ -44,7 +49,28 @@ system-deps:
 browser-deps:
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 
-test: lint types system-deps browser-deps
+# `make demo`: the product on this machine without Docker (demo/__main__.py): PostgreSQL and
+# RabbitMQ (installed and started when missing and apt-get can), the demo database, the
+# daemons, the console with a development OpenID provider, and MailDev, a web inbox for the
+# mail it sends. Ctrl-C stops it.
+DEMO_PACKAGES := postgresql rabbitmq-server nodejs npm
+
+demo-deps:
+	@missing=$$(for p in $(DEMO_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ] && ! { command -v pg_isready && command -v node; } >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; \
+	  else echo "the demo needs: $$missing"; fi; \
+	fi
+	cd demo && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci --omit=dev --no-audit --no-fund --loglevel=error
+
+demo: install-runtime demo-deps
+	$(BIN)/python -m demo
+
+test: lint types system-deps browser-deps demo-deps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install
