@@ -21,9 +21,13 @@ from typing import Any
 import asyncpg
 import pytest
 
+from core.clock import utcnow
+from ops import senders
+from runtime.credentials import Box
 from tests.conftest import AMQP_URL, wait_for
-from tests.e2e.daemons import ROOT, lead_is, start_with_inbox
+from tests.e2e.daemons import CREDENTIALS_KEY, ROOT, Daemons, lead_is, start_with_inbox
 from tests.imap_server import Dovecot
+from tests.ports import free_port
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.e2e
@@ -109,10 +113,11 @@ def _nested(depth: int) -> bytes:
 
 
 def _ops(
-    database: str, amqp_prefix: str, health: Path, *args: str
+    database: str, amqp_prefix: str, health: Path, *args: str, max_age: str = "60"
 ) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ["PATH"], "DATABASE_URL": database, "AMQP_URL": AMQP_URL,
-           "AMQP_PREFIX": amqp_prefix, "HEALTH_DIR": str(health)}  # fmt: skip
+           "AMQP_PREFIX": amqp_prefix, "HEALTH_DIR": str(health),
+           "HEALTH_MAX_AGE_SECONDS": max_age}  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "ops", *args], cwd=ROOT, env=env, capture_output=True, text=True,
         timeout=60, check=False,
@@ -227,3 +232,46 @@ async def test_only_what_we_sent_and_what_the_lead_says_changes_anything(  # noq
     (cold,) = json.loads(status.stdout)["sequences"]
     assert cold["last_24h"] == {"sent": len(LEADS), "replied": 2, "bounced": 1,
                                 "unsubscribed": 1, "complained": 1, "failed": 0}  # fmt: skip
+
+
+async def test_the_inbox_is_unhealthy_while_a_mailbox_is_not_being_read(
+    pool: asyncpg.Pool, database: str, dovecot: Dovecot, tmp_path: Path
+) -> None:
+    """`ops health --service inbox` (what compose's health check calls) fails while any
+    mailbox has not been read for HEALTH_MAX_AGE_SECONDS, and passes again once it is."""
+    user = f"sales-{uuid.uuid4().hex[:8]}@acme.test"
+    dovecot.add_user(user, "imap-pass")
+    await pool.execute("INSERT INTO senders (email) VALUES ('sales@acme.test')")
+    health = tmp_path / "health"
+
+    async def point_at(port: int) -> None:
+        async with pool.acquire() as conn:
+            await senders.set_accounts(
+                conn, "sales@acme.test", imap_url=f"imap://{user.replace('@', '%40')}@127.0.0.1:{port}",
+                imap_password="imap-pass", box=Box(CREDENTIALS_KEY), actor="test", now=utcnow(),
+            )  # fmt: skip
+
+    def healthy() -> bool:
+        return (
+            _ops(database, "x", health, "health", "--service", "inbox", max_age="3").returncode == 0
+        )
+
+    await point_at(dovecot.port)
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": database, "CREDENTIALS_KEY": CREDENTIALS_KEY,
+           "INBOX_REFRESH_SECONDS": "1", "HEALTH_DIR": str(health), "HEALTH_MAX_AGE_SECONDS": "3",
+           "LOG_FORMAT": "json"}  # fmt: skip
+    daemons = Daemons(env, tmp_path)
+    daemons.start("inbox")
+    try:
+        await wait_for(lambda: asyncio.to_thread(healthy), timeout=20, interval=0.5)
+        await point_at(free_port())  # nothing listens there: the mailbox cannot be read
+        await wait_for(lambda: asyncio.to_thread(lambda: not healthy()), timeout=20, interval=0.5)
+        verdict = _ops(database, "x", health, "health", "--service", "inbox", max_age="3")
+        await point_at(dovecot.port)
+        await wait_for(lambda: asyncio.to_thread(healthy), timeout=20, interval=0.5)
+    finally:
+        codes = daemons.stop_all()
+    assert codes == {"inbox#0": 0}, daemons.logs()[-3000:]
+    assert verdict.returncode == 1
+    assert "unhealthy" in verdict.stdout
+    assert "inbox_unavailable" in daemons.logs()

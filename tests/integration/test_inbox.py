@@ -252,3 +252,29 @@ async def test_starttls_upgrades_the_connection_and_checks_the_certificate(
     finally:
         stop.set()
         await task
+
+
+async def test_soft_bounces_of_one_address_add_up_to_a_suppression(
+    pool: asyncpg.Pool, database: str, dovecot: Dovecot, mailbox: str
+) -> None:
+    """A mailbox that stays full is not mailed for ever: the SOFT_BOUNCE_LIMITth soft bounce
+    of an address within SOFT_BOUNCE_DAYS suppresses it (and stops its leads)."""
+    message_id = await pool.fetchval(
+        "SELECT message_id FROM deliveries d JOIN leads l ON l.id = d.lead_id"
+        " WHERE l.email = 'soft@example.test'"
+    )
+    for _ in range(3):
+        dovecot.deliver(mailbox, _dsn("soft@example.test", "5.2.2",
+                                      "552 5.2.2 <soft@example.test>: Mailbox full", message_id))  # fmt: skip
+    watcher, task, stop = await _watch(pool, database, inbox_idle=False, soft_bounce_limit=3)
+    try:
+        await wait_for(lambda: watcher.acted == 3, timeout=20)
+    finally:
+        stop.set()
+        await task
+    assert await pool.fetchval(
+        "SELECT count(*) FROM events WHERE type = 'soft_bounced'"
+    ) == 3  # fmt: skip
+    suppressed = await pool.fetch("SELECT email, reason FROM suppressions")
+    assert [tuple(r) for r in suppressed] == [("soft@example.test", "soft_bounce_limit")]
+    assert (await _status(pool))["soft@example.test"] == "stopped"
