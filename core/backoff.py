@@ -14,7 +14,7 @@ class Outcome(enum.StrEnum):
     PERMANENT = "permanent"  # never retry this message (5xx)
     BOUNCE = "bounce"  # permanent and the address itself is bad: suppress it
     # The whole message went out and no reply came back (connection lost, timeout): the server
-    # may have accepted it. Handled like a worker lost mid-send (DESIGN's ambiguous case).
+    # may have accepted it. Handled like a worker lost mid-send (docs/architecture.md §2).
     AMBIGUOUS = "ambiguous"
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-# What a signature covers (DESIGN §13), in this order, each one present in the message.
+# What a signature covers (docs/architecture.md §6), in this order, each one present in
+# the message.
 SIGNED = (
     "from", "to", "subject", "date", "message-id", "in-reply-to", "references",
     "list-id", "list-unsubscribe", "list-unsubscribe-post",

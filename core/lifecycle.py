@@ -1,4 +1,4 @@
-"""A lead's lifecycle (DESIGN §3): its statuses and the moves between them.
+"""A lead's lifecycle (docs/architecture.md §3): its statuses and the moves between them.
 
 Every statement that writes `leads.status` carries out one of these moves, and guards on the
 statuses the move starts from (db/sql/lead_status.sql); tests/integration/test_lifecycle.py

@@ -1,4 +1,4 @@
--- Senders' own mail accounts (DESIGN §13): an SMTP account to send through and an IMAP inbox
+-- Senders' own mail accounts (docs/architecture.md §6): an SMTP account to send through and an IMAP inbox
 -- to read, each a URL without its password (`smtp+starttls://user@host:587`, a user name
 -- with an @ written %40); the passwords are stored encrypted with CREDENTIALS_KEY
 -- (runtime/credentials.py), never in clear. A sender without an SMTP account sends through

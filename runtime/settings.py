@@ -126,7 +126,8 @@ class SchedulerSettings(CommonSettings):
     rescue_after_seconds: float = Field(default=900.0, gt=0)
     message_id_domain: str | None = None
     # Keys the Message-IDs (HMAC-SHA256 of lead, step and enrolment), so that no recipient
-    # can compute another lead's: what a reply must refer to (DESIGN §15). At least 32 bytes.
+    # can compute another lead's: what a reply must refer to (docs/architecture.md §7).
+    # At least 32 bytes.
     message_id_secret: SecretStr
     unsubscribe_mailto: str | None = None
     unsubscribe_secret: SecretStr = SecretStr("")
@@ -170,9 +171,9 @@ class ApiSettings(BrokerSettings, DkimKeysSettings):
     api_port: int = Field(default=8080, ge=1, le=65535)
     # Verifies one-click unsubscribe tokens (the scheduler's key).
     unsubscribe_secret: SecretStr = SecretStr("")
-    # The web console at / (DESIGN §14): OpenID Connect sign-in; only CONSOLE_ALLOWED
-    # (addresses and @domains, comma-separated) get a session. Without OIDC_ISSUER the
-    # console is off (the REST API works as before).
+    # The web console at / (docs/architecture.md §9): OpenID Connect sign-in; only
+    # CONSOLE_ALLOWED (addresses and @domains, comma-separated) get a session. Without
+    # OIDC_ISSUER the console is off (the REST API works as before).
     oidc_issuer: str | None = Field(default=None, max_length=500)
     oidc_client_id: str | None = Field(default=None, max_length=500)
     oidc_client_secret: SecretStr | None = None
@@ -296,7 +297,8 @@ class InboxSettings(CommonSettings):
     bounce_imap_password: SecretStr | None = None
     # Reading one message (in a child process): past this it is recorded unreadable.
     inbound_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
-    # A report acts only on addresses we sent to within this many days (DESIGN §15).
+    # A report acts only on addresses we sent to within this many days
+    # (docs/architecture.md §7).
     inbound_match_days: float = Field(default=30, gt=0, le=3650)
     # This many soft bounces of one address within SOFT_BOUNCE_DAYS suppress it.
     soft_bounce_limit: int = Field(default=3, ge=1, le=1000)

@@ -1,4 +1,4 @@
-"""What comes back can be trusted (DESIGN §15), end to end: the four daemons as processes, a
+"""What comes back can be trusted (docs/architecture.md §7), end to end: the four daemons as processes, a
 real SMTP server and the sender's inbox on a real Dovecot. Strangers write into the inbox
 what an attacker would (forged DSN, ARF and SES reports naming patterns and addresses never
 mailed, a report naming 4,000 recipients, a message nested 1,000 deep, an outside reply
