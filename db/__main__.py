@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from core.unsubscribe import MIN_SECRET_BYTES, InvalidToken, check_secret
 from db import stops
 from db.migrate import migrate
 from runtime import logs
+from runtime.health import version
 from runtime.settings import CommonSettings, UnsubscribeSettings, load_or_exit
 
 DEMO_SQL = Path(__file__).with_name("demo.sql")
@@ -46,7 +48,21 @@ async def _unsubscribe(dsn: str, secret: str, token: str) -> int:
     return 0
 
 
+def _arguments(argv: list[str]) -> list[str]:
+    """The command and its argument; `--help` and `--version` answer without connecting."""
+    ap = argparse.ArgumentParser(prog="python -m db", description=__doc__)
+    ap.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("migrate", help="apply the migrations (idempotent, safe concurrently)")
+    sub.add_parser("seed-demo", help="load the demo data into an empty database")
+    unsub = sub.add_parser("unsubscribe", help="apply a one-click unsubscribe token")
+    unsub.add_argument("token")
+    args = ap.parse_args(argv)
+    return [args.command, *([args.token] if args.command == "unsubscribe" else [])]
+
+
 def main(argv: list[str]) -> int:
+    argv = _arguments(argv)
     settings = load_or_exit(CommonSettings)
     logs.configure("db", settings.log_level, settings.log_format)
     match argv:

@@ -51,6 +51,7 @@ class Partly(Exception):
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, default=str, indent=2) if args.json else text)
+    args.printed = True
 
 
 async def _lead_show(conn: Conn, args: argparse.Namespace) -> None:
@@ -382,41 +383,78 @@ def _dkim(args: argparse.Namespace) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"%(prog)s {health.version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print data (and errors) as JSON")
+    common.add_argument(
+        "--wait", type=float, default=10.0, metavar="SECONDS",
+        help="give up (exit 1) when the database or broker cannot be reached within this long",
+    )  # fmt: skip
 
-    def cmd(name: str, **kw: Any) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, **kw)
-        c.add_argument("--json", action="store_true", help="print data as JSON")
-        return c
+    def group(name: str, help: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        g = sub.add_parser(name, help=help, description=help)
+        return g.add_subparsers(dest="action", required=True, metavar="ACTION")
 
-    lead = cmd("lead", help="show a lead, or retry, stop, pause, resume leads")
-    lead.add_argument("action", choices=["show", *[a.value for a in actions.Action]])
-    lead.add_argument("leads", nargs="+", metavar="ID|EMAIL")
-    seq = cmd("sequence", help="pause or resume a sequence")
-    seq.add_argument("action", choices=["pause", "resume"])
-    seq.add_argument("name")
-    sup = cmd("suppress", help="add, remove or list suppressions")
-    sup.add_argument("action", choices=["add", "remove", "list"])
-    sup.add_argument("entry", nargs="?", metavar="ADDRESS|*@DOMAIN")
-    sup.add_argument("--limit", type=int, default=1000)
-    tok = cmd("token", help="create, revoke or list API tokens")
-    tok.add_argument("action", choices=["create", "revoke", "list"])
-    tok.add_argument("name", nargs="?")
-    imp = cmd("import", help="import leads from CSV or JSON Lines into a sequence")
+    def cmd(
+        where: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        help: str,
+    ) -> argparse.ArgumentParser:
+        return where.add_parser(name, help=help, description=help, parents=[common])
+
+    lead = group("lead", "show a lead, or retry, stop, pause or resume leads")
+    cmd(lead, "show", "a lead with its deliveries and timeline").add_argument(
+        "leads", nargs=1, metavar="ID|EMAIL"
+    )
+    for a, what in (
+        ("retry", "make a failed lead's failed step sendable again"),
+        ("stop", "stop leads (reason operator)"),
+        ("pause", "pause leads (nothing is sent to them)"),
+        ("resume", "resume paused leads"),
+    ):
+        cmd(lead, a, what).add_argument("leads", nargs="+", metavar="ID|EMAIL")
+    seq = group("sequence", "pause or resume a sequence")
+    for a in ("pause", "resume"):
+        cmd(seq, a, f"{a} a sequence by its name").add_argument("name")
+    sup = group("suppress", "add, remove or list suppressions")
+    cmd(sup, "add", "suppress an address or a whole *@DOMAIN (its leads stop)").add_argument(
+        "entry", metavar="ADDRESS|*@DOMAIN"
+    )
+    cmd(sup, "remove", "lift a suppression (logged)").add_argument(
+        "entry", metavar="ADDRESS|*@DOMAIN"
+    )
+    listing = cmd(sup, "list", "the suppressions in address order")
+    listing.add_argument("--limit", type=int, default=1000)
+    listing.set_defaults(entry=None)
+    tok = group("token", "create, revoke or list API tokens")
+    cmd(tok, "create", "a bearer token, printed once (stored hashed)").add_argument("name")
+    cmd(tok, "revoke", "revoke a token by its name").add_argument("name")
+    cmd(tok, "list", "the tokens, without their secrets")
+    imp = sub.add_parser(
+        "import", parents=[common], help="import leads from CSV or JSON Lines into a sequence",
+        description="import leads from CSV or JSON Lines into a sequence",
+    )  # fmt: skip
     imp.add_argument("file")
     imp.add_argument("--sequence", required=True, help="the sequence's name")
     imp.add_argument("--sender", help="the sender of every imported lead (else assigned)")
     imp.add_argument("--dry-run", action="store_true", help="check everything, store nothing")
     imp.add_argument("--on-duplicate", choices=["skip", "update"], default="skip")
     imp.add_argument("--format", choices=["csv", "jsonl"], help="default: by the file name")
-    dl = cmd("dead-letters", help="list, show, replay or purge dead-lettered messages")
-    dl.add_argument("action", choices=["list", "show", "replay", "purge"])
-    dl.add_argument("ids", nargs="*", metavar="OUTBOX_ID")
-    dl.add_argument("--limit", type=int, default=100)
-    dl.add_argument("--all", action="store_true", help="purge: every dead letter")
-    snd = cmd("sender", help="set a sender's limits (its waiting leads are planned again)")
-    snd.add_argument("action", choices=["set"])
-    snd.add_argument("email")
+    dl = group("dead-letters", "list, show, replay or purge dead-lettered messages")
+    cmd(dl, "list", "the dead letters").add_argument("--limit", type=int, default=100)
+    cmd(dl, "show", "dead letters in full").add_argument("ids", nargs="+", metavar="OUTBOX_ID")
+    replay = cmd(dl, "replay", "publish dead letters again (the ids given, or the first --limit)")
+    replay.add_argument("ids", nargs="*", metavar="OUTBOX_ID")
+    replay.add_argument("--limit", type=int, default=100)
+    purge = cmd(dl, "purge", "drop dead letters")
+    purge.add_argument("ids", nargs="*", metavar="OUTBOX_ID")
+    purge.add_argument("--all", action="store_true", help="every dead letter")
+    snd = group("sender", "change a sender")
+    sset = cmd(
+        snd, "set", "set a sender's limits and accounts (its waiting leads are planned again)"
+    )
+    sset.add_argument("email")
     for flag, what in (
         ("--hourly", "hand-offs in any 60 minutes"),
         ("--daily", "hand-offs in any 24 hours"),
@@ -424,17 +462,24 @@ def _parser() -> argparse.ArgumentParser:
         ("--min-gap", "seconds between two hand-offs"),
         ("--jitter", "up to this many seconds more, at random"),
     ):
-        snd.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
+        sset.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
     for kind in ("smtp", "imap"):
-        snd.add_argument(f"--{kind}-url", help=f"the sender's own {kind.upper()} account ('none')")
-        snd.add_argument(f"--{kind}-password-file", help="a file whose first line is the password")
-    cmd("status", help="sequences, senders and the pipeline at a glance")
-    dk = cmd("dkim", help="make a DKIM key, or show the DNS records of the keys")
-    dk.add_argument("action", choices=["create", "records"])
-    dk.add_argument("domain", nargs="?")
-    dk.add_argument("selector", nargs="?")
-    dk.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
-    hl = cmd("health", help="is this host's replica of a service alive and making progress?")
+        sset.add_argument(f"--{kind}-url", help=f"the sender's own {kind.upper()} account ('none')")
+        sset.add_argument(f"--{kind}-password-file", help="a file whose first line is the password")
+    sub.add_parser(
+        "status", parents=[common], help="sequences, senders and the pipeline at a glance",
+        description="sequences, senders and the pipeline at a glance",
+    )  # fmt: skip
+    dk = group("dkim", "make a DKIM key, or show the DNS records of the keys")
+    dkc = cmd(dk, "create", "a key for DOMAIN under SELECTOR in DKIM_KEYS_DIR; prints its record")
+    dkc.add_argument("domain")
+    dkc.add_argument("selector")
+    dkc.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
+    cmd(dk, "records", "the DNS records of the keys in use")
+    hl = sub.add_parser(
+        "health", help="is this host's replica of a service alive and making progress?",
+        description="exit 0 when this host's replicas of SERVICE made progress lately, else 1",
+    )  # fmt: skip
     hl.add_argument("--service", choices=SERVICES, required=True)
     return p
 
@@ -450,8 +495,18 @@ COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
 }
 
 
+class Unreachable(Exception):
+    """The database did not answer within --wait (exit 1)."""
+
+
 async def _run(dsn: str, args: argparse.Namespace) -> None:
-    pool = await create_pool(dsn, max_size=1)
+    wait = getattr(args, "wait", 10.0)
+    try:
+        pool = await asyncio.wait_for(create_pool(dsn, max_size=1), wait)
+    except TimeoutError:
+        where = dsn.rpartition("@")[2] or dsn
+        raise Unreachable(f"the database at {where} could not be reached within {wait:g} s"
+                          " (--wait SECONDS to wait longer)") from None  # fmt: skip
     try:
         await check_schema(pool, latest_version())
         async with pool.acquire() as conn:
@@ -469,32 +524,33 @@ def main(argv: list[str]) -> int:
         return health.main(args.service)
     if args.command == "dkim":
         return _dkim(args)
-    if args.command == "token" and args.action != "list" and not args.name:
-        print(f"usage: python -m ops token {args.action} NAME", file=sys.stderr)
-        return 2
     if args.command == "import" and not Path(args.file).is_file():
         print(f"ops import: no file {args.file}", file=sys.stderr)
-        return 2
-    if args.command == "lead" and args.action == "show" and len(args.leads) != 1:
-        print("usage: python -m ops lead show ID|EMAIL", file=sys.stderr)
         return 2
     settings = load_or_exit(CommonSettings)
     logs.configure("ops", "WARNING", settings.log_format, stream=sys.stderr)
     try:
         asyncio.run(_run(settings.database_url, args))
     except Failed as exc:
-        print(f"ops {args.command}: {exc}", file=sys.stderr)
-        return 1
+        return _error(args, str(exc), 1)
     except Partly as exc:
-        print(f"ops {args.command}: {exc}", file=sys.stderr)
-        return 3
+        return _error(args, str(exc), 3)
     except StartupError as exc:
-        print(f"ops {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return _error(args, str(exc), 2)
+    except Unreachable as exc:
+        return _error(args, str(exc), 1)
     except Exception as exc:  # one line, not a traceback
-        print(f"ops {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return _error(args, f"{type(exc).__name__}: {exc}", 1)
     return 0
+
+
+def _error(args: argparse.Namespace, message: str, code: int) -> int:
+    """One line on stderr (and, with --json, a JSON object on stdout unless the command's data
+    went there already: one JSON document either way); the exit status."""
+    print(f"ops {args.command}: {message}", file=sys.stderr)
+    if getattr(args, "json", False) and not getattr(args, "printed", False):
+        print(json.dumps({"error": message, "exit": code}))
+    return code
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ heartbeat, exit statuses (0 stopped, 1 crashed, 2 misconfigured)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -31,11 +32,36 @@ def start(service: str, cls: type[S]) -> S:
     return settings
 
 
+_ROLES = {
+    "scheduler": "turns due leads into outbox rows, within windows and pacing",
+    "pump": "publishes outbox rows to RabbitMQ with publisher confirms",
+    "worker": "sends queued messages over SMTP and records each outcome (`python -m worker"
+    " replay-dead-letters [N]` replays dead letters instead)",
+    "inbox": "reads replies, bounces and complaints from the senders' IMAP inboxes",
+    "api": "serves the REST API (/api/v1), its docs (/docs) and the web console (/)",
+}
+
+
+def arguments(service: str, argv: list[str]) -> argparse.Namespace:
+    """A daemon's command line: `--help` and `--version` answer without starting anything."""
+    ap = argparse.ArgumentParser(
+        prog=f"python -m {service}",
+        description=f"The {service} daemon: {_ROLES.get(service, service)}. Its settings come"
+        " from the environment (README, Settings); SIGTERM stops it cleanly.",
+    )
+    ap.add_argument(
+        "--health", action="store_true",
+        help="do not start: exit 0 when this host's replicas made progress lately, else 1",
+    )  # fmt: skip
+    ap.add_argument("--version", action="version", version=f"%(prog)s {health.version()}")
+    return ap.parse_args(argv)
+
+
 def main(
     service: str, cls: type[S], build: Callable[[S, health.Heartbeat], Main], argv: list[str]
 ) -> int:
     """A daemon's `python -m` entry: `--health` checks the running one; otherwise run it."""
-    if argv == ["--health"]:
+    if arguments(service, argv).health:
         return health.main(service)
     settings = start(service, cls)
     metrics.serve(settings.metrics_port)

@@ -74,13 +74,6 @@ def main(argv: list[str]) -> int:
         moved = asyncio.run(replay(settings.amqp_url, names, None, limit))
         print(f"replayed {len(moved)} dead-lettered messages (python -m ops dead-letters)")
         return 0
-    if argv and argv != ["--health"]:
-        print(
-            f"unknown command {argv[0]!r};"
-            " usage: python -m worker [--health | replay-dead-letters [N]]",
-            file=sys.stderr,
-        )
-        return 2
     return daemon.main("worker", WorkerSettings, build, argv)
 
 

@@ -150,3 +150,35 @@ async def test_health_check_fails_while_the_loop_is_stalled(
     assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
     assert health().returncode == 1  # no live scheduler any more
     assert await replicas() == []  # a stopped replica takes itself off the list
+
+
+@pytest.mark.parametrize("module", ["scheduler", "pump", "worker", "inbox", "api", "ops", "db"])
+def test_every_command_answers_help_and_version_without_starting(module: str) -> None:
+    """No settings in the environment: a command that tried to start would exit 2 naming
+    DATABASE_URL; these answer at once and start nothing."""
+    env = {"PATH": os.environ["PATH"]}
+    for flag, needle in (("--help", "usage: python -m " + module), ("--version", "0.")):
+        proc = subprocess.run(
+            [sys.executable, "-m", module, flag], cwd=ROOT, env=env, capture_output=True,
+            text=True, timeout=30,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert needle in proc.stdout, proc.stdout
+        assert "started" not in proc.stdout + proc.stderr
+
+
+def test_a_cli_command_gives_up_on_an_unreachable_database() -> None:
+    """`ops status` with nothing listening where the database should be: exit 1 after
+    --wait seconds, the error as JSON with --json (a daemon waits; a command does not)."""
+    env = {"PATH": os.environ["PATH"], "DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops", "status", "--json", "--wait", "2"], cwd=ROOT, env=env,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    took = time.monotonic() - started
+    assert proc.returncode == 1
+    error = json.loads(proc.stdout)
+    assert error["exit"] == 1
+    assert "could not be reached within 2 s" in error["error"]
+    assert 2 <= took < 15, took
