@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import tempfile
 import time as monotonic
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import time
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO, cast
 
 import asyncpg
 import structlog
@@ -50,6 +49,8 @@ from runtime.settings import ApiSettings
 from runtime.startup import check_schema
 
 log = structlog.get_logger()
+# A JSON import's most leads in one request (CSV has no such limit: it is streamed).
+IMPORT_MAX_ITEMS = 10_000
 
 BigId = Annotated[int, Path(gt=0, le=2**63 - 1)]
 # A checked token is trusted this long before the database is asked again (revocation takes
@@ -360,7 +361,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
                     "application/json": {
                         "schema": {
                             "type": "array",
-                            "maxItems": 10_000,
+                            "maxItems": IMPORT_MAX_ITEMS,
                             "items": models.LeadIn.model_json_schema(),
                         }
                     },
@@ -386,27 +387,42 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
             async for chunk in request.stream():
                 spool.write(chunk)
             spool.seek(0)
-            text = io.TextIOWrapper(spool, encoding="utf-8-sig", errors="replace", newline="")
+            try:
+                text = imports.text_of(cast(BinaryIO, spool))
+            except imports.Unreadable as exc:
+                raise Problem(422, "Invalid request", f"body: {exc}") from None
+            rows: Iterable[imports.Record]
             if kind == "text/csv":
-                rows: Any = imports.records(text, "csv")
+                rows = imports.records(text, "csv")
             elif kind in ("application/json", ""):
                 try:
                     data = json.load(text)
-                except ValueError as exc:
-                    raise Problem(422, "Invalid request", f"body: not JSON: {exc}") from None
+                except (ValueError, RecursionError) as exc:
+                    detail = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+                    raise Problem(422, "Invalid request", f"body: not JSON: {detail}") from None
                 if not isinstance(data, list):
                     raise Problem(422, "Invalid request", "body: a JSON array of leads")
+                if len(data) > IMPORT_MAX_ITEMS:
+                    raise Problem(
+                        422, "Invalid request",
+                        f"body: {len(data)} leads, at most {IMPORT_MAX_ITEMS} in one request"
+                        " (send CSV for more)",
+                    )  # fmt: skip
                 rows = (
-                    (n, r if isinstance(r, dict) else "not a JSON object")
+                    imports.Record(n, json.dumps(r)[:2000],
+                                   r if isinstance(r, dict) else "not a JSON object")
                     for n, r in enumerate(data, start=1)
-                )
+                )  # fmt: skip
             else:
                 raise Problem(415, "Unsupported media type", "send application/json or text/csv")
-            async with pool.acquire() as conn:
-                report = await imports.import_leads(
-                    conn, seq_id, rows, sender=sender, on_duplicate=on_duplicate,
-                    dry_run=dry_run,
-                )  # fmt: skip
+            try:
+                async with pool.acquire() as conn:
+                    report = await imports.import_leads(
+                        conn, seq_id, rows, sender=sender, on_duplicate=on_duplicate,
+                        dry_run=dry_run,
+                    )  # fmt: skip
+            except imports.Unreadable as exc:
+                raise Problem(422, "Invalid request", f"body: {exc}") from None
         out = asdict(report)
         out["rejections"] = [{"line": n, "reason": r} for n, r in report.rejections]
         return out

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -192,17 +192,22 @@ async def _status(conn: Conn, args: argparse.Namespace) -> None:
 
 
 class _Progress:
-    """A progress line on a terminal: how far into the file, and the counts so far."""
+    """A progress line on a terminal: how far into the file, rows per second, the time left
+    at that rate, and the counts so far."""
 
     def __init__(self, raw: Any, size: int) -> None:
         self.raw, self.size = raw, max(size, 1)
         self.on = sys.stderr.isatty()
+        self.started = time.monotonic()
 
     def __call__(self, report: imports.Report) -> None:
         if self.on:
             share = min(self.raw.tell() / self.size, 1.0)
             bar = "#" * int(share * 30)
-            print(f"\r[{bar:<30}] {share:4.0%}  {report.line()}", end="", file=sys.stderr)
+            spent = max(time.monotonic() - self.started, 1e-6)
+            left = spent * (1 - share) / share if share > 0 else 0.0
+            print(f"\r[{bar:<30}] {share:4.0%} {report.rows / spent:,.0f} rows/s,"
+                  f" {left:,.0f} s left  {report.line()}", end="", file=sys.stderr)  # fmt: skip
 
     def done(self) -> None:
         if self.on:
@@ -218,7 +223,11 @@ async def _import(conn: Conn, args: argparse.Namespace) -> None:
         path.open("rb") as raw,  # noqa: ASYNC230
         rejected_path.open("w", newline="", encoding="utf-8") as out,
     ):
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+        try:
+            text = imports.text_of(raw)
+        except imports.Unreadable as exc:
+            rejected_path.unlink()
+            raise Failed(f"{path}: {exc}; nothing imported") from None
         progress = _Progress(raw, path.stat().st_size)  # noqa: ASYNC240
         try:
             report = await imports.import_leads(
@@ -231,8 +240,9 @@ async def _import(conn: Conn, args: argparse.Namespace) -> None:
                 rejects=imports.RejectFile(out),
                 progress=progress,
             )
-        except leads.NotFound as exc:
-            raise Failed(str(exc)) from None
+        except (leads.NotFound, imports.Unreadable) as exc:
+            rejected_path.unlink()
+            raise Failed(f"{exc}; nothing imported") from None
         finally:
             progress.done()
     if report.rejected == 0:

@@ -85,6 +85,9 @@ async def create_sequence(conn: Conn, spec: SequenceSpec) -> int:
 
 async def update_sequence(conn: Conn, seq_id: int, changes: dict[str, Any]) -> None:
     """Change the given fields of a sequence (and its senders, if given)."""
+    for required in ("name", "timezone", "stop_on_company_reply"):
+        if required in changes and changes[required] is None:
+            raise Invalid(required, "cannot be null (leave it out to keep it as it is)")
     if "timezone" in changes:
         check_timezone(changes["timezone"])
     if "send_days" in changes:

@@ -13,18 +13,24 @@ with their line number and the reason.
 
 from __future__ import annotations
 
+import codecs
+import collections
 import csv
+import difflib
 import io
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
+
+import asyncpg
 
 from core import message, render
 from core.windows import InvalidTimezone, load_zone
 from db.pool import Conn
 from db.queries import query
+from ops.errors import Invalid
 from ops.leads import NotFound
 
 COLUMNS = ("email", "first_name", "last_name", "company", "timezone")
@@ -48,7 +54,8 @@ class Report:
     dry_run: bool = False
 
     def line(self) -> str:
-        done = f"imported {self.imported}, duplicates {self.duplicates}, rejected {self.rejected}"
+        verb = "would import" if self.dry_run else "imported"
+        done = f"{verb} {self.imported}, duplicates {self.duplicates}, rejected {self.rejected}"
         if self.updated:
             done += f" (updated {self.updated})"
         return done + (" (dry run: nothing stored)" if self.dry_run else "")
@@ -84,6 +91,8 @@ def make_row(line: int, record: dict[str, Any]) -> Row:
         message.check_address(email)
     except message.InvalidAddress as exc:
         raise Rejected(f"email: {exc}") from None
+    if "*" in email:
+        raise Rejected(f"email: {email!r} is a pattern, not one address")
     tz = _text(record.get("timezone"), "timezone")
     if tz is not None:
         try:
@@ -118,50 +127,160 @@ def make_row(line: int, record: dict[str, Any]) -> Row:
     )
 
 
-def read_csv(stream: TextIO) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line, record) per data row; (line, reason) for one that cannot be read."""
-    reader = csv.reader(stream)
+class Unreadable(Invalid):
+    """The file as a whole cannot be read (its encoding, its header): nothing is imported."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"line {line}", message)
+        self.line = line
+
+
+# Header names as spreadsheets write them, matched case- and space-insensitively.
+_ALIASES = {
+    "e_mail": "email", "email_address": "email", "e_mail_address": "email", "mail": "email",
+    "firstname": "first_name", "given_name": "first_name", "forename": "first_name",
+    "lastname": "last_name", "surname": "last_name", "family_name": "last_name",
+    "company_name": "company", "organization": "company", "organisation": "company",
+    "time_zone": "timezone", "tz": "timezone",
+}  # fmt: skip
+_DELIMITERS = (",", ";", "\t", "|")
+# A quoted field that has not closed after this many lines is taken as a runaway quote: its
+# first line is rejected and reading goes on at the next one.
+RUNAWAY_LINES = 50
+
+
+def column_name(header: str) -> str:
+    """A header cell as the column it names: "First Name" and "first_name" are one."""
+    name = re.sub(r"[\s\-.]+", "_", header.strip().lower()).strip("_")
+    return _ALIASES.get(name, name)
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter a header line uses (the one of `, ; tab |` it holds most of)."""
+    counts = {d: header.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def encoding_of(binary: BinaryIO) -> str:
+    """The encoding to read a file in: UTF-16 or UTF-8 by its byte-order mark, else UTF-8,
+    checked line by line; Unreadable names the first line that is not. Leaves the stream
+    at its start."""
+    start = binary.read(4)
+    binary.seek(0)
+    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
     try:
-        header = [h.strip() for h in next(reader)]
-    except StopIteration:
+        while chunk := binary.read(1 << 20):
+            try:
+                text = decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                good = chunk[: exc.start]
+                raise Unreadable(
+                    line + good.count(b"\n"),
+                    "not UTF-8 text (save the file as UTF-8, or UTF-16 with a byte-order mark)",
+                ) from None
+            line += text.count("\n")
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise Unreadable(line, "not UTF-8 text (the file ends inside a character)") from None
+    finally:
+        binary.seek(0)
+    return "utf-8-sig"
+
+
+def text_of(binary: BinaryIO) -> TextIO:
+    """An uploaded or opened file as text, in the encoding it is in (`encoding_of`)."""
+    return io.TextIOWrapper(binary, encoding=encoding_of(binary), newline="")
+
+
+@dataclass(slots=True)
+class Record:
+    """One data row of a file: its first line's number, its text as read, and its fields
+    (or why it cannot be read)."""
+
+    line: int
+    text: str
+    fields: dict[str, Any] | str
+
+
+def csv_records(stream: TextIO) -> Iterator[Record]:
+    """The data rows of a CSV file (`,` `;` tab or `|`, detected from the header), each with
+    the text it was read from; Unreadable for a header without an `email` column."""
+    lines = _physical_lines(stream)
+    first = next(lines, None)
+    if first is None:
         return
-    except csv.Error as exc:
-        yield 1, f"header: {exc}"
-        return
+    _, header_text = first
+    delimiter = _delimiter(header_text)
+    try:
+        header = [column_name(h) for h in next(csv.reader([header_text], delimiter=delimiter))]
+    except (csv.Error, StopIteration) as exc:
+        raise Unreadable(1, f"header: {exc}") from None
     if "email" not in header:
-        yield 1, "header: no `email` column"
-        return
+        close = difflib.get_close_matches("email", header, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise Unreadable(
+            1, f"header: no email column{hint}; the header reads {header_text[:200]!r}"
+        )
+    for dup in {h for h in header if header.count(h) > 1}:
+        raise Unreadable(1, f"header: the column {dup!r} is named twice")
+    queue: collections.deque[tuple[int, str]] = collections.deque()  # lines to read again
+    pending: list[tuple[int, str]] = []  # the lines of a record whose quoted field is open
     while True:
-        try:
-            values = next(reader)
-        except StopIteration:
+        item = queue.popleft() if queue else next(lines, None)
+        if item is not None:
+            pending.append(item)
+        if not pending:
             return
-        except csv.Error as exc:
-            yield reader.line_num, f"not CSV: {exc}"
+        joined = "\n".join(t for _, t in pending)
+        if joined.count('"') % 2:  # inside a quoted field
+            if item is not None and len(pending) < RUNAWAY_LINES and len(joined) < 4 * MAX_FIELD:
+                continue  # the record goes on over the next line
+            start, first_text = pending[0]
+            yield Record(start, first_text, "a quoted field opened on this line is never closed")
+            queue.extendleft(reversed(pending[1:]))  # read the lines after it afresh
+            pending = []
             continue
-        if not values:
-            continue
-        if len(values) != len(header):
-            yield reader.line_num, f"{len(values)} fields, the header has {len(header)}"
-            continue
-        yield reader.line_num, dict(zip(header, values, strict=True))
+        start = pending[0][0]
+        pending = []
+        if joined.strip():
+            yield _record(start, joined, header, delimiter)
 
 
-def read_jsonl(stream: TextIO) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _record(line: int, text: str, header: list[str], delimiter: str) -> Record:
+    try:
+        values = next(csv.reader([text], delimiter=delimiter, strict=True))
+    except csv.Error as exc:
+        return Record(line, text, f"not CSV: {exc}")
+    if len(values) != len(header):
+        return Record(line, text, f"{len(values)} fields, the header has {len(header)}")
+    return Record(line, text, dict(zip(header, values, strict=True)))
+
+
+def _physical_lines(stream: TextIO) -> Iterator[tuple[int, str]]:
+    for number, text in enumerate(stream, start=1):
+        yield number, text.rstrip("\r\n")
+
+
+def jsonl_records(stream: TextIO) -> Iterator[Record]:
     for n, text in enumerate(stream, start=1):
-        if not text.strip():
+        line = text.rstrip("\r\n")
+        if not line.strip():
             continue
         try:
-            record = json.loads(text)
-        except ValueError as exc:
-            yield n, f"not JSON: {exc}"
+            fields = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            yield Record(n, line, f"not JSON: {exc}")
             continue
-        yield (n, record) if isinstance(record, dict) else (n, "not a JSON object")
+        yield Record(n, line, fields if isinstance(fields, dict) else "not a JSON object")
 
 
-def records(stream: TextIO, kind: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def records(stream: TextIO, kind: str) -> Iterator[Record]:
     """The file's records: `kind` is csv or jsonl."""
-    return read_csv(stream) if kind == "csv" else read_jsonl(stream)
+    return csv_records(stream) if kind == "csv" else jsonl_records(stream)
 
 
 class _Templates:
@@ -201,23 +320,22 @@ class _Templates:
 
 
 class RejectFile:
-    """Rejected rows as CSV: line, reason, then the row as it was read."""
+    """Rejected rows as CSV: line, reason, then the row's text as it was read."""
 
     def __init__(self, out: TextIO | None) -> None:
         self.out = csv.writer(out) if out is not None else None
         if self.out is not None:
             self.out.writerow(["line", "reason", "record"])
 
-    def add(self, line: int, reason: str, record: Any) -> None:
+    def add(self, record: Record, reason: str) -> None:
         if self.out is not None:
-            shown = record if isinstance(record, str) else json.dumps(record, default=str)
-            self.out.writerow([line, reason, shown])
+            self.out.writerow([record.line, reason, record.text])
 
 
 async def import_leads(
     conn: Conn,
     sequence: str | int,
-    rows: Iterable[tuple[int, dict[str, Any] | str]],
+    rows: Iterable[Record],
     *,
     sender: str | None = None,
     on_duplicate: str = "skip",
@@ -244,7 +362,14 @@ async def import_leads(
     tx = conn.transaction() if dry_run else None
     if tx is not None:
         await tx.start()
-    batch: list[Row] = []
+    batch: list[tuple[Row, Record]] = []
+
+    def reject(record: Record, reason: str) -> None:
+        report.rejected += 1
+        if len(report.rejections) < keep_rejections:
+            report.rejections.append((record.line, reason))
+        if rejects is not None:
+            rejects.add(record, reason)
 
     async def flush() -> None:
         await _store(
@@ -255,22 +380,19 @@ async def import_leads(
             sequence_id=seq["id"],
             sender=sender_row,
             on_duplicate=on_duplicate,
+            reject=reject,
         )
         batch.clear()
 
     try:
-        for line, record in rows:
+        for record in rows:
             report.rows += 1
             try:
-                row = _checked(line, record, templates)
+                row = _checked(record, templates)
             except Rejected as exc:
-                report.rejected += 1
-                if len(report.rejections) < keep_rejections:
-                    report.rejections.append((line, str(exc)))
-                if rejects is not None:
-                    rejects.add(line, str(exc), record)
+                reject(record, str(exc))
                 continue
-            batch.append(row)
+            batch.append((row, record))
             if len(batch) >= BATCH:
                 await flush()
                 if progress is not None:
@@ -285,10 +407,10 @@ async def import_leads(
     return report
 
 
-def _checked(line: int, record: dict[str, Any] | str, templates: _Templates) -> Row:
-    if isinstance(record, str):
-        raise Rejected(record)
-    row = make_row(line, record)
+def _checked(record: Record, templates: _Templates) -> Row:
+    if isinstance(record.fields, str):
+        raise Rejected(record.fields)
+    row = make_row(record.line, record.fields)
     templates.check(row)
     return row
 
@@ -302,21 +424,47 @@ def _key(sequence: str | int) -> tuple[int | None, str | None]:
 async def _store(
     conn: Conn,
     insert: str,
-    batch: list[Row],
+    batch: list[tuple[Row, Record]],
     report: Report,
     *,
     sequence_id: int,
     sender: Any,
     on_duplicate: str,
+    reject: Callable[[Record, str], None],
 ) -> None:
+    """Store a batch in one statement; should the table refuse one of its rows (a rule the
+    row checks do not know), the batch is stored row by row and that row is rejected with
+    the table's reason: no row aborts an import."""
     if on_duplicate == "update":
         # One statement may not update a row twice: within a batch the last row wins.
-        last: dict[str, Row] = {}
-        for row in batch:
-            last[row.email.lower()] = row
+        last: dict[str, tuple[Row, Record]] = {}
+        for item in batch:
+            last[item[0].email.lower()] = item
         report.duplicates += len(batch) - len(last)
         batch = list(last.values())
-    rows = await conn.fetch(
+    refused = 0
+    try:
+        async with conn.transaction():
+            rows = await _insert(conn, insert, [r for r, _ in batch], sequence_id, sender)
+    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError):
+        rows = []
+        for row, record in batch:
+            try:
+                async with conn.transaction():
+                    rows += await _insert(conn, insert, [row], sequence_id, sender)
+            except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+                refused += 1
+                reject(record, f"refused by the database: {exc}"[:500])
+    inserted = sum(1 for r in rows if r["inserted"])
+    report.imported += inserted
+    report.updated += len(rows) - inserted
+    report.duplicates += len(batch) - refused - inserted
+
+
+async def _insert(
+    conn: Conn, insert: str, batch: list[Row], sequence_id: int, sender: Any
+) -> list[Any]:
+    return await conn.fetch(
         insert,
         sequence_id,
         None if sender is None else sender["id"],
@@ -327,12 +475,3 @@ async def _store(
         [r.timezone for r in batch],
         [json.dumps(r.attributes) for r in batch],
     )
-    inserted = sum(1 for r in rows if r["inserted"])
-    report.imported += inserted
-    report.updated += len(rows) - inserted
-    report.duplicates += len(batch) - inserted
-
-
-def open_text(data: bytes) -> TextIO:
-    """Uploaded bytes as text (UTF-8, a byte-order mark allowed)."""
-    return io.StringIO(data.decode("utf-8-sig", errors="replace"))

@@ -475,8 +475,8 @@ async def import_run(request: Request, pool: Pool, _user: User) -> HTMLResponse:
         return problem(request, 413, f"the file is larger than {IMPORT_MAX_BYTES // 2**20} MB")
     out = io.StringIO()
     rejects = imports.RejectFile(out)
-    text = io.TextIOWrapper(upload.file, encoding="utf-8-sig", errors="replace", newline="")
     try:
+        text = imports.text_of(upload.file)
         async with pool.acquire() as conn:
             report = await imports.import_leads(
                 conn,

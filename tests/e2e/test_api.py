@@ -364,6 +364,25 @@ async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) ->
         "POST", "/api/v1/sequences/1/leads", raw=b"x", content_type="application/xml"
     )
     assert unsupported[0] == 415
+    # What a stranger may send: more leads than the schema allows, JSON nested past any
+    # parser's depth, a file in an encoding that is not UTF-8. Each one clear 422.
+    too_many = [{"email": f"n{i}@x.test"} for i in range(10_001)]
+    status, _, problem = api.call("POST", "/api/v1/sequences/1/leads", too_many)
+    assert (status, problem["detail"]) == (
+        422,
+        "body: 10001 leads, at most 10000 in one request (send CSV for more)",
+    )
+    status, _, problem = api.call(
+        "POST", "/api/v1/sequences/1/leads", raw=b"[" * 100_000, content_type="application/json"
+    )
+    assert (status, problem["detail"]) == (422, "body: not JSON: nested too deep")
+    status, _, problem = api.call(
+        "POST", "/api/v1/sequences/1/leads", raw="email\nren\xe9@x.test\n".encode("latin-1"),
+        content_type="text/csv",
+    )  # fmt: skip
+    assert status == 422
+    assert problem["detail"].startswith("body: line 2: not UTF-8 text")
+    assert await pool.fetchval("SELECT count(*) FROM leads WHERE email ~ '^n[0-9]+@x[.]test$'") == 0
 
 
 async def test_a_scheduled_email_arrives_once_whatever_the_retries(  # noqa: PLR0917

@@ -300,3 +300,79 @@ def test_dkim_keys_are_made_once_and_their_records_shown(tmp_path: Path) -> None
         ("acme.test", "rsa-sha256"), ("beta.test", "ed25519-sha256"),
     ]  # fmt: skip
     assert ops_env("x", {}, "dkim", "records").returncode == 2  # no DKIM_KEYS_DIR
+
+
+async def test_an_import_reads_what_spreadsheets_write_and_no_row_aborts_it(
+    pool: asyncpg.Pool, database: str, tmp_path: Path
+) -> None:
+    """A spreadsheet's export: `;`-separated, headers as people write them, a pattern the
+    table refuses, a quote that never closes in the middle of the file; then the same in
+    UTF-16 with a byte-order mark, one in Latin-1, and one with no address column."""
+    await pool.execute(IMPORT_SETUP)
+    lines = [
+        "Email;First Name;Last Name;Company;Plan",
+        "ann@x.test;Ann;Lee;Initech;pro",
+        "*@wild.test;Wild;Card;Nowhere;pro",  # the table takes one address, not a pattern
+        'eve@x.test;"Eve;Smith;Globex;pro',  # a quote that never closes
+        *[f"u{i}@x.test;U{i};V;Co;pro" for i in range(60)],
+    ]
+    path = tmp_path / "export.csv"
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    dry = ops(database, "import", str(path), "--sequence", "Welcome", "--dry-run")
+    assert dry.returncode == 3, dry.stderr
+    assert (
+        dry.stdout.strip() == "would import 61, duplicates 0, rejected 2 (dry run: nothing stored)"
+    )
+    done = ops(database, "import", str(path), "--sequence", "Welcome", "--json")
+    assert done.returncode == 3, done.stderr
+    assert json.loads(done.stdout)["imported"] == 61
+    with (tmp_path / "export.csv.rejected.csv").open(newline="", encoding="utf-8") as f:
+        rejected = list(csv.reader(f))[1:]
+    assert [(r[0], r[2]) for r in rejected] == [("3", lines[2]), ("4", lines[3])]  # as read
+    assert "pattern" in rejected[0][1]
+    assert rejected[1][1] == "a quoted field opened on this line is never closed"
+    ann = await pool.fetchrow("SELECT * FROM leads WHERE email = 'ann@x.test'")
+    assert ann is not None
+    assert (ann["first_name"], ann["last_name"], ann["attributes"]) == (
+        "Ann",
+        "Lee",
+        {"plan": "pro"},
+    )
+
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text("email\tfirst_name\tplan\r\nzoe@x.test\tZoë\tpro\r\n", encoding="utf-16")
+    done = ops(database, "import", str(utf16), "--sequence", "Welcome")
+    assert (done.returncode, done.stdout.strip()) == (0, "imported 1, duplicates 0, rejected 0")
+    assert await pool.fetchval("SELECT first_name FROM leads WHERE email = 'zoe@x.test'") == "Zoë"
+
+    # A rule of the table's that the row checks do not know: the row is rejected with the
+    # table's reason, the rest of its batch is stored.
+    await pool.execute(
+        "ALTER TABLE leads ADD CONSTRAINT no_quentin CHECK (first_name IS DISTINCT FROM 'Quentin')"
+    )
+    batch = tmp_path / "batch.csv"
+    batch.write_text("email,first_name,plan\nq@x.test,Quentin,pro\nr@x.test,Rita,pro\n")
+    done = ops(database, "import", str(batch), "--sequence", "Welcome")
+    assert done.returncode == 3
+    assert done.stdout.strip() == "imported 1, duplicates 0, rejected 1"
+    with (tmp_path / "batch.csv.rejected.csv").open(newline="", encoding="utf-8") as f:
+        (_, (line, reason, text)) = list(csv.reader(f))
+    assert (line, text) == ("2", "q@x.test,Quentin,pro")
+    assert reason.startswith("refused by the database: ")
+    assert "no_quentin" in reason
+
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("email,first_name,plan\nrene@x.test,René,pro\n".encode("latin-1"))
+    refused = ops(database, "import", str(latin1), "--sequence", "Welcome")
+    assert refused.returncode == 1
+    assert "line 2: not UTF-8 text" in refused.stderr
+    assert "nothing imported" in refused.stderr
+    assert not (tmp_path / "latin1.csv.rejected.csv").exists()
+
+    nameless = tmp_path / "nameless.csv"
+    nameless.write_text("E-mal,Name\nx@x.test,X\n", encoding="utf-8")
+    refused = ops(database, "import", str(nameless), "--sequence", "Welcome", "--json")
+    assert refused.returncode == 1  # a header error is the file's, not a row's
+    error = json.loads(refused.stdout)["error"]
+    assert "no email column (did you mean 'e_mal'?)" in error, error
+    assert await pool.fetchval("SELECT count(*) FROM leads WHERE email = 'x@x.test'") == 0
