@@ -377,6 +377,9 @@ def _dkim(args: argparse.Namespace) -> int:
     except (dkim.KeyExists, core_dkim.InvalidKey, OSError) as exc:
         print(f"ops dkim: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a domain or selector that is not a DNS name
+        print(f"ops dkim: {exc}", file=sys.stderr)
+        return 2
     _print(
         args,
         [asdict(k) for k in found],

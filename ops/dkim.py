@@ -4,6 +4,7 @@ DNS TXT record each key needs published at `<selector>._domainkey.<domain>`."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +37,19 @@ def _published(key: dkim.Key) -> Published:
     )
 
 
+# A host name and one DNS label: what a key's path is made of, so nothing is written outside
+# DKIM_KEYS_DIR (no "..", no "/").
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_HOST = re.compile(rf"{_LABEL.pattern}(?:\.{_LABEL.pattern})*")
+
+
 def create(directory: Path, domain: str, selector: str, *, algorithm: str = "rsa") -> Published:
     """Write a new private key (mode 0600) and return the record to publish."""
     domain = domain.lower().strip(".")
+    if not _HOST.fullmatch(domain) or "." not in domain:
+        raise ValueError(f"not a domain name: {domain!r}")
+    if not _LABEL.fullmatch(selector):
+        raise ValueError(f"not a DKIM selector (one DNS label): {selector!r}")
     private = (
         ed25519.Ed25519PrivateKey.generate()
         if algorithm == "ed25519"

@@ -300,6 +300,13 @@ def test_dkim_keys_are_made_once_and_their_records_shown(tmp_path: Path) -> None
         ("acme.test", "rsa-sha256"), ("beta.test", "ed25519-sha256"),
     ]  # fmt: skip
     assert ops_env("x", {}, "dkim", "records").returncode == 2  # no DKIM_KEYS_DIR
+    # A key's path is made of a domain and a selector: nothing else gets written anywhere.
+    for domain, selector in (("../../x", "s1"), ("acme.test", "../s1"), ("acme.test/..", "s")):
+        bad = ops_env("x", env, "dkim", "create", domain, selector)
+        assert bad.returncode == 2, (domain, selector)
+        assert "not a" in bad.stderr
+    assert not (tmp_path.parent / "x").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["acme.test", "beta.test"]
 
 
 async def test_an_import_reads_what_spreadsheets_write_and_no_row_aborts_it(
