@@ -229,25 +229,59 @@ def csv_records(stream: TextIO) -> Iterator[Record]:
         raise Unreadable(1, f"header: the column {dup!r} is named twice")
     queue: collections.deque[tuple[int, str]] = collections.deque()  # lines to read again
     pending: list[tuple[int, str]] = []  # the lines of a record whose quoted field is open
+    quotes = _Quotes(delimiter)
+    size = 0
     while True:
         item = queue.popleft() if queue else next(lines, None)
+        if item is None and not pending:
+            return
         if item is not None:
             pending.append(item)
-        if not pending:
-            return
-        joined = "\n".join(t for _, t in pending)
-        if joined.count('"') % 2:  # inside a quoted field
-            if item is not None and len(pending) < RUNAWAY_LINES and len(joined) < 4 * MAX_FIELD:
-                continue  # the record goes on over the next line
+            size += len(item[1])
+            if quotes.feed(item[1]) and len(pending) < RUNAWAY_LINES and size < 4 * MAX_FIELD:
+                continue  # inside a quoted field: the record goes on over the next line
+        if quotes.open:  # never closed: at the end of the file, or too long to be a field
             start, first_text = pending[0]
             yield Record(start, first_text, "a quoted field opened on this line is never closed")
             queue.extendleft(reversed(pending[1:]))  # read the lines after it afresh
-            pending = []
-            continue
-        start = pending[0][0]
-        pending = []
-        if joined.strip():
-            yield _record(start, joined, header, delimiter)
+        else:
+            joined = "\n".join(t for _, t in pending)
+            if joined.strip():
+                yield _record(pending[0][0], joined, header, delimiter)
+        pending, size, quotes = [], 0, _Quotes(delimiter)
+
+
+class _Quotes:
+    """Whether a record read so far ends inside a quoted field: a field is quoted when it
+    starts with `"`, and `""` inside it is one quote (RFC 4180); a quote elsewhere in a field
+    is a character like any other. Fed line by line, in time linear in the record."""
+
+    def __init__(self, delimiter: str) -> None:
+        self.delimiter = delimiter
+        self.open = False
+        self.field_start = True
+
+    def feed(self, line: str) -> bool:
+        i, n = 0, len(line)
+        if not self.open:  # a new record (else the line break was inside the field)
+            self.field_start = True
+        while i < n:
+            c = line[i]
+            if self.open:
+                if c == '"':
+                    if i + 1 < n and line[i + 1] == '"':
+                        i += 1  # an escaped quote
+                    else:
+                        self.open = False
+            elif c == self.delimiter:
+                self.field_start = True
+                i += 1
+                continue
+            elif c == '"' and self.field_start:
+                self.open = True
+            self.field_start = False
+            i += 1
+        return self.open
 
 
 def _record(line: int, text: str, header: list[str], delimiter: str) -> Record:

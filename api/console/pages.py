@@ -251,7 +251,11 @@ async def _sequence_fields(request: Request) -> dict[str, Any]:
     sender_list = [v for v in posted.getlist("senders") if isinstance(v, str)]
     if not form.get("name", "").strip():
         raise Invalid("name", "a sequence needs one")
-    days = [int(d) for d in form.get("send_days", "").replace(",", " ").split() if d.isdigit()]
+    days = [
+        n
+        for d in form.get("send_days", "").replace(",", " ").split()
+        if (n := _whole(d)) is not None
+    ]
     return {
         "name": form.get("name", "").strip(),
         "timezone": form.get("timezone", "UTC").strip() or "UTC",
@@ -314,13 +318,19 @@ async def sequence_status(
 ) -> Response:
     if to not in ("active", "paused"):
         return problem(request, 422, "a sequence can be active or paused")
-    async with pool.acquire() as conn:
-        if not await sequences.set_status(conn, seq_id, to, actor=f"console:{user}", now=utcnow()):
-            return problem(request, 404, f"no sequence {seq_id}")
+    try:
+        async with pool.acquire() as conn:
+            changed = await sequences.set_status(
+                conn, seq_id, to, actor=f"console:{user}", now=utcnow()
+            )
+    except NotFound as exc:
+        return problem(request, 404, str(exc))
     back = str((await request.form()).get("next") or "/sequences")
     if not back.startswith("/sequences") or "//" in back or "\\" in back:
         back = "/sequences"  # only back to a sequences page: never elsewhere
-    return _back(request, back, "paused" if to == "paused" else "resumed")
+    done = "paused" if to == "paused" else "resumed"
+    # A page opened before someone else's change asks for what is so already: a note.
+    return _back(request, back, done if changed else f"already {to}")
 
 
 def _step(form: dict[str, str]) -> definitions.StepSpec:
@@ -348,7 +358,7 @@ async def step_preview(request: Request, pool: Pool, _user: User, seq_id: int) -
     lead = form.get("lead", "").strip()
     try:
         step = _step(form)
-        lead_id = int(lead) if lead.isdigit() else None
+        lead_id = _whole(lead)
         async with pool.acquire() as conn:
             shown = await previews.preview(conn, seq_id, step, lead_id=lead_id, now=utcnow())
     except (Invalid, NotFound) as exc:
@@ -387,14 +397,14 @@ async def lead_list(
 ) -> HTMLResponse:
     query = q.strip()
     async with pool.acquire() as conn:
-        if query.isdigit():
+        if _whole(query) is not None:
             items = await leads.listing(conn, after=int(query) - 1, limit=1)
             items = [i for i in items if i["id"] == int(query)]
         else:
             items = await leads.listing(
                 conn,
                 status=state if state in {s.value for s in Status} else None,
-                sequence_id=int(sequence) if sequence.isdigit() else None,
+                sequence_id=_whole(sequence),
                 email=query or None,
                 after=after,
                 limit=50,
@@ -465,7 +475,7 @@ async def import_run(request: Request, pool: Pool, _user: User) -> HTMLResponse:
     form = await request.form()
     upload = form.get("file")
     seq = str(form.get("sequence", ""))
-    if not isinstance(upload, UploadFile) or not seq.isdigit():
+    if not isinstance(upload, UploadFile) or _whole(seq) is None:
         return problem(request, 422, "choose a sequence and a CSV file")
     dry_run = form.get("dry_run") == "on"
     on_duplicate = str(form.get("on_duplicate", "skip"))
@@ -667,9 +677,16 @@ def _limit(text: str) -> int | None:
     text = text.strip()
     if not text or text == "none":
         return None
-    if not text.isdigit():
+    if (n := _whole(text)) is None:
         raise Invalid("limit", f"{text!r} is not a whole number")
-    return int(text)
+    return n
+
+
+def _whole(text: str) -> int | None:
+    """A whole number as people type it: ASCII digits ("²" and "٣" are digits to Python,
+    not to int), small enough for the database's bigint; else None."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 @router.post("/senders/{sender_id}", dependencies=[Checked])

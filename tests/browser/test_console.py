@@ -180,11 +180,20 @@ async def test_the_console_flow_in_a_browser(
     assert len(smtp.received) == 20
     await _shot(page, "03-overview-sent")
 
-    # Pause a sequence.
+    # Pause a sequence; a page opened before (a colleague's) asks for it again: a note.
+    stale = await context.new_page()
+    await stale.goto(console.base + "/sequences")
     await page.get_by_role("link", name="Sequences").click()
     await page.get_by_role("button", name="Pause Later").click()
     await expect(page.get_by_role("status")).to_have_text("paused")
     assert await pool.fetchval("SELECT status FROM sequences WHERE name = 'Later'") == "paused"
+    await stale.get_by_role("button", name="Pause Later").click()
+    await expect(stale.get_by_role("status")).to_have_text("already paused")
+    # Digits that are not ASCII in a search are a search, not an error.
+    answer = await stale.goto(console.base + "/leads?q=%C2%B2")
+    assert answer is not None
+    assert answer.status == 200
+    await stale.close()
     await expect(page.locator("tr", has_text="Welcome")).to_contain_text("20 sent")
     await _shot(page, "04-sequences")
 
