@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from ops.imports import Unreadable, column_name, csv_records, encoding_of
 
 field = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00\r"),
     max_size=30,
 )
 
