@@ -15,8 +15,9 @@ from typing import Annotated, Any, BinaryIO, cast
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import console, models, problems
@@ -86,16 +87,23 @@ def _quietly(fn: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]
     return run
 
 
+# The bearer scheme in the OpenAPI document (clients and /docs' Authorize button know it); a
+# missing or malformed header is our own 401 problem, not FastAPI's 403.
+_BEARER = HTTPBearer(
+    auto_error=False, description="an API token: `python -m ops token create NAME`"
+)
+
+
 async def _actor(
     request: Request,
-    authorization: Annotated[str | None, Header(description="Bearer <token>")] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
 ) -> str:
     """The name of the caller's token; 401 without a live one."""
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = credentials.credentials.strip() if credentials is not None else ""
+    if not token:
         raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
     known: _Tokens = request.app.state.tokens
-    name = await known.actor(request.app.state.pool, token.strip())
+    name = await known.actor(request.app.state.pool, token)
     if name is None:
         raise Problem(401, "Unauthorized", "the token is unknown or revoked")
     structlog.contextvars.bind_contextvars(actor=name)
@@ -170,6 +178,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         docs_url="/docs",
         redoc_url=None,
         lifespan=lifespan,
+        # operationIds are the route functions' names (get_lead, import_leads, ...), which a
+        # generated client turns into its function names.
+        generate_unique_id_function=lambda route: route.name,
     )
     problems.install(app)
     app.state.tokens = _Tokens()

@@ -5,9 +5,12 @@ one-click unsubscribe (RFC 8058) for good, forged and repeated tokens."""
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import re
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -265,6 +268,55 @@ async def test_a_bounced_lead_is_not_retried_while_suppressed_and_says_why(  # n
     finally:
         codes = daemons.stop_all()
     assert all(c == 0 for c in codes.values()), daemons.logs()[-2000:]
+
+
+async def test_a_client_generated_from_the_openapi_document_schedules_an_email(
+    api: Client, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """What an integrator does: generate a client with openapi-python-client from
+    /api/v1/openapi.json, authenticate with a bearer token (the document's security
+    scheme) and schedule an email; a refusal comes back as a typed problem."""
+    await pool.execute("INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana')")
+    status, _, document = api.call("GET", "/api/v1/openapi.json")
+    assert status == 200
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    timezone = document["components"]["schemas"]["SequenceIn"]["properties"]["timezone"]
+    assert timezone["type"] == "string"  # not an enum of ~600 names
+    spec = tmp_path / "openapi.json"
+    spec.write_text(json.dumps(document))
+    generator = Path(sys.executable).parent / "openapi-python-client"
+    made = subprocess.run(
+        [str(generator), "generate", "--path", str(spec), "--meta", "none",
+         "--output-path", str(tmp_path / "es_client")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    sys.path.insert(0, str(tmp_path))
+    try:
+        es_client = importlib.import_module("es_client")
+        schedule = importlib.import_module("es_client.api.emails.schedule_email")
+        models = importlib.import_module("es_client.models")
+    finally:
+        sys.path.remove(str(tmp_path))
+    with es_client.AuthenticatedClient(base_url=api.base, token=api.token) as client:
+        await _schedule_with(client, schedule, models, pool)
+
+
+async def _schedule_with(client: Any, schedule: Any, models: Any, pool: asyncpg.Pool) -> None:
+    email = models.EmailIn(to="bob@example.test", subject="Hello", body_text="Hi Bob",
+                           sender="ana@acme.test", idempotency_key="generated-1")  # fmt: skip
+    answer = await asyncio.to_thread(schedule.sync_detailed, client=client, body=email)
+    assert answer.status_code == 201, answer.content
+    assert isinstance(answer.parsed, models.EmailScheduled)
+    assert await pool.fetchval(
+        "SELECT email FROM leads WHERE id = $1", answer.parsed.id
+    ) == "bob@example.test"  # fmt: skip
+    email.sender = "nobody@acme.test"
+    email.idempotency_key = "generated-2"
+    refused = await asyncio.to_thread(schedule.sync_detailed, client=client, body=email)
+    assert refused.status_code == 404
+    assert isinstance(refused.parsed, models.ProblemDetail)
+    assert "nobody@acme.test" in refused.parsed.detail
 
 
 async def test_every_route_answers_bad_input_with_a_problem_never_a_500(api: Client) -> None:
