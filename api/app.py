@@ -564,9 +564,14 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
 
     app.include_router(v1)
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["service"])
-    async def get_metrics(request: Request) -> PlainTextResponse:
-        """Prometheus text format: this process's metrics and the status gauges."""
+    @app.get(
+        "/metrics", response_class=PlainTextResponse, tags=["service"],
+        responses=models.problems(401),
+    )  # fmt: skip
+    async def get_metrics(request: Request, _who: Actor) -> PlainTextResponse:
+        """Prometheus text format: this process's metrics and the status gauges (they name
+        senders' addresses and sequences: a token, as for the REST API; Prometheus sends it
+        with `authorization: {credentials_file: …}`)."""
         shared: status.Shared = request.app.state.status
         return PlainTextResponse(
             api_metrics.render(await shared.get()), media_type=CONTENT_TYPE_LATEST

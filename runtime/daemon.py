@@ -64,7 +64,7 @@ def main(
     if arguments(service, argv).health:
         return health.main(service)
     settings = start(service, cls)
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, service)
     heartbeat = health.Heartbeat(service, HealthSettings())
     body = build(settings, heartbeat)
 

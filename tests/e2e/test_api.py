@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 
 from core.unsubscribe import make_token
 from ops import tokens
+from tests import promlint
 from tests.conftest import AMQP_URL, wait_for
 from tests.e2e.daemons import Daemons, daemon_env
 from tests.smtp_server import SmtpServer
@@ -503,15 +504,24 @@ async def _status_shows_the_run(api: Client, worker_metrics: int) -> None:
     assert view["pipeline"]["dead_letters"] == 0
     assert Client(api.base, None).call("GET", "/api/v1/status")[0] == 401
 
-    status, headers, text = Client(api.base, None).call("GET", "/metrics")
+    # The API's scrape names senders and sequences: a token, like the REST API.
+    assert Client(api.base, None).call("GET", "/metrics")[0] == 401
+    status, headers, text = api.call("GET", "/metrics")
     assert status == 200
     assert headers["content-type"].startswith("text/plain")
-    assert (
-        'email_scheduler_leads{sequence="One-off emails",sequence_id="1",status="completed"} 1.0'
-        in text
-    )
+    assert 'email_scheduler_leads{sequence_id="1",status="completed"} 1.0' in text
+    assert 'email_scheduler_sequence_info{name="One-off emails",sequence_id="1"} 1.0' in text
+    assert 'email_scheduler_sender_info{address="ana@acme.test",sender="1"} 1.0' in text
     assert 'email_scheduler_daemon_replicas{service="worker"} 1.0' in text
     with urllib.request.urlopen(f"http://127.0.0.1:{worker_metrics}/metrics") as resp:
         worker = resp.read().decode()
     assert 'email_scheduler_sends_total{outcome="sent",sender="1"} 1.0' in worker
     assert "email_scheduler_smtp_seconds_count 1.0" in worker
+    # Each process exports its own series, under one name per quantity, lint-clean.
+    assert promlint.lint(text) == []
+    assert promlint.lint(worker) == []
+    ours = {n for n in promlint.names(worker) if n.startswith("email_scheduler_")}
+    assert ours == {"email_scheduler_sends", "email_scheduler_messages",
+                    "email_scheduler_smtp_seconds", "email_scheduler_claim_batch_size",
+                    "email_scheduler_record_batch_size"}, ours  # fmt: skip
+    assert "email_scheduler_sends" not in promlint.names(text)
