@@ -29,7 +29,7 @@ from prometheus_client import (
 log = structlog.get_logger()
 
 # No `_created` series beside each counter and histogram: a scrape lists each quantity once.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 PREFIX = "email_scheduler"
 SERVICES = ("scheduler", "pump", "worker", "inbox", "api")
 
