@@ -21,6 +21,7 @@ from inbox.loop import Inbox, Watcher
 from ops import senders
 from runtime.credentials import Box
 from runtime.settings import InboxSettings
+from tests.hostile_mail import nested, report_naming
 from tests.imap_server import Dovecot
 
 KEY = "bench-credentials-key-0123456789-abcdef"
@@ -54,38 +55,14 @@ def _messages(n: int, ids: list[str]) -> list[bytes]:
     return out
 
 
-def _report_naming(n: int) -> bytes:
-    blocks = "".join(
-        f"Final-Recipient: rfc822; u{i}@x.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
-        for i in range(n)
-    )
-    text = "".join(f"<u{i}@x.test>: host said: 550 5.1.1 user unknown\r\n" for i in range(n))
-    return (
-        "From: MAILER-DAEMON@mx.test\r\nTo: ana@acme.test\r\nSubject: Undelivered\r\n"
-        'MIME-Version: 1.0\r\nContent-Type: multipart/report; boundary="b"\r\n\r\n'
-        f"--b\r\nContent-Type: text/plain\r\n\r\n{text}\r\n--b\r\n"
-        "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
-        f"{blocks}--b--\r\n"
-    ).encode()
-
-
-def _nested(depth: int) -> bytes:
-    head = "From: x@evil.test\r\nTo: ana@acme.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
-    opening = "".join(
-        f'Content-Type: multipart/mixed; boundary="n{i}"\r\n\r\n--n{i}\r\n' for i in range(depth)
-    )
-    closing = "".join(f"\r\n--n{i}--\r\n" for i in reversed(range(depth)))
-    return (head + opening + "Content-Type: text/plain\r\n\r\nhello" + closing).encode()
-
-
 async def hostile_reading() -> dict[str, Any]:
     """Seconds to read, in the inbox's reading child, a report naming 4,000 recipients and a
     message nested 1,000 deep (best of three, the child warm)."""
     await reading.start()
     out = {}
     for name, raw in (
-        ("inbox_dsn_4000_recipients_s", _report_naming(4000)),
-        ("inbox_nested_1000_deep_s", _nested(1000)),
+        ("inbox_dsn_4000_recipients_s", report_naming(4000)),
+        ("inbox_nested_1000_deep_s", nested(1000)),
     ):
         best = float("inf")
         for _ in range(3):

@@ -26,6 +26,7 @@ from ops import senders
 from runtime.credentials import Box
 from tests.conftest import AMQP_URL, wait_for
 from tests.e2e.daemons import CREDENTIALS_KEY, ROOT, Daemons, lead_is, start_with_inbox
+from tests.hostile_mail import nested
 from tests.imap_server import Dovecot
 from tests.ports import free_port
 from tests.smtp_server import SmtpServer
@@ -103,15 +104,6 @@ def _ses(recipients: list[str]) -> bytes:
     return _mail("no-reply@sns.amazonaws.test", "AWS Notification Message", json.dumps(envelope))
 
 
-def _nested(depth: int) -> bytes:
-    head = "From: x@evil.test\r\nTo: sales@acme.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
-    opening = "".join(
-        f'Content-Type: multipart/mixed; boundary="n{i}"\r\n\r\n--n{i}\r\n' for i in range(depth)
-    )
-    closing = "".join(f"\r\n--n{i}--\r\n" for i in reversed(range(depth)))
-    return (head + opening + "Content-Type: text/plain\r\n\r\nhello" + closing).encode()
-
-
 def _ops(
     database: str, amqp_prefix: str, health: Path, *args: str, max_age: str = "60"
 ) -> subprocess.CompletedProcess[str]:
@@ -164,7 +156,7 @@ async def test_only_what_we_sent_and_what_the_lead_says_changes_anything(  # noq
             # One report naming 4,000 recipients, ours among them only by pattern.
             _dsn([f"u{i}@gmail.test" for i in range(4000)] + ["*@gmail.test"]),
             # Nested 1,000 deep: unreadable, and it must not stop the mailbox.
-            _nested(1000),
+            nested(1000),
             # An outsider who learnt Bob's Message-ID asks to remove him.
             _reply("mallory@evil.test", sent["bob"], "Please remove me from your list."),
             # Replies in words that look like an unsubscribe, from the leads themselves.

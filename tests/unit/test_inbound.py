@@ -19,6 +19,7 @@ from core.inbound import (
     refused_command,
     verdict,
 )
+from tests.hostile_mail import nested, report_naming
 
 DSN = b"""From: MAILER-DAEMON@mx.acme.test
 To: ana@acme.test
@@ -366,25 +367,10 @@ def test_a_postfix_notice_names_its_recipients_at_the_start_of_a_line() -> None:
     assert [(f.recipient, f.hard) for f in got.failures] == [("gone@example.test", True)]
 
 
-def _many_recipients(n: int) -> bytes:
-    blocks = "".join(
-        f"Final-Recipient: rfc822; u{i}@x.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n"
-        for i in range(n)
-    )
-    text = "".join(f"<u{i}@x.test>: host said: 550 5.1.1 user unknown\r\n" for i in range(n))
-    return (
-        "From: MAILER-DAEMON@mx.test\r\nTo: ana@acme.test\r\nSubject: Undelivered\r\n"
-        'MIME-Version: 1.0\r\nContent-Type: multipart/report; boundary="b"\r\n\r\n'
-        f"--b\r\nContent-Type: text/plain\r\n\r\n{text}\r\n--b\r\n"
-        "Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\n"
-        f"{blocks}--b--\r\n"
-    ).encode()
-
-
 def test_a_report_naming_thousands_is_read_for_its_first_fifty() -> None:
     """Our messages have one recipient each: the rest of a long report is counted, not read
     (reading costs time linear in the report's size; `make bench` measures it)."""
-    got = classify(_many_recipients(4000))
+    got = classify(report_naming(4000))
     assert got.kind is Kind.BOUNCE
     assert [f.recipient for f in got.failures] == [f"u{i}@x.test" for i in range(MAX_RECIPIENTS)]
     assert all(f.hard for f in got.failures)
@@ -393,11 +379,6 @@ def test_a_report_naming_thousands_is_read_for_its_first_fifty() -> None:
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1000])
 def test_deep_nesting_is_unreadable_not_a_crash(depth: int) -> None:
-    head = "From: x@evil.test\r\nTo: ana@acme.test\r\nSubject: hi\r\nMIME-Version: 1.0\r\n"
-    opening = "".join(
-        f'Content-Type: multipart/mixed; boundary="n{i}"\r\n\r\n--n{i}\r\n' for i in range(depth)
-    )
-    closing = "".join(f"\r\n--n{i}--\r\n" for i in reversed(range(depth)))
-    raw = (head + opening + "Content-Type: text/plain\r\n\r\nhello" + closing).encode()
+    raw = nested(depth)
     with pytest.raises(Unreadable, match="nested deeper"):
         classify(raw)
