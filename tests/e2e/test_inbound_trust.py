@@ -28,6 +28,7 @@ from tests.conftest import AMQP_URL, wait_for
 from tests.e2e.daemons import CREDENTIALS_KEY, ROOT, Daemons, lead_is, start_with_inbox
 from tests.hostile_mail import nested
 from tests.imap_server import Dovecot
+from tests.mail import message
 from tests.ports import free_port
 from tests.smtp_server import SmtpServer
 
@@ -36,11 +37,7 @@ LEADS = ["bob", "carol", "dan", "erin", "frank", "gina"]
 
 
 def _mail(frm: str, subject: str, body: str, **headers: str) -> bytes:
-    extra = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
-    return (
-        f"From: {frm}\r\nTo: sales@acme.test\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{uuid.uuid4().hex}@mail.example.test>\r\n{extra}\r\n{body}\r\n"
-    ).encode()
+    return message(frm, subject, body, to="sales@acme.test", **headers)
 
 
 def _reply(frm: str, original: EmailMessage, body: str) -> bytes:

@@ -19,6 +19,7 @@ from runtime.credentials import Box
 from runtime.settings import InboxSettings
 from tests.conftest import wait_for
 from tests.imap_server import Dovecot
+from tests.mail import message
 
 KEY = "credentials-key-of-the-tests-0123456789"
 SETUP = """
@@ -36,11 +37,7 @@ SETUP = """
 
 
 def _mail(frm: str, subject: str, body: str, **headers: str) -> bytes:
-    extra = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in headers.items())
-    return (
-        f"From: {frm}\r\nTo: ana@acme.test\r\nSubject: {subject}\r\n"
-        f"Message-ID: <{uuid.uuid4().hex}@mail.example.test>\r\n{extra}\r\n{body}\r\n"
-    ).encode()
+    return message(frm, subject, body, to="ana@acme.test", **headers)
 
 
 def _dsn(rcpt: str, status: str, diagnostic: str, original: str) -> bytes:
