@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api import console, models, problems
+from api import console, limits, models, problems
 from api import metrics as api_metrics
 from api.deps import Pool
 from api.problems import Problem
@@ -183,6 +183,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         generate_unique_id_function=lambda route: route.name,
     )
     problems.install(app)
+    limits.install(
+        app, max_bytes=settings.api_max_body_bytes, max_json_bytes=settings.api_max_json_bytes
+    )
     app.state.tokens = _Tokens()
     app.state.settings = settings
 
@@ -329,7 +332,13 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
             items = await definitions.sequences(conn, after=int(cursor or 0), limit=limit)
         return _page([_seq(i) for i in items], limit, items[-1]["id"] if items else None)
 
-    @v1.post("/sequences", response_model=models.Created, status_code=201, tags=["sequences"])
+    @v1.post(
+        "/sequences",
+        response_model=models.Created,
+        status_code=201,
+        tags=["sequences"],
+        responses=models.problems(409),
+    )
     async def create_sequence(pool: Pool, _who: Actor, body: models.SequenceIn) -> dict[str, int]:
         spec = _times(body.model_dump())
         async with pool.acquire() as conn:
@@ -350,7 +359,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         "/sequences/{seq_id}",
         response_model=models.Sequence,
         tags=["sequences"],
-        responses=models.problems(404),
+        responses=models.problems(404, 409),
     )
     async def update_sequence(
         pool: Pool, _who: Actor, seq_id: BigId, body: models.SequencePatch

@@ -1,11 +1,13 @@
 """The operator surface under load: a 1,000,000-row CSV import (`python -m ops import` as a
-process: rows per second, peak RSS), and POST /api/v1/emails driven by wrk while the
-daemons send what it schedules (requests per second, latency percentiles)."""
+process: rows per second, peak RSS), POST /api/v1/emails driven by wrk while the daemons
+send what it schedules (requests per second, latency percentiles), and a 200 MB CSV
+uploaded to the REST import while other requests go on (their p99)."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import http.client
 import os
 import re
 import shutil
@@ -14,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,4 +155,103 @@ async def emails_rps(port: int, log_dir: Path, seconds: int = 20) -> dict[str, A
         "emails_max_ms": worst,
         "emails_non_2xx": bad + broken,
         "emails_all_sent": sent == scheduled >= requests,
+    }
+
+
+def _write_upload(path: Path, megabytes: int) -> int:
+    """A CSV of `megabytes` MB where nine rows in ten are rejected (no address): the work of
+    checking every row, a tenth of them stored. Returns its rows."""
+    line = 0
+    with path.open("w", newline="", encoding="utf-8") as f:
+        f.write("email,first_name,company\n")
+        while f.tell() < megabytes * 10**6:
+            for i in range(line, line + 10_000):
+                good = i % 10 == 0
+                f.write(f"{f'up{i}@example.test' if good else f'nobody-{i}'},Name{i},"
+                        f"Company {i % 977} with a longer name to fill the row out\n")  # fmt: skip
+            line += 10_000
+    return line
+
+
+def _upload(base: str, token: str, path: Path) -> tuple[int, float]:
+    """POST the file to the import route, streamed from disk; (status, seconds)."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=600)
+    t0 = time.perf_counter()
+    with path.open("rb") as f:
+        conn.request(
+            "POST", "/api/v1/sequences/1/leads", body=f,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "text/csv",
+                     "Content-Length": str(path.stat().st_size)},
+        )  # fmt: skip
+        resp = conn.getresponse()
+        resp.read()
+    conn.close()
+    return resp.status, time.perf_counter() - t0
+
+
+def _latencies(base: str, token: str, stop: Callable[[], bool]) -> list[float]:
+    """Other requests, one after another every 20 ms until `stop()`: a lead list and the
+    health check, as a console page and a load balancer make them; each one's seconds."""
+    host, port = base.removeprefix("http://").split(":")
+    out: list[float] = []
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    paths = ["/api/v1/leads?limit=20", "/healthz"]
+    while not stop():
+        t0 = time.perf_counter()
+        conn.request("GET", paths[len(out) % 2], headers={"Authorization": f"Bearer {token}"})
+        resp = conn.getresponse()
+        resp.read()
+        out.append(time.perf_counter() - t0)
+        time.sleep(0.02)
+    conn.close()
+    return out
+
+
+def _p99_ms(values: list[float]) -> float:
+    ordered = sorted(values)
+    return 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+async def upload_under_load(log_dir: Path, megabytes: int = 200) -> dict[str, Any]:
+    """A `megabytes` MB CSV import over REST while other requests go on: their p99 with the
+    import running, against their p99 with the API idle, in the same run."""
+    async with database("es_bench_upload") as dsn:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(SEQUENCE_SQL)
+        token = await tokens.create(conn, "bench")
+        api_port = free_port()
+        env = daemon_env(dsn, 1, f"es_bench_{uuid.uuid4().hex[:8]}", API_HOST="127.0.0.1",
+                         API_PORT=str(api_port))  # fmt: skip
+        procs = {"api": spawn_daemon(env, "api", log_dir)}
+        base = f"http://127.0.0.1:{api_port}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "upload.csv"
+            rows = await asyncio.to_thread(_write_upload, path, megabytes)
+            try:
+                await asyncio.sleep(3)
+                check_alive(procs, log_dir)
+                until = time.monotonic() + 5
+                idle = await asyncio.to_thread(
+                    _latencies, base, token, lambda: time.monotonic() > until
+                )
+                done = False
+                others = asyncio.create_task(
+                    asyncio.to_thread(_latencies, base, token, lambda: done)
+                )
+                status, seconds = await asyncio.to_thread(_upload, base, token, path)
+                done = True
+                busy = await others
+                stored = await conn.fetchval("SELECT count(*) FROM leads")
+            finally:
+                stop_daemons(procs)
+                await conn.close()
+    print(f"upload: {megabytes} MB, {rows:,} rows, HTTP {status} in {seconds:.1f} s,"
+          f" {stored:,} stored; {len(busy)} other requests meanwhile")  # fmt: skip
+    return {
+        "upload_mb_per_s": megabytes / seconds,
+        "upload_rows_stored": stored,
+        "upload_others_p99_ms": _p99_ms(busy),
+        "upload_others_max_ms": 1000 * max(busy),
+        "upload_idle_p99_ms": _p99_ms(idle),
     }

@@ -14,6 +14,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import shtab
+
 from broker.topology import Names
 from core import dkim as core_dkim
 from core.clock import utcnow
@@ -22,6 +24,7 @@ from db.pool import Conn, create_pool
 from ops import (
     actions,
     dead_letters,
+    define,
     definitions,
     dkim,
     imports,
@@ -104,6 +107,9 @@ async def _lead_act(conn: Conn, args: argparse.Namespace) -> None:
 
 
 async def _sequence(conn: Conn, args: argparse.Namespace) -> None:
+    if args.action not in ("pause", "resume"):
+        await define.sequence(conn, args, _print)
+        return
     status = "paused" if args.action == "pause" else "active"
     try:
         changed = await sequences.set_status(conn, args.name, status, actor=ACTOR, now=utcnow())
@@ -261,7 +267,7 @@ def _limit(text: str) -> int | None:
     return int(text)
 
 
-async def _sender(conn: Conn, args: argparse.Namespace) -> None:
+def _limits(args: argparse.Namespace) -> dict[str, int | None]:
     flags = {
         "hourly_limit": args.hourly,
         "daily_limit": args.daily,
@@ -269,7 +275,14 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
         "min_gap_seconds": args.min_gap,
         "jitter_seconds": args.jitter,
     }
-    given = {k: v for k, v in flags.items() if v is not _UNSET}
+    return {k: v for k, v in flags.items() if v is not _UNSET}
+
+
+async def _sender(conn: Conn, args: argparse.Namespace) -> None:
+    if args.action in ("create", "list"):
+        await define.sender(conn, args, _print, _limits(args) if args.action == "create" else {})
+        return
+    given = _limits(args)
     accounts = {}
     for kind in ("smtp", "imap"):
         url, secret = getattr(args, f"{kind}_url"), getattr(args, f"{kind}_password_file")
@@ -280,6 +293,15 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
         if secret is not None:
             accounts[f"{kind}_password"] = _password(secret)
     try:
+        if args.name is not _UNSET:
+            found = await conn.fetchval(
+                "SELECT id FROM senders WHERE lower(email) = lower($1)", args.email
+            )
+            if found is None:
+                raise Failed(f"no sender {args.email!r}")
+            name = None if args.name.lower() == "none" else args.name
+            await definitions.rename_sender(conn, found, name)
+            print(f"sender {args.email}: name {name!r}")
         if accounts:
             key = load_or_exit(CommonSettings).credentials_key.get_secret_value()
             changed = await senders.set_accounts(
@@ -287,7 +309,7 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
                 now=utcnow(),
             )  # fmt: skip
             print(f"sender {args.email}: {', '.join(changed)} set")
-        if given or not accounts:
+        if given or not (accounts or args.name is not _UNSET):
             done = await senders.set_limits(conn, args.email, given, actor=ACTOR, now=utcnow())
             _print(
                 args,
@@ -394,8 +416,8 @@ def _dkim(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__)
     p.add_argument("--version", action="version", version=f"%(prog)s {health.version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = argparse.ArgumentParser(add_help=False)
@@ -427,9 +449,11 @@ def _parser() -> argparse.ArgumentParser:
         ("resume", "resume paused leads"),
     ):
         cmd(lead, a, what).add_argument("leads", nargs="+", metavar="ID|EMAIL")
-    seq = group("sequence", "pause or resume a sequence")
+    seq = group("sequence", "create, change, list, show, pause or resume sequences")
     for a in ("pause", "resume"):
         cmd(seq, a, f"{a} a sequence by its name").add_argument("name")
+    define.add_sequence_parsers(cmd, seq)
+    define.add_step_parsers(cmd, group("step", "set or list the steps of a sequence"))
     sup = group("suppress", "add, remove or list suppressions")
     cmd(sup, "add", "suppress an address or a whole *@DOMAIN (its leads stop)").add_argument(
         "entry", metavar="ADDRESS|*@DOMAIN"
@@ -463,19 +487,25 @@ def _parser() -> argparse.ArgumentParser:
     purge = cmd(dl, "purge", "drop dead letters")
     purge.add_argument("ids", nargs="*", metavar="OUTBOX_ID")
     purge.add_argument("--all", action="store_true", help="every dead letter")
-    snd = group("sender", "change a sender")
+    snd = group("sender", "create, change or list senders")
+
+    def limit_flags(where: argparse.ArgumentParser) -> None:
+        for flag, what in (
+            ("--hourly", "hand-offs in any 60 minutes"),
+            ("--daily", "hand-offs in any 24 hours"),
+            ("--daily-new", "first touches in any 24 hours"),
+            ("--min-gap", "seconds between two hand-offs"),
+            ("--jitter", "up to this many seconds more, at random"),
+        ):
+            where.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
+
+    define.add_sender_parsers(cmd, snd, limit_flags)
     sset = cmd(
-        snd, "set", "set a sender's limits and accounts (its waiting leads are planned again)"
+        snd, "set", "set a sender's name, limits and accounts (its waiting leads are planned again)"
     )
     sset.add_argument("email")
-    for flag, what in (
-        ("--hourly", "hand-offs in any 60 minutes"),
-        ("--daily", "hand-offs in any 24 hours"),
-        ("--daily-new", "first touches in any 24 hours"),
-        ("--min-gap", "seconds between two hand-offs"),
-        ("--jitter", "up to this many seconds more, at random"),
-    ):
-        sset.add_argument(flag, type=_limit, default=_UNSET, help=f"{what} ('none': no cap)")
+    sset.add_argument("--name", default=_UNSET, help="the display name in From ('none': none)")
+    limit_flags(sset)
     for kind in ("smtp", "imap"):
         sset.add_argument(f"--{kind}-url", help=f"the sender's own {kind.upper()} account ('none')")
         sset.add_argument(f"--{kind}-password-file", help="a file whose first line is the password")
@@ -489,6 +519,12 @@ def _parser() -> argparse.ArgumentParser:
     dkc.add_argument("selector")
     dkc.add_argument("--algorithm", choices=["rsa", "ed25519"], default="rsa")
     cmd(dk, "records", "the DNS records of the keys in use")
+    comp = sub.add_parser(
+        "completion", help="print a shell completion script (bash, zsh or tcsh)",
+        description="print a completion script: `eval \"$(email-scheduler completion bash)\"`"
+                    " in ~/.bashrc, or save it in /etc/bash_completion.d/",
+    )  # fmt: skip
+    comp.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     hl = sub.add_parser(
         "health", help="is this host's replica of a service alive and making progress?",
         description="exit 0 when this host's replicas of SERVICE made progress lately, else 1",
@@ -503,6 +539,7 @@ COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
     "sender": _sender,
     "sequence": _sequence,
     "status": _status,
+    "step": lambda conn, args: define.step(conn, args, _print),
     "suppress": _suppress,
     "token": _token,
 }
@@ -531,8 +568,13 @@ async def _run(dsn: str, args: argparse.Namespace) -> None:
         await pool.close()
 
 
-def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str], prog: str = "python -m ops") -> int:
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.command == "completion":
+        # Completion of the commands, their flags and choices (shtab, from this parser).
+        print(shtab.complete(parser, shell=args.shell, root_prefix=prog.replace(" ", "_")))
+        return 0
     if args.command == "health":
         return health.main(args.service)
     if args.command == "dkim":
@@ -544,7 +586,7 @@ def main(argv: list[str]) -> int:
     logs.configure("ops", "WARNING", settings.log_format, stream=sys.stderr)
     try:
         asyncio.run(_run(settings.database_url, args))
-    except Failed as exc:
+    except (Failed, define.Refused) as exc:
         return _error(args, str(exc), 1)
     except Partly as exc:
         return _error(args, str(exc), 3)
@@ -564,6 +606,11 @@ def _error(args: argparse.Namespace, message: str, code: int) -> int:
     if getattr(args, "json", False) and not getattr(args, "printed", False):
         print(json.dumps({"error": message, "exit": code}))
     return code
+
+
+def cli() -> None:
+    """The installed command (`email-scheduler`, pyproject's [project.scripts])."""
+    raise SystemExit(main(sys.argv[1:], prog=Path(sys.argv[0]).name))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ a timezone the tz database knows, weekdays 1-7, templates that compile, limits i
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import time
 from typing import Any
@@ -14,7 +15,8 @@ from core.windows import InvalidTimezone, load_zone
 from db.pool import Conn
 from db.queries import query
 from ops.errors import Conflict, Invalid, NotFound
-from ops.senders import LIMITS
+from ops.senders import LIMITS, InvalidLimit, check_limits
+from ops.suppressions import ADDRESS_PATTERN
 
 __all__ = ["Conflict", "Invalid", "NotFound"]  # where callers have always found them
 
@@ -62,11 +64,23 @@ async def _sender_ids(conn: Conn, emails: list[str]) -> list[int]:
     return sorted(set(found.values()))
 
 
+async def _name_free(conn: Conn, name: str, seq_id: int | None = None) -> None:
+    """Sequences are named by people (`ops import --sequence NAME`): one name, one sequence.
+    Checked under a lock, so two at once cannot both take a name."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('sequences.name'))")
+    taken = await conn.fetchval(
+        "SELECT id FROM sequences WHERE name = $1 AND id IS DISTINCT FROM $2", name, seq_id
+    )
+    if taken is not None:
+        raise Conflict(f"a sequence named {name!r} exists ({taken})")
+
+
 async def create_sequence(conn: Conn, spec: SequenceSpec) -> int:
     """Store a new sequence (no steps yet) and its senders; its id."""
     check_timezone(spec.timezone)
     days = check_days(spec.send_days)
     async with conn.transaction():
+        await _name_free(conn, spec.name)
         seq_id: int = await conn.fetchval(
             _q("sequences", "create"),
             spec.name,
@@ -97,6 +111,8 @@ async def update_sequence(conn: Conn, seq_id: int, changes: dict[str, Any]) -> N
     for f in fields:
         args += [f in changes, changes.get(f)]
     async with conn.transaction():
+        if changes.get("name") is not None:
+            await _name_free(conn, changes["name"], seq_id)
         done: str = await conn.execute(_q("sequences", "update"), seq_id, *args)
         if done == "UPDATE 0":
             raise NotFound(f"no sequence {seq_id}")
@@ -124,6 +140,10 @@ async def steps(conn: Conn, seq_id: int) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(_q("sequences", "steps"), seq_id)]
 
 
+MAX_POSITION = 10_000
+MAX_BODY = 512 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class StepSpec:
     position: int
@@ -135,6 +155,19 @@ class StepSpec:
 
 async def put_step(conn: Conn, seq_id: int, step: StepSpec) -> int:
     """Create or replace the step at `step.position`; its templates must compile."""
+    if not 1 <= step.position <= MAX_POSITION:
+        raise Invalid("position", f"a whole number from 1 to {MAX_POSITION}")
+    if not 0 <= step.wait_seconds <= 10**9:
+        raise Invalid("wait_seconds", "from 0 to 1000000000 seconds")
+    if not step.body_text.strip():
+        raise Invalid("body_text", "empty")
+    for part, value, most in (
+        ("subject", step.subject, 2000),
+        ("body_text", step.body_text, MAX_BODY),
+        ("body_html", step.body_html, MAX_BODY),
+    ):
+        if value is not None and len(value) > most:
+            raise Invalid(part, f"longer than {most} characters")
     for part, source, html in (
         ("subject", step.subject, False),
         ("body_text", step.body_text, False),
@@ -173,6 +206,14 @@ async def create_sender(
     conn: Conn, email: str, name: str | None, limits: dict[str, int | None]
 ) -> int:
     """Store a new sender; its id."""
+    if not (3 <= len(email) <= 254 and re.fullmatch(ADDRESS_PATTERN, email)):
+        raise Invalid("email", f"not an address: {email[:254]!r}")
+    if name is not None and len(name) > 200:
+        raise Invalid("name", "at most 200 characters")
+    try:
+        check_limits({k: v for k, v in limits.items() if v is not None})
+    except InvalidLimit as exc:
+        raise Invalid("limits", str(exc)) from None
     if await conn.fetchval("SELECT 1 FROM senders WHERE lower(email) = lower($1)", email):
         raise Conflict(f"a sender {email!r} exists")
     values = {k: limits.get(k) for k in LIMITS}

@@ -13,6 +13,7 @@ with their line number and the reason.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import collections
 import csv
@@ -20,7 +21,9 @@ import difflib
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
 
@@ -37,6 +40,11 @@ COLUMNS = ("email", "first_name", "last_name", "company", "timezone")
 _ATTRIBUTE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_FIELD = 10_000
 BATCH = 5_000
+# Reading and checking rows is CPU work on the event loop: it gives way this often, so an
+# import of any size (all of it rejected, say) never holds up the API's other requests.
+TURN_SECONDS = 0.02
+# The parts a rejected-rows file is kept in for its download.
+REJECTS_PART = 2**20
 
 
 class Rejected(ValueError):
@@ -418,9 +426,13 @@ async def import_leads(
         )
         batch.clear()
 
+    turn = time.monotonic()
     try:
         for record in rows:
             report.rows += 1
+            if time.monotonic() - turn > TURN_SECONDS:
+                await asyncio.sleep(0)
+                turn = time.monotonic()
             try:
                 row = _checked(record, templates)
             except Rejected as exc:
@@ -439,6 +451,39 @@ async def import_leads(
         if tx is not None:
             await tx.rollback()
     return report
+
+
+async def keep_rejects(conn: Conn, owner: str, text: TextIO) -> str:
+    """Keep a rejected-rows file (read from `text`) for `owner` to download within a day;
+    returns the token of its link."""
+    token = secrets.token_urlsafe(24)
+    await conn.execute(query("imports", "forget_rejects"))
+    part = 0
+    while chunk := text.read(REJECTS_PART):
+        await conn.execute(query("imports", "keep_rejects"), token, part, owner, chunk)
+        part += 1
+    return token
+
+
+async def rejects(pool: asyncpg.Pool, token: str, owner: str) -> AsyncIterator[str]:
+    """The parts of a kept rejected-rows file, in order, a few at a time (any size streams in
+    little memory). NotFound at once if `owner` has no file with that token."""
+    sql = query("imports", "rejects")
+    async with pool.acquire() as conn:
+        first = [r["body"] for r in await conn.fetch(sql, token, owner, 0)]
+    if not first:
+        raise NotFound("no such rejected rows (they are kept for a day after the import)")
+
+    async def parts(bodies: list[str]) -> AsyncIterator[str]:
+        part = 0
+        while bodies:
+            for body in bodies:
+                yield body
+            part += len(bodies)
+            async with pool.acquire() as conn:
+                bodies = [r["body"] for r in await conn.fetch(sql, token, owner, part)]
+
+    return parts(first)
 
 
 def _checked(record: Record, templates: _Templates) -> Row:

@@ -30,7 +30,7 @@ class Changed:
     replanned: int  # waiting leads due again earlier than they were
 
 
-def _check(changes: dict[str, int | None]) -> dict[str, int | None]:
+def check_limits(changes: dict[str, int | None]) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for name, value in changes.items():
         if name not in LIMITS:
@@ -49,7 +49,7 @@ async def set_limits(
     conn: Conn, email: str, changes: dict[str, int | None], *, actor: str, now: datetime
 ) -> Changed:
     """Change a sender's limits and plan its waiting leads again, in one transaction."""
-    checked = _check(changes)
+    checked = check_limits(changes)
     async with conn.transaction():
         sender_id = await conn.fetchval(query("senders", "lock_by_email"), email)
         if sender_id is None:

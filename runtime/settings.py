@@ -182,6 +182,10 @@ class ApiSettings(BrokerSettings, DkimKeysSettings):
     # Session cookies go over HTTPS only; false for a console on http://localhost.
     session_cookie_secure: bool = True
     session_max_age_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    # The largest request body the API reads (a CSV import is streamed to a spool file as
+    # it arrives; 256 MiB takes a 200 MB list) and the largest JSON body (parsed whole).
+    api_max_body_bytes: int = Field(default=256 * 2**20, ge=2**16, le=2**34)
+    api_max_json_bytes: int = Field(default=16 * 2**20, ge=2**16, le=2**30)
 
     @field_validator("oidc_issuer")
     @classmethod

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
+import tempfile
 from datetime import UTC, datetime, time
-from pathlib import Path
-from typing import Annotated, Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any, TextIO, cast
 
 import asyncpg
 import structlog
-from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import UploadFile
@@ -41,13 +41,12 @@ from ops.errors import Conflict, Invalid, NotFound
 
 log = structlog.get_logger()
 
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates = Jinja2Templates(directory=FilePath(__file__).parent / "templates")
 env = templates.env
 router = APIRouter(include_in_schema=False)
 
-# The most rejected rows an import page hands back for download.
-REJECTS_KEPT = 10_000
-IMPORT_MAX_BYTES = 200 * 2**20
+# The rejected rows an import page lists (all of them are in its download).
+REJECTS_SHOWN = 200
 
 
 # --- template helpers ------------------------------------------------------------------
@@ -471,7 +470,9 @@ async def import_page(request: Request, pool: Pool, _user: User) -> HTMLResponse
 
 
 @router.post("/import", dependencies=[Checked])
-async def import_run(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+async def import_run(request: Request, pool: Pool, user: User) -> HTMLResponse:
+    # The file arrives streamed into a spool file (held to API_MAX_BODY_BYTES by
+    # api/limits.py); its rejected rows go to another, kept in the database for download.
     form = await request.form()
     upload = form.get("file")
     seq = str(form.get("sequence", ""))
@@ -481,25 +482,28 @@ async def import_run(request: Request, pool: Pool, _user: User) -> HTMLResponse:
     on_duplicate = str(form.get("on_duplicate", "skip"))
     if on_duplicate not in ("skip", "update"):
         return problem(request, 422, "on duplicate: skip or update")
-    if (upload.size or 0) > IMPORT_MAX_BYTES:
-        return problem(request, 413, f"the file is larger than {IMPORT_MAX_BYTES // 2**20} MB")
-    out = io.StringIO()
-    rejects = imports.RejectFile(out)
-    try:
-        text = imports.text_of(upload.file)
-        async with pool.acquire() as conn:
-            report = await imports.import_leads(
-                conn,
-                int(seq),
-                imports.records(text, "csv"),
-                on_duplicate=on_duplicate,
-                dry_run=dry_run,
-                rejects=rejects,
-                keep_rejections=REJECTS_KEPT,
-            )
-            seqs = await definitions.sequences(conn, limit=500)
-    except (NotFound, Invalid) as exc:
-        return problem(request, 422, str(exc))
+    with tempfile.SpooledTemporaryFile(max_size=2**20, mode="w+", newline="") as spool:
+        out = cast(TextIO, spool)
+        rejects = imports.RejectFile(out)
+        try:
+            text = imports.text_of(upload.file)
+            async with pool.acquire() as conn:
+                report = await imports.import_leads(
+                    conn,
+                    int(seq),
+                    imports.records(text, "csv"),
+                    on_duplicate=on_duplicate,
+                    dry_run=dry_run,
+                    rejects=rejects,
+                    keep_rejections=REJECTS_SHOWN,
+                )
+                seqs = await definitions.sequences(conn, limit=500)
+                token = None
+                if report.rejected:
+                    out.seek(0)
+                    token = await imports.keep_rejects(conn, user, out)
+        except (NotFound, Invalid) as exc:
+            return problem(request, 422, str(exc))
     log.info(
         "console_import",
         sequence=int(seq),
@@ -514,17 +518,23 @@ async def import_run(request: Request, pool: Pool, _user: User) -> HTMLResponse:
         title="Import leads",
         seqs=seqs,
         report=report,
-        rejects_csv=out.getvalue() if report.rejected else "",
+        rejects_token=token,
         chosen=int(seq),
     )
 
 
-@router.post("/import/rejected.csv", dependencies=[Checked])
-async def import_rejects(rows: Annotated[str, Form(max_length=50 * 2**20)]) -> Response:
-    """The rejected rows the import page showed, back as a file (nothing kept server-side)."""
-    return Response(
-        rows,
-        media_type="text/csv",
+@router.get("/import/rejected/{token}.csv")
+async def import_rejects(
+    pool: Pool, user: User, token: Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+) -> Response:
+    """The rejected rows of an import this person ran in the past day, as a file."""
+    try:
+        parts = await imports.rejects(pool, token, user)
+    except NotFound as exc:
+        return Response(str(exc), status_code=404, media_type="text/plain")
+    return StreamingResponse(
+        parts,
+        media_type="text/csv; charset=utf-8",
         headers={"content-disposition": 'attachment; filename="rejected.csv"'},
     )
 

@@ -35,3 +35,14 @@ SET first_name = excluded.first_name, last_name = excluded.last_name,
     attributes = excluded.attributes, sender_id = coalesce(excluded.sender_id, l.sender_id),
     updated_at = now()
 RETURNING (xmax = 0) AS inserted
+
+-- name: forget_rejects
+-- Rejected rows older than a day: their page is long gone.
+DELETE FROM import_rejects WHERE created_at < now() - interval '1 day'
+
+-- name: keep_rejects
+INSERT INTO import_rejects (token, part, owner, body) VALUES ($1, $2, $3, $4)
+
+-- name: rejects
+SELECT body FROM import_rejects WHERE token = $1 AND owner = $2 AND part >= $3
+ORDER BY part LIMIT 8

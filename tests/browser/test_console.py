@@ -7,6 +7,7 @@ Screenshots of each page go to tests/browser/artifacts/ (or CONSOLE_ARTIFACTS)."
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -160,10 +161,33 @@ async def test_the_console_flow_in_a_browser(
     assert await pool.fetchval("SELECT count(*) FROM leads") == 0
     await _shot(page, "02-import-dry-run")
     async with page.expect_download() as download_info:
-        await page.get_by_role("button", name=re.compile("Download the rejected rows")).click()
+        await page.get_by_role("link", name=re.compile("Download all 2 rejected rows")).click()
     rejected = (await (await download_info.value).path()).read_text()
     assert "not-an-address" in rejected
     assert "x@@example.test" in rejected
+
+    # A file of 30,000 bad rows (3 MB of rejections, past any form field's limit): the page
+    # lists the first 200, the download holds every one as it was read.
+    big = tmp_path / "bad.csv"
+    big.write_text("email,first_name\n" + "".join(f"bad{i}-{'x' * 60},B\n" for i in range(30_000)))
+    await page.get_by_label(re.compile("^CSV file")).set_input_files(big)
+    await page.get_by_role("button", name="Upload").click()
+    await expect(page.locator("[data-report=rejected]")).to_have_text("30,000")
+    await expect(page.locator("#report tbody tr")).to_have_count(200)
+    async with page.expect_download() as download_info:
+        await page.get_by_role("link", name=re.compile("Download all 30,000 rejected")).click()
+    with (await (await download_info.value).path()).open(newline="") as f:
+        kept = list(csv.reader(f))
+    assert len(kept) == 30_001
+    assert kept[0] == ["line", "reason", "record"]
+    assert kept[-1][0] == "30001"
+    assert kept[-1][2] == f"bad29999-{'x' * 60},B"
+    # The link is this person's: in another browser (no session) it leads to sign-in.
+    link = await page.get_by_role("link", name=re.compile("Download all")).get_attribute("href")
+    stranger = await browser.new_context()
+    unsigned = await stranger.request.get(console.base + str(link), max_redirects=0)
+    assert unsigned.status in {302, 303, 307, 401}
+    await stranger.close()
 
     await page.get_by_role("checkbox", name=re.compile("^Dry run")).uncheck()
     await page.get_by_label(re.compile("^CSV file")).set_input_files(csv_path)

@@ -5,6 +5,7 @@ one-click unsubscribe (RFC 8058) for good, forged and repeated tokens."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import importlib
 import json
 import re
@@ -74,8 +75,13 @@ class Client:
 
 @pytest.fixture
 async def api(
-    pool: asyncpg.Pool, database: str, amqp_prefix: str, tmp_path: Path
+    pool: asyncpg.Pool,
+    database: str,
+    amqp_prefix: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Client]:
+    """The API as a process (settings beyond the usual from an indirect parameter)."""
     port = free_port()
     daemons = Daemons(
         {
@@ -86,6 +92,7 @@ async def api(
             "API_PORT": str(port),
             "UNSUBSCRIBE_SECRET": SECRET,
             "HEALTH_DIR": str(tmp_path / "health"),
+            **getattr(request, "param", {}),
         },
         tmp_path,
     )
@@ -367,6 +374,9 @@ async def test_sequences_steps_and_senders(api: Client, pool: asyncpg.Pool) -> N
     assert status == 201, seq
     got = api.call("GET", f"/api/v1/sequences/{seq['id']}")[2]
     assert (got["send_from"], got["send_until"], got["sender_ids"]) == ("09:00:00", None, [1])
+    # A name is how people (and `ops import --sequence`) name a sequence: one each.
+    status, _, problem = api.call("POST", "/api/v1/sequences", {"name": "Welcome"})
+    assert (status, problem["detail"]) == (409, f"a sequence named 'Welcome' exists ({seq['id']})")
     status, _, problem = api.call(
         "POST", "/api/v1/sequences", {"name": "x", "timezone": "Mars/Olympus"}
     )
@@ -436,6 +446,68 @@ async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) ->
     assert status == 422
     assert problem["detail"].startswith("body: line 2: not UTF-8 text")
     assert await pool.fetchval("SELECT count(*) FROM leads WHERE email ~ '^n[0-9]+@x[.]test$'") == 0
+
+
+def _post_raw(base: str, path: str, token: str, body: bytes, *, chunked: bool) -> tuple[int, Any]:
+    """POST `body` whole before reading the answer (with a Content-Length, or chunked without
+    one), as a client that does not wait for an early answer does."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", path)
+    conn.putheader("Authorization", f"Bearer {token}")
+    conn.putheader("Content-Type", "text/csv")
+    if chunked:
+        conn.putheader("Transfer-Encoding", "chunked")
+    else:
+        conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    try:
+        if chunked:
+            for i in range(0, len(body), 65536):
+                part = body[i : i + 65536]
+                conn.send(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        else:
+            conn.send(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server answered early and closed; the answer is still to be read
+    resp = conn.getresponse()
+    answer = resp.read()
+    conn.close()
+    return resp.status, json.loads(answer)
+
+
+@pytest.mark.parametrize(
+    "api", [{"API_MAX_BODY_BYTES": str(2**20), "API_MAX_JSON_BYTES": str(2**18)}], indirect=True
+)
+async def test_a_body_over_its_limit_is_refused_and_nothing_of_it_stored(
+    api: Client, pool: asyncpg.Pool
+) -> None:
+    await pool.execute(SETUP)
+    before = await pool.fetchval("SELECT count(*) FROM leads")
+    # JSON over API_MAX_JSON_BYTES: refused by its Content-Length, before it is read.
+    leads = [{"email": f"j{i}@x.test", "company": "x" * 200} for i in range(2_000)]
+    status, headers, problem = api.call("POST", "/api/v1/sequences/1/leads", leads)
+    assert (status, problem["title"]) == (413, "Request body too large")
+    assert problem["detail"] == "a JSON body larger than 262,144 bytes (0.25 MiB)"
+    assert headers["content-type"] == "application/problem+json"
+    # CSV over API_MAX_BODY_BYTES, declared or not (chunked): the same, once 1 MiB is read.
+    rows = b"email,company\n" + b"".join(
+        b"c%d@x.test,%s\n" % (i, b"y" * 100) for i in range(12_000)
+    )
+    assert len(rows) > 2**20
+    for chunked in (False, True):
+        status, problem = _post_raw(
+            api.base, "/api/v1/sequences/1/leads", api.token or "", rows, chunked=chunked
+        )
+        assert (status, problem["detail"]) == (413, "a body larger than 1,048,576 bytes (1 MiB)"), (
+            chunked
+        )
+    assert await pool.fetchval("SELECT count(*) FROM leads") == before
+    # Under the limits everything is as before, and the API still answers.
+    status, _, report = api.call("POST", "/api/v1/sequences/1/leads", leads[:100])
+    assert (status, report["imported"]) == (200, 100)
+    assert api.call("GET", "/healthz")[0] == 200
 
 
 async def test_a_scheduled_email_arrives_once_whatever_the_retries(  # noqa: PLR0917

@@ -182,3 +182,26 @@ def test_a_cli_command_gives_up_on_an_unreachable_database() -> None:
     assert error["exit"] == 1
     assert "could not be reached within 2 s" in error["error"]
     assert 2 <= took < 15, took
+
+
+def test_the_installed_command_and_its_shell_completion() -> None:
+    """`email-scheduler` (installed by `uv sync`, pyproject's [project.scripts]) is the
+    operator's CLI; its bash completion, loaded into a real bash, completes commands,
+    actions and flags."""
+    command = Path(sys.executable).parent / "email-scheduler"
+    env = {"PATH": f"{command.parent}:{os.environ['PATH']}"}
+    version = subprocess.run(["email-scheduler", "--version"], env=env, capture_output=True,
+                             text=True, timeout=30, check=True)  # fmt: skip
+    assert version.stdout.startswith("email-scheduler 0.")
+    script = """
+        source <(email-scheduler completion bash)
+        spec=$(complete -p email-scheduler); fn=${spec#*-F }; fn=${fn%% *}
+        ask() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMPREPLY=(); $fn; echo "${COMPREPLY[*]}"; }
+        ask email-scheduler seq
+        ask email-scheduler sequence cr
+        ask email-scheduler step set --af
+        ask email-scheduler sender create x@y.test --daily
+    """
+    done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=30, check=True)  # fmt: skip
+    assert done.stdout.splitlines() == ["sequence", "create", "--after", "--daily --daily-new"]

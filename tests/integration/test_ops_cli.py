@@ -383,3 +383,87 @@ async def test_an_import_reads_what_spreadsheets_write_and_no_row_aborts_it(
     error = json.loads(refused.stdout)["error"]
     assert "no email column (did you mean 'e_mal'?)" in error, error
     assert await pool.fetchval("SELECT count(*) FROM leads WHERE email = 'x@x.test'") == 0
+
+
+async def test_senders_sequences_and_steps_are_made_from_the_command_line(
+    pool: asyncpg.Pool, database: str, tmp_path: Path
+) -> None:
+    def ok(*args: str) -> str:
+        done = ops(database, *args)
+        assert done.returncode == 0, (args, done.stderr)
+        return done.stdout
+
+    ok("sender", "create", "ana@acme.test", "--name", "Ana", "--hourly", "20", "--min-gap", "90")
+    ok("sender", "set", "ana@acme.test", "--name", "Ana Lima")
+    ok("sequence", "create", "Welcome", "--timezone", "Europe/Lisbon", "--days", "1-5",
+       "--window", "09:00-17:30", "--sender", "ana@acme.test")  # fmt: skip
+    body = tmp_path / "body.txt"
+    body.write_text("Hi {{ first_name | default('there') }},\nshall we talk?\n")
+    ok(
+        "step",
+        "set",
+        "Welcome",
+        "1",
+        "--subject",
+        "Hello {{ first_name }}",
+        "--body-file",
+        str(body),
+    )
+    ok("step", "set", "Welcome", "2", "--reply", "--body", "Any thoughts?", "--after", "3d")
+    ok(
+        "sequence",
+        "update",
+        "Welcome",
+        "--rename",
+        "Welcome 2027",
+        "--stop-on-company-reply",
+        "yes",
+    )
+    sender = await pool.fetchrow("SELECT * FROM senders")
+    assert sender is not None
+    assert (sender["email"], sender["name"], sender["hourly_limit"], sender["min_gap_seconds"]) == (
+        "ana@acme.test", "Ana Lima", 20, 90,
+    )  # fmt: skip
+    seq = await pool.fetchrow("SELECT * FROM sequences")
+    assert seq is not None
+    assert (seq["name"], seq["timezone"], seq["send_days"], str(seq["send_from"]),
+            str(seq["send_until"]), seq["stop_on_company_reply"]) == (
+        "Welcome 2027", "Europe/Lisbon", [1, 2, 3, 4, 5], "09:00:00", "17:30:00", True,
+    )  # fmt: skip
+    steps = await pool.fetch(
+        "SELECT position, wait_seconds, subject, body_text FROM sequence_steps ORDER BY position"
+    )
+    assert [tuple(s) for s in steps] == [
+        (1, 0, "Hello {{ first_name }}", body.read_text()),
+        (2, 3 * 86400, None, "Any thoughts?"),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM sequence_senders") == 1
+    shown = json.loads(ok("sequence", "show", "Welcome 2027", "--json"))
+    assert [s["position"] for s in shown["steps"]] == [1, 2]
+    listed = ok("sender", "list")
+    assert "ana@acme.test\tAna Lima\thourly 20" in listed
+    assert "Welcome 2027" in ok("sequence", "list")
+
+    # What the REST API refuses, the command line refuses the same way: one line, exit 1
+    # (with --json, a JSON error), nothing stored.
+    for args, message in (
+        (("sender", "create", "not-an-address"), "not an address: 'not-an-address'"),
+        (("sender", "create", "ana@acme.test"), "a sender 'ana@acme.test' exists"),
+        (("sender", "create", "bo@acme.test", "--hourly", "0"), "hourly_limit must be"),
+        (("sequence", "create", "Other", "--timezone", "Mars/Base"), "Mars/Base"),
+        (("sequence", "create", "Welcome 2027"), "exists"),
+        (("step", "set", "Welcome 2027", "3", "--subject", "{{ oops", "--body", "b"), "subject"),
+        (("step", "set", "Welcome 2027", "0", "--subject", "s", "--body", "b"), "position"),
+        (("step", "set", "Nope", "1", "--subject", "s", "--body", "b"), "no sequence 'Nope'"),
+        (("sequence", "update", "Welcome 2027"), "nothing to change"),
+    ):
+        done = ops(database, *args, "--json")
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert message in done.stderr, (args, done.stderr)
+        assert message in json.loads(done.stdout)["error"]
+    bad_flag = ops(database, "sequence", "create", "X", "--window", "9-5")
+    assert bad_flag.returncode == 2
+    assert "not a window like 09:00-17:30: '9-5'" in bad_flag.stderr
+    assert await pool.fetchval("SELECT count(*) FROM senders") == 1
+    assert await pool.fetchval("SELECT count(*) FROM sequences") == 1
+    assert await pool.fetchval("SELECT count(*) FROM sequence_steps") == 2
