@@ -13,7 +13,7 @@ BIN := $(VENV)/bin
 # server the inbox daemon reads (a private instance per test session); postfix, the MTA a
 # DKIM-signed message passes before it is verified; Chromium, the browser the console's tests
 # drive (Playwright, pointed at /usr/bin/chromium: no browser download).
-SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd postfix chromium
+SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd postfix chromium docker-compose
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

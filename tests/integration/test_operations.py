@@ -180,3 +180,46 @@ async def test_an_upgraded_database_is_the_same_as_a_fresh_one(tmp_path: Path) -
     finally:
         for name in names:
             await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _compose_config(
+    name: str, tmp_path: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` (Debian's Compose client; no engine is needed to resolve a
+    file) of one of our files. That client predates the top-level `name:`, so the file is
+    given without it and the name as COMPOSE_PROJECT_NAME (the schema check covers `name`)."""
+    text = (ROOT / name).read_text()
+    (project_name,) = re.findall(r"(?m)^name: (\S+)$", text)
+    copy = tmp_path / name
+    copy.write_text(re.sub(r"(?m)^name: .*$", "", text))
+    return subprocess.run(
+        ["docker-compose", "--project-directory", str(ROOT), "-f", str(copy), "config"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "COMPOSE_PROJECT_NAME": project_name, **env},
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make system-deps installs it")
+def test_a_compose_client_resolves_both_files(tmp_path: Path) -> None:
+    dev = _compose_config("compose.yaml", tmp_path, {})
+    assert dev.returncode == 0, dev.stderr
+    resolved = yaml.safe_load(dev.stdout)
+    # The development services publish on this host only.
+    for svc in ("postgres", "rabbitmq"):
+        ports = resolved["services"][svc]["ports"]
+        assert ports
+        for port in ports:
+            bound = port.split(":")[0] if isinstance(port, str) else port.get("host_ip")
+            assert bound == "127.0.0.1", (svc, port)
+    assert resolved["services"]["api"]["build"]["context"] == str(ROOT)
+    # Production: what must be set is named, and with it the file resolves.
+    unset = _compose_config("compose.prod.yaml", tmp_path, {})
+    assert unset.returncode != 0
+    assert "set SMTP_HOST" in unset.stderr
+    prod = _compose_config("compose.prod.yaml", tmp_path, {"SMTP_HOST": "relay.acme.test"})
+    assert prod.returncode == 0, prod.stderr
+    services = yaml.safe_load(prod.stdout)["services"]
+    assert services["worker"]["environment"]["SMTP_HOST"] == "relay.acme.test"
+    assert {s["source"] for s in services["api"]["secrets"]} >= {"credentials_key"}
+    assert services["api"]["image"].startswith("email-scheduler:")
+    assert services["api"]["build"]["context"] == str(ROOT)
