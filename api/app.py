@@ -28,6 +28,7 @@ from broker.topology import Names
 from core.clock import utcnow
 from core.lifecycle import Status
 from core.unsubscribe import InvalidToken
+from db import replicas
 from db.migrate import latest_version
 from db.pool import create_pool
 from db.stops import apply_unsubscribe_token
@@ -156,7 +157,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
         try:
             await check_schema(pool, latest_version())
             if heartbeat is not None:
-                heartbeat.attach(pool)
+                heartbeat.attach(replicas.Roster(pool, heartbeat))
             app.state.status = status.Shared(pool, depths)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(every(2.0, stop, _quietly(check)))

@@ -7,12 +7,17 @@ recorded in `schema_migrations`). Functions are code: each file of `db/functions
 its checksum in `schema_functions`), so a rule lives in one file instead of being copied
 into every migration that changes it. A function whose signature changes gets a new name,
 so replicas still running the old code keep calling the old one during a deploy.
+
+A migration whose trigger needs a function of those files names the file in a line
+`-- functions: counts.sql`; it is then applied first, in the migration's transaction (its
+bodies checked later), and again with the others once the migrations are done.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,7 @@ import structlog
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NEEDS = re.compile(r"(?m)^-- functions: ([a-z0-9_]+\.sql)$")
 # Any fixed 64-bit key; two processes migrating at once serialise on it.
 _LOCK_KEY = 0x656D61696C5F7363  # "email_sc"
 
@@ -76,10 +82,18 @@ async def migrate(
                 r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")
             }
             done: list[int] = []
+            early: set[str] = set()
             for mig in discover(directory):
                 if mig.version in applied:
                     continue
                 async with conn.transaction():
+                    for needed in _NEEDS.findall(mig.sql):
+                        # Tables the file refers to may come in later migrations: its
+                        # bodies are checked when it is applied again below.
+                        await conn.execute("SET LOCAL check_function_bodies = off")
+                        await conn.execute((functions / needed).read_text(encoding="utf-8"))
+                        await conn.execute("SET LOCAL check_function_bodies = on")
+                        early.add(needed)
                     await conn.execute(mig.sql)
                     await conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
@@ -88,7 +102,7 @@ async def migrate(
                     )
                 log.info("migration_applied", version=mig.version, name=mig.name)
                 done.append(mig.version)
-            await _apply_functions(conn, functions)
+            await _apply_functions(conn, functions, again=early)
             return done
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
@@ -101,11 +115,13 @@ def function_files(directory: Path = FUNCTIONS_DIR) -> list[tuple[str, str]]:
     return [(p.name, p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.sql"))]
 
 
-async def _apply_functions(conn: asyncpg.Connection, directory: Path) -> None:
+async def _apply_functions(
+    conn: asyncpg.Connection, directory: Path, again: Collection[str] = ()
+) -> None:
     known = {r["name"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_functions")}
     for name, sql in function_files(directory):
         checksum = hashlib.sha256(sql.encode()).hexdigest()
-        if known.get(name) == checksum:
+        if known.get(name) == checksum and name not in again:
             continue
         async with conn.transaction():
             await conn.execute(sql)

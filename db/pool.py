@@ -10,8 +10,9 @@ from typing import Any, TypeAlias
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from runtime.startup import database_fatal, wait_for
+from runtime.startup import database_fatal, until_set, wait_for
 
 log = structlog.get_logger()
 
@@ -100,26 +101,46 @@ class Listener:
         self.event.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Keep a listening connection open until `stop` is set."""
-        backoff = 0.2
+        """Keep a listening connection open until `stop` is set: reopened (with backoff)
+        whenever it is lost."""
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.1),
+            stop=until_set(stop),
+            before_sleep=lambda state: log.warning(
+                "listener_reconnecting",
+                error=str(state.outcome.exception() if state.outcome else ""),
+                retry_in_s=round(state.upcoming_sleep, 2),
+            ),
+            reraise=True,
+            sleep=lambda seconds: _first(stop.wait(), asyncio.sleep(seconds)),
+        )
         while not stop.is_set():
-            conn: asyncpg.Connection | None = None
+            conn: asyncpg.Connection
+            lost: asyncio.Event
             try:
-                conn = await asyncpg.connect(self._dsn, timeout=10)
-                lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                for channel in self._channels:
-                    await conn.add_listener(channel, self._notify)
-                self.event.set()  # anything may have happened while we were away
-                backoff = 0.2
+                conn, lost = await retrying(self._listen)
+            except TRANSIENT_DB_ERRORS:
+                return  # asked to stop while reconnecting
+            try:
                 await _first(stop.wait(), lost.wait())
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("listener_reconnecting", error=str(exc), retry_in_s=backoff)
-                await _first(stop.wait(), asyncio.sleep(backoff))
-                backoff = min(backoff * 2, 5.0)
             finally:
-                if conn is not None and not conn.is_closed():
+                if not conn.is_closed():
                     conn.terminate()
+
+    async def _listen(self) -> tuple[asyncpg.Connection, asyncio.Event]:
+        """A connection listening on the channels, and the event set when it is lost."""
+        conn = await asyncpg.connect(self._dsn, timeout=10)
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _c: lost.set())
+            for channel in self._channels:
+                await conn.add_listener(channel, self._notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        self.event.set()  # anything may have happened while we were away
+        return conn, lost
 
 
 async def _first(*aws: Any) -> None:

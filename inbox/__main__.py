@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from db import replicas
 from db.migrate import latest_version
 from db.pool import create_pool
 from inbox.loop import Inbox
@@ -20,7 +21,7 @@ def build(settings: InboxSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
-            heartbeat.attach(pool)
+            heartbeat.attach(replicas.Roster(pool, heartbeat))
             await Inbox(pool, settings, heartbeat).run(stop)
         finally:
             await heartbeat.detach()

@@ -188,51 +188,5 @@ END $$;
 CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
     FOR EACH STATEMENT EXECUTE FUNCTION notify_outbox();
 
--- Operator verbs. Each stop is an event carrying its reason.
-CREATE FUNCTION stop_leads(address text, why text) RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    n integer;
-BEGIN
-    WITH stopped AS (
-        UPDATE leads SET status = 'stopped', updated_at = now()
-        WHERE lower(email) = lower(address) AND status IN ('active', 'queued', 'paused')
-        RETURNING id, current_step
-    ), logged AS (
-        INSERT INTO events (lead_id, step, type, data)
-        SELECT id, current_step, 'stopped', jsonb_build_object('reason', why) FROM stopped
-    )
-    SELECT count(*) INTO n FROM stopped;
-    RETURN n;
-END $$;
-
-CREATE FUNCTION record_reply(address text) RETURNS integer LANGUAGE plpgsql AS $$
-DECLARE
-    n integer;
-    m integer := 0;
-BEGIN
-    n := stop_leads(address, 'replied');
-    -- Sequences that stop the whole company on a reply stop the other leads of the domain too.
-    WITH stopped AS (
-        UPDATE leads l SET status = 'stopped', updated_at = now()
-        FROM sequences s
-        WHERE s.id = l.sequence_id AND s.stop_on_company_reply
-          AND split_part(lower(l.email), '@', 2) = split_part(lower(address), '@', 2)
-          AND l.status IN ('active', 'queued', 'paused')
-          AND l.sequence_id IN (SELECT sequence_id FROM leads WHERE lower(email) = lower(address))
-        RETURNING l.id, l.current_step
-    ), logged AS (
-        INSERT INTO events (lead_id, step, type, data)
-        SELECT id, current_step, 'stopped',
-               jsonb_build_object('reason', 'company_replied', 'address', lower(address))
-        FROM stopped
-    )
-    SELECT count(*) INTO m FROM stopped;
-    RETURN n + m;
-END $$;
-
-CREATE FUNCTION record_unsubscribe(address text) RETURNS integer LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO suppressions (email, reason) VALUES (address, 'unsubscribed')
-    ON CONFLICT (email) DO NOTHING;
-    RETURN stop_leads(address, 'unsubscribed');
-END $$;
+-- The operator verbs stop_leads, record_reply and record_unsubscribe: db/functions/stops.sql
+-- (function files are applied after the migrations; docs/architecture.md).

@@ -5,6 +5,9 @@
 -- (statement-level triggers over transition tables: one small insert per statement, never a
 -- hot counter row that every writer would queue on). `fold_counts()` (db/functions/counts.sql)
 -- merges the changes into one row per key now and then; a reader sums what is there.
+--
+-- The events trigger below calls count_events(), which lives in that file:
+-- functions: counts.sql
 
 -- Leads per sequence and status.
 CREATE TABLE lead_count_changes (
@@ -49,15 +52,6 @@ CREATE FUNCTION count_deleted_leads() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO lead_count_changes (sequence_id, status, n)
     SELECT sequence_id, status, -count(*) FROM old_leads GROUP BY 1, 2;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION count_events() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO activity_changes (hour, sequence_id, sender_id, step, type, n)
-    SELECT date_trunc('hour', e.at), l.sequence_id, l.sender_id, e.step, e.type, count(*)
-    FROM new_events e LEFT JOIN leads l ON l.id = e.lead_id
-    GROUP BY 1, 2, 3, 4, 5;
     RETURN NULL;
 END $$;
 

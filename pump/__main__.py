@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from broker.topology import Names, connect, declare
+from db import replicas
 from db.migrate import latest_version
 from db.pool import create_pool
 from pump.loop import Pump
@@ -21,7 +22,7 @@ def build(settings: PumpSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
-            heartbeat.attach(pool)
+            heartbeat.attach(replicas.Roster(pool, heartbeat))
             connection = await connect(settings.amqp_url, name="email-scheduler-pump", stop=stop)
             try:
                 names = Names.from_prefix(settings.amqp_prefix)

@@ -1,8 +1,9 @@
 """Liveness of a daemon: its loop records each turn it completes (`Heartbeat.beat`), a side
 task writes the time of the last one to a file per process, and `check` (behind
 `python -m ops health --service <daemon>`, which compose's health checks run) reads those
-files. Once the daemon has its database pool (`attach`), the same side task also reports
-to the `daemon_replicas` table, which `ops status` lists for every host.
+files. Once the daemon has its database pool, it attaches the heartbeat to its roster
+(`db/replicas.py`, the `daemon_replicas` table that `ops status` lists for every host), and
+the same side task reports there too.
 
 A daemon whose loop stops turning (a statement that never returns, a lock that is never
 granted) keeps writing the same old time, so the check fails even though the process is up.
@@ -22,11 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import structlog
 
-from db import replicas
 from runtime.settings import HealthSettings
 
 log = structlog.get_logger()
@@ -57,6 +58,14 @@ def version() -> str:
         return "unknown"
 
 
+class Roster(Protocol):
+    """Where a replica reports its progress beyond this host (db/replicas.py `Roster`)."""
+
+    async def report(self, last_progress: datetime) -> None: ...
+
+    async def leave(self) -> None: ...
+
+
 def _file(directory: Path, service: str, pid: int) -> Path:
     return directory / f"{service}.{pid}.json"
 
@@ -77,19 +86,16 @@ class Heartbeat:
         self.interval = interval
         self.report_every = report_every
         self.last_progress = time.time()
-        self.replica = replicas.Replica(
-            service=service,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            version=version(),
-            started_at=datetime.now(UTC),
-        )
-        self._pool: asyncpg.Pool | None = None
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.version = version()
+        self.started_at = datetime.now(UTC)
+        self._roster: Roster | None = None
         self._reported = 0.0
 
-    def attach(self, pool: asyncpg.Pool) -> None:
-        """Report to the database through `pool` from now on."""
-        self._pool = pool
+    def attach(self, roster: Roster) -> None:
+        """Report to `roster` from now on."""
+        self._roster = roster
 
     def beat(self) -> None:
         """The loop completed a turn."""
@@ -113,20 +119,17 @@ class Heartbeat:
 
     async def report(self) -> None:
         """Record this replica's progress in the database (when attached to one)."""
-        if self._pool is None:
+        if self._roster is None:
             return
-        last = datetime.fromtimestamp(self.last_progress, UTC)
-        async with self._pool.acquire(timeout=5) as conn:
-            await replicas.report(conn, self.replica, last, datetime.now(UTC))
+        await self._roster.report(datetime.fromtimestamp(self.last_progress, UTC))
 
     async def detach(self) -> None:
         """The daemon is stopping (its pool about to close): no longer listed."""
-        pool, self._pool = self._pool, None
-        if pool is None:
+        roster, self._roster = self._roster, None
+        if roster is None:
             return
         with contextlib.suppress(*_DB_ERRORS):
-            async with pool.acquire(timeout=2) as conn:
-                await replicas.leave(conn, self.replica)
+            await roster.leave()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Write the heartbeat every `interval` (and report it every `report_every`) until

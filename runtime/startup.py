@@ -4,13 +4,16 @@ seconds; stop with one line naming the problem and its fix when waiting cannot h
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import aiormq.exceptions
 import asyncpg
 import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
+from tenacity.stop import stop_base
 from yarl import URL
 
 log = structlog.get_logger()
@@ -27,6 +30,16 @@ class StartupError(Exception):
 Classify = Callable[[BaseException], str | None]
 
 
+class until_set(stop_base):
+    """A tenacity stop condition: stop retrying once `event` is set (the process stops)."""
+
+    def __init__(self, event: asyncio.Event | None) -> None:
+        self.event = event
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.event is not None and self.event.is_set()
+
+
 async def wait_for(
     what: str,
     connect: Callable[[], Awaitable[T]],
@@ -36,32 +49,47 @@ async def wait_for(
     stop: asyncio.Event | None = None,
     max_delay: float = 5.0,
 ) -> T:
-    """`connect()`, retried with backoff while it fails with a `transient` error.
+    """`connect()`, retried with backoff (tenacity: exponential from 0.2 s to `max_delay`,
+    with jitter) while it fails with a `transient` error.
 
     Logs `waiting_for_<what>` (attempt, cause) at most every few seconds while waiting;
-    raises StartupError at once for an error `fatal` explains (or one not transient).
+    raises StartupError at once for an error `fatal` explains (or one not transient), and
+    CancelledError once `stop` is set (a clean exit, not a failure).
     """
     loop = asyncio.get_running_loop()
-    attempt = 0
-    delay = 0.2
     last_report = -REPORT_EVERY_SECONDS
-    while True:
-        attempt += 1
-        try:
-            return await connect()
-        except Exception as exc:
-            reason = fatal(exc)
-            if reason is not None:
-                raise StartupError(reason) from exc
-            if not isinstance(exc, transient):
-                raise StartupError(f"cannot reach {what}: {type(exc).__name__}: {exc}") from exc
-            if loop.time() - last_report >= REPORT_EVERY_SECONDS:
-                last_report = loop.time()
-                log.warning(f"waiting_for_{what}", attempt=attempt, cause=_cause(exc))
+
+    def report(state: RetryCallState) -> None:
+        nonlocal last_report
+        if loop.time() - last_report >= REPORT_EVERY_SECONDS and state.outcome is not None:
+            last_report = loop.time()
+            cause = state.outcome.exception()
+            assert cause is not None
+            log.warning(f"waiting_for_{what}", attempt=state.attempt_number, cause=_cause(cause))
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(lambda e: isinstance(e, transient) and fatal(e) is None),
+        wait=wait_exponential_jitter(multiplier=0.2, max=max_delay, jitter=0.1),
+        stop=until_set(stop),
+        before_sleep=report,
+        reraise=True,
+        sleep=asyncio.sleep if stop is None else functools.partial(_sleep_unless, stop),
+    )
+    try:
+        return await retrying(connect)
+    except Exception as exc:
         if stop is not None and stop.is_set():
-            raise asyncio.CancelledError  # asked to stop: a clean exit, not a failure
-        await asyncio.sleep(delay * (0.5 + random.random() / 2))
-        delay = min(delay * 2, max_delay)
+            raise asyncio.CancelledError from None  # asked to stop while waiting
+        reason = fatal(exc)
+        if reason is not None:
+            raise StartupError(reason) from exc
+        raise StartupError(f"cannot reach {what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def _cause(exc: BaseException) -> str:

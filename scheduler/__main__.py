@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from db import replicas
 from db.migrate import latest_version
 from db.pool import create_pool
 from runtime import daemon
@@ -21,7 +22,7 @@ def build(settings: SchedulerSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
-            heartbeat.attach(pool)
+            heartbeat.attach(replicas.Roster(pool, heartbeat))
             await planning.start()
             await Scheduler(pool, settings, heartbeat=heartbeat).run(stop)
         finally:

@@ -11,6 +11,7 @@ import structlog
 
 from broker.dead_letters import replay
 from broker.topology import Names, connect, declare
+from db import replicas
 from db.migrate import latest_version
 from db.pool import create_pool
 from runtime import daemon
@@ -46,7 +47,7 @@ def build(settings: WorkerSettings, heartbeat: Heartbeat) -> Main:
         pool = await create_pool(settings.database_url, max_size=settings.db_pool_size, stop=stop)
         try:
             await check_schema(pool, latest_version())
-            heartbeat.attach(pool)
+            heartbeat.attach(replicas.Roster(pool, heartbeat))
             connection = await connect(settings.amqp_url, name="email-scheduler-worker", stop=stop)
             smtp = Relays(pool, settings, local_hostname=local_hostname)
             try:

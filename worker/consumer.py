@@ -21,13 +21,11 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from pydantic import ValidationError
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
     stop_any,
     wait_exponential_jitter,
 )
-from tenacity.stop import stop_base
 
 from core import message as email
 from core.attempts import RetryRules, Unknown, after_failure
@@ -42,6 +40,7 @@ from runtime import metrics
 from runtime.daemon import every
 from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
+from runtime.startup import until_set
 from worker.batch import MicroBatcher
 from worker.claim import Claim, Claimer, Incoming, Rate
 from worker.relays import Relays
@@ -50,16 +49,6 @@ from worker.smtp import SendError, SmtpPool
 
 log = structlog.get_logger()
 R = TypeVar("R")
-
-
-class _Stopping(stop_base):
-    """Stop retrying once the daemon is shutting down."""
-
-    def __init__(self, event: asyncio.Event) -> None:
-        self.event = event
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        return self.event.is_set()
 
 
 class InvalidMessage(ValueError):
@@ -202,7 +191,7 @@ class Worker:
         return AsyncRetrying(
             retry=retry_if_exception_type(TRANSIENT_DB_ERRORS),
             wait=wait_exponential_jitter(multiplier=0.2, max=5),
-            stop=stop_any(stop_after_delay(600), _Stopping(self._stop)),
+            stop=stop_any(stop_after_delay(600), until_set(self._stop)),
             reraise=True,
         )
 

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 import yaml
 
-from db.migrate import MIGRATIONS_DIR, discover, migrate
+from db.migrate import MIGRATIONS_DIR, discover, function_files, migrate
 from tests.conftest import _admin, db_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -223,3 +223,16 @@ def test_a_compose_client_resolves_both_files(tmp_path: Path) -> None:
     assert {s["source"] for s in services["api"]["secrets"]} >= {"credentials_key"}
     assert services["api"]["image"].startswith("email-scheduler:")
     assert services["api"]["build"]["context"] == str(ROOT)
+
+
+def test_each_function_body_lives_in_one_place() -> None:
+    """A function of db/functions/ is never also written out in a migration (a migration
+    whose trigger needs one names its file in `-- functions: FILE`)."""
+    defined = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)\s*\(", re.IGNORECASE)
+    in_files = {name: file for file, sql in function_files() for name in defined.findall(sql)}
+    assert {"record_finished", "claim_sends", "stop_leads", "count_events"} <= in_files.keys()
+    for mig in discover():
+        twice = set(defined.findall(mig.sql)) & in_files.keys()
+        assert not twice, f"{mig.version:04d}_{mig.name}: {twice} live in db/functions"
+        for needed in re.findall(r"(?m)^-- functions: (\S+)$", mig.sql):
+            assert needed in set(in_files.values()), (mig.name, needed)

@@ -17,7 +17,7 @@ import pytest
 
 from broker.topology import Names, declare
 from core.clock import utcnow
-from db import counts
+from db import counts, replicas
 from db.pool import Conn
 from ops import status
 from runtime.health import Heartbeat
@@ -169,7 +169,7 @@ async def test_a_paced_sender_shows_its_use_and_next_free_slot(pool: asyncpg.Poo
 
 async def test_replicas_report_and_leave(pool: asyncpg.Pool, tmp_path: Path) -> None:
     beat = Heartbeat("worker", HealthSettings(health_dir=tmp_path), interval=0.05)
-    beat.attach(pool)
+    beat.attach(replicas.Roster(pool, beat))
     stop = asyncio.Event()
     task = asyncio.create_task(beat.run(stop))
     try:
@@ -180,7 +180,7 @@ async def test_replicas_report_and_leave(pool: asyncpg.Pool, tmp_path: Path) -> 
                 break
             await asyncio.sleep(0.05)
         (replica,) = view.pipeline.replicas
-        assert (replica.service, replica.pid) == ("worker", beat.replica.pid)
+        assert (replica.service, replica.pid) == ("worker", beat.pid)
     finally:
         stop.set()
         await task
