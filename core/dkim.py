@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import re
 import textwrap
 from dataclasses import dataclass
@@ -85,7 +86,15 @@ def load_keys(directory: Path) -> dict[str, Key]:
     selectors of one domain, the most recently written file (so a new key takes over)."""
     keys: dict[str, tuple[float, Key]] = {}
     for path in sorted(directory.glob("*/*.pem")):
-        key = load_key(path.parent.name, path.stem, path.read_bytes())
+        try:
+            pem = path.read_bytes()
+        except PermissionError:
+            # Usually a 0600 key of root's beside a container's uid 10001.
+            raise InvalidKey(
+                f"{path} is not readable by uid {os.getuid()}: make it so"
+                f" (`chgrp {os.getgid()} KEY; chmod 0640 KEY`)"
+            ) from None
+        key = load_key(path.parent.name, path.stem, pem)
         mtime = path.stat().st_mtime
         if key.domain not in keys or mtime >= keys[key.domain][0]:
             keys[key.domain] = (mtime, key)

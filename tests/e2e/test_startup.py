@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -205,3 +206,36 @@ def test_the_installed_command_and_its_shell_completion() -> None:
     done = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True,
                           timeout=30, check=True)  # fmt: skip
     assert done.stdout.splitlines() == ["sequence", "create", "--after", "--daily --daily-new"]
+
+
+def test_a_dkim_key_the_worker_cannot_read_stops_it_with_the_fix(
+    database: str, amqp_prefix: str, tmp_path: Path
+) -> None:
+    """A 0600 key of another user (root's, beside a container's uid 10001): the worker does
+    not start; one line names the key and the fix, exit 2. Here the key is uid
+    10001's and the worker runs as root without the capability to read others' files."""
+    if os.getuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux)")
+    keys = tmp_path / "keys"
+    subprocess.run(
+        [sys.executable, "-m", "ops", "dkim", "create", "acme.test", "s1"], cwd=ROOT,
+        env={"PATH": os.environ["PATH"], "DKIM_KEYS_DIR": str(keys)}, capture_output=True,
+        text=True, timeout=60, check=True,
+    )  # fmt: skip
+    key = keys / "acme.test" / "s1.pem"
+    os.chown(key, 10001, 10001)
+    key.chmod(0o600)
+    env = {**daemon_env(database, amqp_prefix, 1), "DKIM_KEYS_DIR": str(keys),
+           "HEALTH_DIR": str(tmp_path / "health"), "PATH": os.environ["PATH"]}  # fmt: skip
+    without = "-dac_override,-dac_read_search"
+    proc = subprocess.run(
+        ["setpriv", f"--inh-caps={without}", f"--bounding-set={without}", "--",
+         sys.executable, "-m", "worker"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == (
+        f"invalid settings: DKIM_KEYS_DIR {key} is not readable by uid 0: make it so"
+        " (`chgrp 0 KEY; chmod 0640 KEY`)\n"
+    )
+    assert "started" not in proc.stdout
