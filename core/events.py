@@ -37,6 +37,9 @@ class EventType(enum.StrEnum):
     SEQUENCE_PAUSED = "sequence_paused"
     SEQUENCE_RESUMED = "sequence_resumed"
     SENDER_CHANGED = "sender_changed"
+    # The reputation guard (§16): data.rate, value, threshold, window; resumed: data.by.
+    SENDER_PAUSED = "sender_paused"
+    SENDER_RESUMED = "sender_resumed"
     # Accounts.
     SMTP_CIRCUIT_OPEN = "smtp_circuit_open"
     SMTP_CIRCUIT_CLOSED = "smtp_circuit_closed"

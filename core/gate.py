@@ -27,6 +27,8 @@ class LeadState:
     # The job's sender row exists. A message naming a sender that is gone is stale: the
     # lead's own sender is planned again once the rescuer hands the lead back.
     sender_exists: bool = True
+    # The reputation guard paused the sender (core/guard.py): its leads wait for a resume.
+    sender_paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ def decide(
         return Drop("sender_missing")
     if lead.sequence_status != "active":
         return Requeue(now, "sequence_paused")
+    if lead.sender_paused:
+        return Requeue(now, "sender_paused")
     reclaim = False
     if delivery is not None:
         if delivery.status in ("sent", "unknown", "failed"):

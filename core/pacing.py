@@ -9,9 +9,11 @@ from __future__ import annotations
 import bisect
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from core import guard
 
 
 class _Row(Protocol):
@@ -31,9 +33,13 @@ class Pacing:
     jitter_seconds: int = 0
 
     @classmethod
-    def from_mapping(cls, row: _Row) -> Pacing:
-        """The rules from a senders row (or any mapping with the same column names)."""
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+    def from_mapping(cls, row: _Row, at: datetime | None = None) -> Pacing:
+        """The rules from a senders row (or any mapping with the same column names); with
+        `at`, the daily cap is the one a warm-up gives at that time (core/guard.py)."""
+        rules = cls(**{f.name: row[f.name] for f in fields(cls)})
+        if at is None:
+            return rules
+        return replace(rules, daily_limit=guard.daily_cap(row, at))
 
 
 def _cap_frees_at(

@@ -62,6 +62,7 @@ async def lock(conn: Conn, jobs: Sequence[SendJob]) -> dict[int, Locked]:
             sequence_status=r["sequence_status"],
             suppressed=r["suppressed"],
             sender_exists=r["sender_exists"],
+            sender_paused=r["sender_paused"],
         )
         out[r["lead_id"]] = Locked(lead, delivery, r["paced"])
     return out
@@ -288,9 +289,11 @@ async def record_hold(
     reason: str,
     now: datetime,
     booked_at: datetime | None = None,
+    why: str = "smtp_circuit_open",
 ) -> list[Event] | None:
     """Give a claimed message back unsent, its attempt not spent and its pacing booking
-    (`booked_at`) released: the lead is due again at `until`. None if the claim was lost."""
+    (`booked_at`) released: the lead is due again at `until` (its requeue event says `why`).
+    None if the claim was lost."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_q("lock_leads"), [job.lead_id])
         attempts = await conn.fetchval(
@@ -300,7 +303,7 @@ async def record_hold(
             return None
         if booked_at is not None and job.sender_id is not None:
             await conn.execute(query("ledger", "release"), job.sender_id, booked_at)
-        return await requeue(conn, [(job, until, "smtp_circuit_open")], now)
+        return await requeue(conn, [(job, until, why)], now)
 
 
 async def set_circuit(

@@ -19,13 +19,15 @@ written by anyone, so a message changes a lead or a suppression only under these
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from core import guard as core_guard
 from core.inbound import Inbound, Kind, Unread
 from core.message import InvalidAddress, check_address
 from db import events
+from db import guard as db_guard
 from db.events import Event
 from db.pool import Conn
 from db.queries import query
@@ -60,6 +62,8 @@ class Rules:
     match_days: float = 30
     soft_bounce_limit: int = 3
     soft_bounce_days: float = 7
+    # The reputation guard: a hard bounce or complaint heard here counts against the sender.
+    guard: core_guard.Policy = field(default_factory=core_guard.Policy)
 
 
 def is_one_mailbox(address: str) -> bool:
@@ -109,6 +113,8 @@ class _Acting:
         }  # fmt: skip
         self.since = now - timedelta(days=rules.match_days)
         self.done: list[str] = []
+        # (lead, step, kind): what the guard hears of the hand-offs this message reports on.
+        self.verdicts: list[tuple[int, int, core_guard.Kind]] = []
 
     async def run(self) -> list[str]:
         kind = self.got.kind
@@ -120,6 +126,8 @@ class _Acting:
             await self._complaint()
         else:
             await self._ignore(None, None, "notice naming no recipient")
+        for paused in await db_guard.amend(self.conn, self.verdicts, self.rules.guard, self.now):
+            self.done.append(f"sender {paused.sender_id} paused: {paused.crossing.reason()}")
         return self.done
 
     async def _event(self, lead_id: int | None, step: int | None, kind: str, **data: Any) -> None:
@@ -203,6 +211,7 @@ class _Acting:
             data = {"recipient": address, "status": failure.status, "reason": failure.reason,
                     "diagnostic": failure.diagnostic[:500]}  # fmt: skip
             if failure.hard:
+                self.verdicts.append((row["id"], row["sent_step"], core_guard.Kind.HARD_BOUNCE))
                 await self._suppress_and_stop(address, row, ours, "bounce", data)
                 self.done.append(f"hard bounce {address} ({failure.reason})")
                 continue
@@ -236,6 +245,7 @@ class _Acting:
     async def _complaint(self) -> None:
         mailed, not_one, never = await self._mailed(list(self.got.complained))
         for address, row in mailed.items():
+            self.verdicts.append((row["id"], row["sent_step"], core_guard.Kind.COMPLAINT))
             await self.conn.execute(query("inbox", "suppress"), address, "complaint")
             await self.conn.fetchval("SELECT stop_leads($1, 'complained')", address)
             await self._event(row["id"], row["current_step"], "complained", address=address)

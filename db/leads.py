@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from core import guard
 from core.lifecycle import Status
 from core.pacing import Pacing
 from core.planner import DueLead
@@ -88,7 +89,18 @@ async def sender_candidates(
 ) -> list[SenderCandidate]:
     """Each sequence's senders with their load, to assign leads that have none."""
     rows = await conn.fetch(query("leads", "sender_candidates"), sequence_ids, now)
-    return [SenderCandidate(**dict(r)) for r in rows]
+    return [
+        SenderCandidate(
+            sequence_id=r["sequence_id"],
+            sender_id=r["sender_id"],
+            email=r["email"],
+            name=r["name"],
+            daily_limit=guard.daily_cap(r, now),
+            sent_last_day=r["sent_last_day"],
+            assigned=r["assigned"],
+        )
+        for r in rows
+    ]
 
 
 async def assign_senders(conn: Conn, assignments: dict[int, int], now: datetime) -> None:
@@ -150,7 +162,7 @@ async def pacing_state(conn: Conn, sender_ids: list[int], now: datetime) -> list
     return [
         PacingState(
             sender_id=r["sender_id"],
-            rules=Pacing.from_mapping(r),
+            rules=Pacing.from_mapping(r, now),
             sends=list(r["sends"]),
             first_touches=list(r["first_touches"]),
             gap_until=r["next_send_at"],

@@ -45,7 +45,7 @@ async def lock(conn: Conn, sender_ids: Sequence[int], now: datetime) -> dict[int
     return {
         r["id"]: Sender(
             id=r["id"],
-            rules=Pacing.from_mapping(r),
+            rules=Pacing.from_mapping(r, now),
             sends=list(r["sends"]),
             first_touches=list(r["first_touches"]),
             gap_until=r["next_send_at"],

@@ -98,6 +98,7 @@ class Watcher:
             match_days=settings.inbound_match_days,
             soft_bounce_limit=settings.soft_bounce_limit,
             soft_bounce_days=settings.soft_bounce_days,
+            guard=settings.guard(),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

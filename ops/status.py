@@ -71,6 +71,12 @@ class SenderStatus:
     circuit: str  # closed, open or half_open (core/circuit.py)
     circuit_reason: str
     circuit_retry_at: datetime | None
+    # The reputation guard (core/guard.py): active or paused, why, when a pause for blocks
+    # probes; in a warm-up, daily_limit is today's cap and daily_target the one it grows to.
+    status: str = "active"
+    paused_reason: str | None = None
+    probe_at: datetime | None = None
+    daily_target: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +173,7 @@ async def pipeline(conn: Conn, depths: QueueDepths | None, now: datetime) -> Pip
 
 
 def _sender(row: dict[str, object], sent: tuple[int, int], now: datetime) -> SenderStatus:
-    rules = pacing.Pacing.from_mapping(row)
+    rules = pacing.Pacing.from_mapping(row, now)
     sends: list[datetime] = list(row["sends"])  # type: ignore[call-overload]
     if row["paced"]:
         hour = sum(1 for at in sends if at > now - pacing.HOUR)
@@ -198,6 +204,10 @@ def _sender(row: dict[str, object], sent: tuple[int, int], now: datetime) -> Sen
         account=row["account"],  # type: ignore[arg-type]
         circuit=row["circuit"],  # type: ignore[arg-type]
         circuit_reason=row["circuit_reason"],  # type: ignore[arg-type]
+        status=row["status"],  # type: ignore[arg-type]
+        paused_reason=row["paused_reason"],  # type: ignore[arg-type]
+        probe_at=row["guard_probe_at"],  # type: ignore[arg-type]
+        daily_target=row["daily_limit"],  # type: ignore[arg-type]
         circuit_retry_at=row["circuit_retry_at"],  # type: ignore[arg-type]
     )
 
@@ -280,7 +290,7 @@ async def chart(conn: Conn, now: datetime) -> Chart:
         rules = paced.get(sender_id) if sender_id is not None else None
         spread = pacing.spread_due(
             hours,
-            pacing.Pacing.from_mapping(rules) if rules is not None else None,
+            pacing.Pacing.from_mapping(rules, now) if rules is not None else None,
             sent_today=rules["sent_day"] if rules is not None else 0,
         )
         due = [a + b for a, b in zip(due, spread, strict=True)]

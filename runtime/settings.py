@@ -11,6 +11,7 @@ import enum
 import ipaddress
 import sys
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -24,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core import dkim
+from core import dkim, guard
 from core.gate import AmbiguousPolicy
 from core.render import DEFAULT_MAX_BYTES
 from core.unsubscribe import MIN_SECRET_BYTES
@@ -95,6 +96,33 @@ class DkimKeysSettings(CommonSettings):
         return v
 
 
+class GuardSettings(CommonSettings):
+    """The reputation guard (docs/architecture.md §11): over each sender's last GUARD_WINDOW
+    hand-offs, once GUARD_MIN_SAMPLE of them, a rate above its threshold pauses the sender;
+    a pause for blocks probes after GUARD_COOLDOWN_SECONDS (doubling)."""
+
+    guard_enabled: bool = True
+    guard_window: int = Field(default=200, ge=10, le=100_000)
+    guard_min_sample: int = Field(default=20, ge=1, le=100_000)
+    guard_hard_bounce_rate: float = Field(default=0.05, gt=0, le=1)
+    guard_complaint_rate: float = Field(default=0.003, gt=0, le=1)
+    guard_block_rate: float = Field(default=0.10, gt=0, le=1)
+    guard_cooldown_seconds: float = Field(default=1800, ge=1, le=86400)
+
+    def guard(self) -> guard.Policy:
+        return guard.Policy(
+            limits=guard.Thresholds(
+                hard_bounce_rate=self.guard_hard_bounce_rate,
+                complaint_rate=self.guard_complaint_rate,
+                block_rate=self.guard_block_rate,
+                min_sample=self.guard_min_sample,
+                window=self.guard_window,
+            ),
+            first_cooldown=timedelta(seconds=self.guard_cooldown_seconds),
+            enabled=self.guard_enabled,
+        )
+
+
 class BrokerSettings(CommonSettings):
     """Settings of the daemons that talk to RabbitMQ."""
 
@@ -116,7 +144,7 @@ class UnsubscribeSettings(CommonSettings):
     unsubscribe_secret: SecretStr = SecretStr("")
 
 
-class SchedulerSettings(CommonSettings):
+class SchedulerSettings(GuardSettings):
     scheduler_batch_size: int = Field(default=500, ge=1, le=10_000)
     scheduler_poll_seconds: float = Field(default=5.0, gt=0)
     # After a wake-up, wait this long for more changes so one batch plans them together.
@@ -229,7 +257,7 @@ class PumpSettings(BrokerSettings):
     outbox_prune_batch: int = Field(default=5_000, ge=1)
 
 
-class WorkerSettings(BrokerSettings, DkimKeysSettings):
+class WorkerSettings(BrokerSettings, DkimKeysSettings, GuardSettings):
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str | None = None
@@ -285,7 +313,7 @@ class WorkerSettings(BrokerSettings, DkimKeysSettings):
         return self.worker_prefetch or 4 * self.worker_concurrency
 
 
-class InboxSettings(CommonSettings):
+class InboxSettings(GuardSettings):
     """The inbox daemon (`python -m inbox`)."""
 
     # Mailboxes without IDLE (or with INBOX_IDLE=false) are looked at this often.

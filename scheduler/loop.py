@@ -18,6 +18,7 @@ from core import pacing, planner
 from core.clock import utcnow
 from core.lifecycle import Status
 from db import counts, events, leads
+from db import guard as db_guard
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS, Conn, Listener
 from runtime import metrics
@@ -343,6 +344,15 @@ class Scheduler:
             **{f"total_{k}": v for k, v in sorted(self.totals.items())},
         )
 
+    async def probe_senders(self) -> None:
+        """Resume, for a probe, the senders the guard paused for blocks whose cooldown is
+        over (db/guard.py); their waiting leads are planned again."""
+        try:
+            async with self.pool.acquire() as conn:
+                await db_guard.probe_due(conn, self.clock())
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("probe_unavailable", error=str(exc))
+
     async def run(self, stop: asyncio.Event) -> None:
         """Loop until `stop` is set; side tasks failing stops the daemon loudly."""
         listener = Listener(self.settings.database_url, [LEADS_CHANNEL])
@@ -350,6 +360,8 @@ class Scheduler:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(listener.run(stop))
             tg.create_task(every(self.settings.summary_interval_seconds, stop, self._summary))
+            probe_every = min(5.0, self.settings.guard_cooldown_seconds / 4)
+            tg.create_task(every(probe_every, stop, self.probe_senders))
             tg.create_task(
                 repeat(
                     stop,

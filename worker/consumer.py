@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -27,6 +28,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from core import guard
 from core import message as email
 from core.attempts import RetryRules, Unknown, after_failure
 from core.circuit import Circuit
@@ -34,8 +36,9 @@ from core.circuit import Wait as CircuitWait
 from core.clock import utcnow
 from core.schemas import JobRef, SendJob
 from db import deliveries, ledger, outbox
+from db import guard as db_guard
 from db.events import Event
-from db.pool import TRANSIENT_DB_ERRORS
+from db.pool import TRANSIENT_DB_ERRORS, Listener
 from runtime import metrics
 from runtime.daemon import every
 from runtime.health import Heartbeat
@@ -184,6 +187,10 @@ class Worker:
         # Messages that arrive together share one claim and one record transaction.
         self._claims = MicroBatcher(self._claim_batch, max_size=settings.worker_batch_size)
         self._records = MicroBatcher(self._record_batch, max_size=settings.worker_batch_size)
+        # The reputation guard (core/guard.py, db/guard.py): the senders it has paused, kept
+        # current by NOTIFY (`watch_senders`); their messages are held, not handed over.
+        self.guard = settings.guard()
+        self.paused: set[int] = set()
 
     def _db_retry(self) -> AsyncRetrying:
         # Keep trying while the database is away, but give up at shutdown: the unacked
@@ -248,20 +255,28 @@ class Worker:
         hold_until: datetime | None = None
         outcome: SendError | None = None
         duration_ms = 0.0
+        handed_off = False
         gate_now = self.clock()
-        match circuit.before_send(gate_now):
-            case CircuitWait(until):
-                hold_until = self._spread(until, circuit)
-            case _:
-                outcome, duration_ms = (
-                    (relay, 0.0)
-                    if isinstance(relay, SendError)
-                    else await self._send(job, not_before, relay)
-                )
-                hold_until = await self._after_send(key, circuit, job, outcome)
+        hold_reason = "smtp circuit open"
+        if job.sender_id in self.paused:
+            # Paused after this message was claimed: it waits with its lead, unsent.
+            hold_until, hold_reason = gate_now, "sender paused"
+        else:
+            match circuit.before_send(gate_now):
+                case CircuitWait(until):
+                    hold_until = self._spread(until, circuit)
+                case _:
+                    outcome, duration_ms = (
+                        (relay, 0.0)
+                        if isinstance(relay, SendError)
+                        else await self._send(job, not_before, relay)
+                    )
+                    handed_off = not isinstance(relay, SendError)
+                    hold_until = await self._after_send(key, circuit, job, outcome)
         evs = await self._records.submit(
-            _Outcome(job, claim.token, claim.attempts, outcome, hold_until, claim.not_before)
-        )
+            _Outcome(job, claim.token, claim.attempts, outcome, hold_until, claim.not_before,
+                     handed_off=handed_off, hold_reason=hold_reason)
+        )  # fmt: skip
         metrics.SMTP_SECONDS.observe(duration_ms / 1000)
         metrics.SENDS.labels(evs[0].type if evs else "claim_lost", str(job.sender_id or "")).inc()
         if evs is None:
@@ -397,12 +412,14 @@ class Worker:
         left: list[tuple[int, deliveries.Finished]] = []
         for i, it in enumerate(items):
             if it.hold_until is not None:
-                reason = it.error.failure.message if it.error else "smtp circuit open"
+                reason = it.error.failure.message if it.error else it.hold_reason
                 results[i] = await self._retrying(
                     partial(
                         deliveries.record_hold,
                         self.pool, it.job, it.token, until=it.hold_until, reason=reason, now=now,
                         booked_at=it.booked_at,
+                        why="sender_paused" if it.hold_reason == "sender paused" else
+                        "smtp_circuit_open",
                     )
                 )  # fmt: skip
                 continue
@@ -435,7 +452,47 @@ class Worker:
             )
             for (i, _), evs in zip(left, done, strict=True):
                 results[i] = evs
+        await self._observe(items, now)
         return results
+
+    async def _observe(self, items: list[_Outcome], now: datetime) -> None:
+        """Tell the guard what the batch's hand-offs said about their senders (one call for
+        the batch); a sender it pauses is held here at once, elsewhere by NOTIFY."""
+        seen = []
+        for it in items:
+            kind = guard.kind_of(it.error.failure if it.error else None)
+            if it.handed_off and kind is not None and it.job.sender_id is not None:
+                seen.append(db_guard.Outcome(it.job.sender_id, it.job.lead_id, it.job.step, kind))
+        if not seen:
+            return
+
+        async def observe() -> list[db_guard.Paused]:
+            async with self.pool.acquire() as conn:
+                return await db_guard.observe(conn, seen, self.guard, now)
+
+        for paused in await self._retrying(observe):
+            self.paused.add(paused.sender_id)
+
+    async def watch_senders(self, stop: asyncio.Event) -> None:
+        """Keep `paused` current: read at start, again on each NOTIFY of a pause or resume
+        (and every few seconds, should a notification be missed)."""
+        listener = Listener(self.settings.database_url, [db_guard.CHANNEL])
+
+        async def refresh() -> None:
+            try:
+                async with self.pool.acquire() as conn:
+                    self.paused = await db_guard.paused_ids(conn)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("senders_not_read", error=str(exc))
+
+        await refresh()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(listener.run(stop))
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(listener.event.wait(), 5.0)
+                listener.event.clear()
+                await refresh()
 
     async def _reject(
         self, message: AbstractIncomingMessage, reason: str, lead_id: int | None = None
@@ -548,10 +605,12 @@ class Worker:
                 every(self.settings.summary_interval_seconds, stop, self.summary)
             )
             pruner = tg.create_task(every(3600.0, stop, prune))
+            watcher = tg.create_task(self.watch_senders(stop))
             progress = tg.create_task(every(1.0, stop, self._check_progress))
             await self.consume(queue, stop)
             summary.cancel()
             pruner.cancel()
+            watcher.cancel()
             progress.cancel()
 
 
@@ -565,6 +624,8 @@ class _Outcome:
     error: SendError | None
     hold_until: datetime | None = None  # given back unsent, no attempt spent (circuit open)
     booked_at: datetime | None = None  # its pacing slot, released when it is held
+    handed_off: bool = False  # it went to the SMTP server (what the guard judges)
+    hold_reason: str = "smtp circuit open"
 
 
 def _list_headers(job: SendJob, list_id_domain: str | None) -> list[tuple[str, str]]:

@@ -225,13 +225,13 @@ BEGIN
     ) l
     CROSS JOIN LATERAL (SELECT status FROM sequences WHERE id = l.sequence_id OFFSET 0) seq
     CROSS JOIN LATERAL (
-        SELECT paced FROM senders WHERE id = x.sender_id OFFSET 0
+        SELECT paced, status FROM senders WHERE id = x.sender_id OFFSET 0
     ) s
     WHERE l.status = 'queued' AND l.current_step = x.step AND l.attempt = x.attempt
       AND seq.status = 'active'
       AND NOT is_suppressed(l.email)
       AND (x.not_after IS NULL OR p_at < x.not_after)
-      AND NOT s.paced
+      AND NOT s.paced AND s.status = 'active'
     ON CONFLICT (lead_id, step) DO UPDATE
     SET status = 'sending', attempts = d.attempts + 1, outbox_id = excluded.outbox_id,
         claim_token = excluded.claim_token, claimed_at = excluded.claimed_at,

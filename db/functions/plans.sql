@@ -5,20 +5,27 @@
 -- that only gain a referencing event or outbox row meanwhile stay claimable): follow-ups
 -- first (they take a scarce sender's capacity before new leads do), then first touches,
 -- oldest first. Each scan touches due leads only (partial indexes, migration 0002).
+-- A sender the reputation guard paused (db/guard.py): its leads wait, none is planned.
+CREATE OR REPLACE FUNCTION sender_paused(p_sender_id bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT p_sender_id IS NOT NULL
+       AND EXISTS (SELECT 1 FROM senders WHERE id = p_sender_id AND status = 'paused')
+$$;
+
 CREATE OR REPLACE FUNCTION due_leads(p_now timestamptz, p_limit integer)
 RETURNS TABLE (id bigint, next_run_at timestamptz, rank integer)
 LANGUAGE sql ROWS 500 AS $$
     WITH followups AS MATERIALIZED (
         SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
         WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND l.next_run_at <= p_now
-          AND seq.status = 'active'
+          AND seq.status = 'active' AND NOT sender_paused(l.sender_id)
         ORDER BY l.next_run_at
         LIMIT p_limit
         FOR NO KEY UPDATE OF l SKIP LOCKED
     ), firsts AS MATERIALIZED (
         SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
         WHERE l.status = 'active' AND l.last_sent_at IS NULL AND l.next_run_at <= p_now
-          AND seq.status = 'active'
+          AND seq.status = 'active' AND NOT sender_paused(l.sender_id)
         ORDER BY l.next_run_at
         LIMIT greatest(p_limit - (SELECT count(*) FROM followups), 0)
         FOR NO KEY UPDATE OF l SKIP LOCKED

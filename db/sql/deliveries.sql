@@ -7,7 +7,7 @@
 SELECT x.lead_id, l.status, l.current_step, l.attempt, seq.status AS sequence_status,
        is_suppressed(l.email) AS suppressed,
        d.status AS delivery_status, d.lease_until, coalesce(s.paced, false) AS paced,
-       s.id IS NOT NULL AS sender_exists
+       s.id IS NOT NULL AS sender_exists, coalesce(s.status = 'paused', false) AS sender_paused
 FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS x(lead_id, step, sender_id)
 JOIN leads l ON l.id = x.lead_id
 JOIN sequences seq ON seq.id = l.sequence_id

@@ -29,7 +29,8 @@ LIMIT 1
 -- name: mailed
 -- Which of the addresses $1 (lower case) we sent to from sender $2 (NULL: any sender) at or
 -- after $3: for each, the lead we last wrote to.
-SELECT DISTINCT ON (lower(l.email)) lower(l.email) AS email, l.id, l.current_step
+SELECT DISTINCT ON (lower(l.email)) lower(l.email) AS email, l.id, l.current_step,
+       d.step AS sent_step
 FROM leads l JOIN deliveries d ON d.lead_id = l.id
 WHERE lower(l.email) = ANY($1::text[]) AND d.status IN ('sent', 'unknown')
   AND ($2::bigint IS NULL OR d.sender_id = $2)

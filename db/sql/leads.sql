@@ -17,9 +17,11 @@ ORDER BY u.n
 -- name: next_due_at
 SELECT least(
     (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
-     WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND seq.status = 'active'),
+     WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND seq.status = 'active'
+           AND NOT sender_paused(l.sender_id)),
     (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
-     WHERE l.status = 'active' AND l.last_sent_at IS NULL AND seq.status = 'active'))
+     WHERE l.status = 'active' AND l.last_sent_at IS NULL AND seq.status = 'active'
+           AND NOT sender_paused(l.sender_id)))
 
 -- name: pacing_state
 -- For the paced senders of a batch: their rules, hand-offs in the last day, how many of
@@ -28,6 +30,7 @@ SELECT least(
 -- leads planned now go around them, not onto the same slots). A lead a worker has claimed
 -- already booked its slot (in sender_sends and next_send_at): counted there, not here.
 SELECT s.id AS sender_id, s.hourly_limit, s.daily_limit, s.daily_new_limit,
+       s.warmup_start, s.warmup_increment, s.warmup_started_at,
        s.min_gap_seconds, s.jitter_seconds, s.next_send_at,
        coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
        q.queued_first, q.queued_followups,
@@ -68,13 +71,14 @@ SELECT (SELECT next_at FROM global_pace) AS next_at,
 -- name: sender_candidates
 -- The senders of each sequence with their hand-offs in the last day, for lead assignment.
 SELECT ss.sequence_id, s.id AS sender_id, s.email, s.name, s.daily_limit,
+       s.warmup_start, s.warmup_increment, s.warmup_started_at,
        (SELECT count(*) FROM sender_sends x
         WHERE x.sender_id = s.id AND x.at > $2::timestamptz - interval '1 day')
            AS sent_last_day,
        (SELECT count(*) FROM leads q WHERE q.sender_id = s.id AND q.status IN ('active', 'queued'))
            AS assigned
 FROM sequence_senders ss JOIN senders s ON s.id = ss.sender_id
-WHERE ss.sequence_id = ANY($1::bigint[])
+WHERE ss.sequence_id = ANY($1::bigint[]) AND s.status = 'active'
 
 -- name: assign_senders
 UPDATE leads l SET sender_id = a.sender_id, updated_at = $3
@@ -89,21 +93,24 @@ FROM unnest($1::bigint[], $2::int[], $3::int[], $4::text[]) AS o(lead_id, step, 
 
 
 -- name: backlog
--- Due leads of active sequences (a paused one's are not lag) and leads in the pipeline, each
+-- Due leads of active sequences and senders (a paused one's are not lag) and leads in the pipeline, each
 -- counted up to $2 (a bounded scan, whatever the backlog), and how late the oldest due is.
 SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
         WHERE l.status = 'active' AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'
+           AND NOT sender_paused(l.sender_id)
         LIMIT $2) x) AS due,
     (SELECT count(*) FROM (SELECT 1 FROM leads WHERE status = 'queued' LIMIT $2) x) AS queued,
     extract(epoch FROM $1::timestamptz - least(
         (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
          WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL
-           AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'),
+           AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'
+           AND NOT sender_paused(l.sender_id)),
         (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
          WHERE l.status = 'active' AND l.last_sent_at IS NULL
-           AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'))) AS lag_s
+           AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'
+           AND NOT sender_paused(l.sender_id)))) AS lag_s
 
 
 -- name: replan_sender

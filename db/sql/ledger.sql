@@ -6,6 +6,7 @@
 -- The paced senders among $1, locked in id order (after the leads, as every claim takes
 -- them), with their rules and what their limits look back on: the last day's hand-offs.
 SELECT s.id, s.hourly_limit, s.daily_limit, s.daily_new_limit, s.min_gap_seconds,
+       s.warmup_start, s.warmup_increment, s.warmup_started_at,
        s.jitter_seconds, s.next_send_at,
        coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches
 FROM senders s

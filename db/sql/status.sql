@@ -28,6 +28,8 @@ GROUP BY 1, 2 ORDER BY 1, 2
 -- limits count).
 SELECT s.id, s.email, s.name, s.hourly_limit, s.daily_limit, s.daily_new_limit,
        s.min_gap_seconds, s.jitter_seconds, s.next_send_at, s.paced,
+       s.warmup_start, s.warmup_increment, s.warmup_started_at,
+       s.status, s.paused_reason, s.paused_at, s.guard_probe_at,
        coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
        coalesce(s.smtp_url, 'relay') AS account, coalesce(c.state, 'closed') AS circuit,
        coalesce(c.reason, '') AS circuit_reason, c.retry_at AS circuit_retry_at
@@ -55,6 +57,7 @@ SELECT date_trunc('hour', greatest(l.next_run_at, $1::timestamptz)) AS hour, l.s
 FROM (
     SELECT l.next_run_at, l.sender_id FROM leads l JOIN sequences s ON s.id = l.sequence_id
     WHERE l.status = 'active' AND l.next_run_at < $2::timestamptz AND s.status = 'active'
+      AND NOT sender_paused(l.sender_id)
     ORDER BY l.next_run_at LIMIT $3
 ) l
 GROUP BY 1, 2 ORDER BY 1
@@ -62,7 +65,7 @@ GROUP BY 1, 2 ORDER BY 1
 -- name: paced_rules
 -- Paced senders' rules and their hand-offs of the last day (the forecast's caps).
 SELECT s.id, s.hourly_limit, s.daily_limit, s.daily_new_limit, s.min_gap_seconds,
-       s.jitter_seconds,
+       s.jitter_seconds, s.warmup_start, s.warmup_increment, s.warmup_started_at,
        (SELECT count(*) FROM sender_sends x
         WHERE x.sender_id = s.id AND x.at > $1::timestamptz - interval '1 day') AS sent_day
 FROM senders s WHERE s.paced
