@@ -175,6 +175,7 @@ Weekday = Annotated[int, Field(ge=1, le=7)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Seconds = Annotated[int, Field(ge=0, le=10**9)]
 Cap = Annotated[int, Field(ge=1, le=10**9)]
+Fraction = Annotated[float, Field(gt=0, le=1)]
 SenderEmail = Annotated[str, Field(min_length=3, max_length=254, pattern=ADDRESS_PATTERN)]
 
 
@@ -257,6 +258,15 @@ class SenderPatch(Strict):
     # Absent: unchanged; these two have no "unlimited" (0 is none).
     min_gap_seconds: Seconds = None  # type: ignore[assignment]
     jitter_seconds: Seconds = None  # type: ignore[assignment]
+    # The reputation guard's thresholds for this sender (null: the GUARD_* settings).
+    guard_hard_bounce_rate: Fraction | None = None
+    guard_complaint_rate: Fraction | None = None
+    guard_block_rate: Fraction | None = None
+    guard_min_sample: Cap | None = None
+    # Warm-up: warmup_start a day on its first day, warmup_increment more each day after,
+    # up to daily_limit; both null: no warm-up.
+    warmup_start: Cap | None = None
+    warmup_increment: Seconds | None = None
 
 
 class Sender(BaseModel):
@@ -270,6 +280,17 @@ class Sender(BaseModel):
     jitter_seconds: int
     paced: bool
     created_at: datetime
+    status: str = Field(description="active, or paused by the reputation guard")
+    paused_reason: str | None
+    paused_at: datetime | None
+    guard_probe_at: datetime | None = Field(description="when a pause for blocks probes")
+    guard_hard_bounce_rate: float | None
+    guard_complaint_rate: float | None
+    guard_block_rate: float | None
+    guard_min_sample: int | None
+    warmup_start: int | None
+    warmup_increment: int | None
+    warmup_started_at: datetime | None
 
 
 class SenderPage(BaseModel):

@@ -167,6 +167,11 @@ def _status_text(view: status.Overview) -> str:
         caps += f"{s.sent_last_day}/{s.daily_limit or '-'} today"
         free = f", next free slot {s.next_free_slot:%H:%M:%S}" if s.next_free_slot else ""
         lines.append(f"  {s.id} {s.email}: {caps}{free}" + ("" if s.paced else " (unpaced)"))
+        if s.status == "paused":
+            probe = f", probe at {s.probe_at:%H:%M:%S}" if s.probe_at else ", resume by hand"
+            lines.append(f"      PAUSED by the guard: {s.paused_reason}{probe}")
+        if s.daily_target is not None and s.daily_limit != s.daily_target:
+            lines.append(f"      warm-up: {s.daily_limit} a day now, growing to {s.daily_target}")
         if s.circuit != "closed":
             until = f" until {s.circuit_retry_at:%H:%M:%S}" if s.circuit_retry_at else ""
             lines.append(f"      SMTP circuit {s.circuit}{until} ({s.account}): {s.circuit_reason}")
@@ -279,6 +284,15 @@ def _limits(args: argparse.Namespace) -> dict[str, int | None]:
 
 
 async def _sender(conn: Conn, args: argparse.Namespace) -> None:
+    if args.action == "resume":
+        try:
+            resumed = await senders.resume(conn, args.email, actor=ACTOR, now=utcnow())
+        except leads.NotFound as exc:
+            raise Failed(str(exc)) from None
+        if not resumed:
+            raise Failed(f"sender {args.email} is not paused")
+        _print(args, {"email": args.email, "resumed": True}, f"sender {args.email}: resumed")
+        return
     if args.action in ("create", "list"):
         await define.sender(conn, args, _print, _limits(args) if args.action == "create" else {})
         return
@@ -309,7 +323,11 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
                 now=utcnow(),
             )  # fmt: skip
             print(f"sender {args.email}: {', '.join(changed)} set")
-        if given or not (accounts or args.name is not _UNSET):
+        guard_given = {k: v for k, v in _guard_flags(args).items() if v is not _UNSET}
+        if guard_given:
+            set_ = await senders.set_guard(conn, args.email, guard_given, actor=ACTOR, now=utcnow())
+            print(f"sender {args.email}: {set_}")
+        if given or not (accounts or guard_given or args.name is not _UNSET):
             done = await senders.set_limits(conn, args.email, given, actor=ACTOR, now=utcnow())
             _print(
                 args,
@@ -319,6 +337,42 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
             )
     except (leads.NotFound, senders.InvalidLimit, definitions.Invalid) as exc:
         raise Failed(str(exc)) from None
+
+
+def _guard_flags(args: argparse.Namespace) -> dict[str, Any]:
+    warmup = args.warmup
+    start = increment = _UNSET
+    if warmup is not _UNSET:
+        start, increment = warmup if warmup is not None else (None, None)
+    return {
+        "guard_hard_bounce_rate": args.guard_hard_bounce_rate,
+        "guard_complaint_rate": args.guard_complaint_rate,
+        "guard_block_rate": args.guard_block_rate,
+        "guard_min_sample": args.guard_min_sample,
+        "warmup_start": start,
+        "warmup_increment": increment,
+    }
+
+
+def _rate(text: str) -> float | None:
+    """A guard threshold: a fraction (0.05), a percentage (5%), or `none` (the default)."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a rate like 0.05 or 5%, or 'none': {text!r}") from None
+    return value
+
+
+def _warmup(text: str) -> tuple[int, int] | None:
+    """START,INCREMENT (a day), or `none`."""
+    if text.lower() == "none":
+        return None
+    start, _, inc = text.partition(",")
+    if not (start.isascii() and start.isdigit() and inc.isascii() and inc.isdigit()):
+        raise argparse.ArgumentTypeError(f"START,INCREMENT like 20,10, or 'none': {text!r}")
+    return int(start), int(inc)
 
 
 def _password(path: str) -> str:
@@ -506,6 +560,20 @@ def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
     sset.add_argument("email")
     sset.add_argument("--name", default=_UNSET, help="the display name in From ('none': none)")
     limit_flags(sset)
+    for rate in ("hard-bounce", "complaint", "block"):
+        sset.add_argument(
+            f"--guard-{rate}-rate", type=_rate, default=_UNSET,
+            help=f"pause the sender above this {rate} rate, e.g. 5% ('none': the GUARD_ setting)",
+        )  # fmt: skip
+    sset.add_argument(
+        "--guard-min-sample", type=_limit, default=_UNSET,
+        help="hand-offs before the rates are judged ('none': GUARD_MIN_SAMPLE)",
+    )  # fmt: skip
+    sset.add_argument(
+        "--warmup", type=_warmup, default=_UNSET, metavar="START,INCREMENT",
+        help="ramp the daily cap: START a day, INCREMENT more each day, up to --daily ('none')",
+    )  # fmt: skip
+    cmd(snd, "resume", "resume a sender the reputation guard paused").add_argument("email")
     for kind in ("smtp", "imap"):
         sset.add_argument(f"--{kind}-url", help=f"the sender's own {kind.upper()} account ('none')")
         sset.add_argument(f"--{kind}-password-file", help="a file whose first line is the password")

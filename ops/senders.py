@@ -8,6 +8,7 @@ from typing import Any
 
 from core import accounts
 from db import events
+from db import guard as db_guard
 from db.events import Event
 from db.pool import Conn
 from db.queries import query
@@ -68,6 +69,69 @@ async def set_limits(
             now,
         )  # fmt: skip
     return Changed(sender_id, checked, replanned)
+
+
+# The guard's per-sender settings (NULL: the GUARD_* default) and the warm-up, by column.
+GUARD = (
+    "guard_hard_bounce_rate", "guard_complaint_rate", "guard_block_rate", "guard_min_sample",
+    "warmup_start", "warmup_increment", "warmup_started_at",
+)  # fmt: skip
+
+
+def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
+    """The guard settings in range (a rate from 0 to 1, a sample from 1, a warm-up start
+    from 1 and increment from 0); a warm-up is a start and an increment together."""
+    out: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name not in GUARD:
+            raise InvalidLimit(f"not a guard setting: {name}")
+        if value is not None:
+            if name.endswith("_rate") and not (isinstance(value, int | float) and 0 < value <= 1):
+                raise InvalidLimit(f"{name} must be a fraction above 0, at most 1 (0.05 is 5%)")
+            if name in ("guard_min_sample", "warmup_start") and not (
+                isinstance(value, int) and 1 <= value <= 10**9
+            ):
+                raise InvalidLimit(f"{name} must be a whole number from 1 to 1000000000")
+            if name == "warmup_increment" and not (isinstance(value, int) and 0 <= value <= 10**9):
+                raise InvalidLimit(f"{name} must be a whole number from 0 to 1000000000")
+        out[name] = value
+    if ("warmup_start" in out) != ("warmup_increment" in out) or (
+        "warmup_start" in out and (out["warmup_start"] is None) != (out["warmup_increment"] is None)
+    ):
+        raise InvalidLimit("a warm-up is a start and an increment together (or none of either)")
+    return out
+
+
+async def set_guard(
+    conn: Conn, email: str, changes: dict[str, Any], *, actor: str, now: datetime
+) -> dict[str, Any]:
+    """Change a sender's guard thresholds and warm-up (logged as `sender_changed`); what
+    was set."""
+    checked = check_guard(changes)
+    async with conn.transaction():
+        sender_id = await conn.fetchval(query("senders", "lock_by_email"), email)
+        if sender_id is None:
+            raise NotFound(f"no sender {email!r}")
+        args: list[object] = []
+        for name in GUARD:
+            args += [name in checked, checked.get(name)]
+        await conn.execute(query("senders", "set_guard"), sender_id, *args, now)
+        await events.insert(
+            conn,
+            Event(None, None, "sender_changed",
+                  {"sender_id": sender_id, "actor": actor, "changes": checked}),
+            now,
+        )  # fmt: skip
+    return checked
+
+
+async def resume(conn: Conn, email: str, *, actor: str, now: datetime) -> bool:
+    """Resume a sender the guard paused (False: it was not paused); its window starts
+    anew and its waiting leads are planned again."""
+    sender_id = await conn.fetchval("SELECT id FROM senders WHERE lower(email) = lower($1)", email)
+    if sender_id is None:
+        raise NotFound(f"no sender {email!r}")
+    return await db_guard.resume(conn, sender_id, by=actor, now=now)
 
 
 _KEEP: Any = object()

@@ -38,6 +38,10 @@ class Rules:
     drop_after_data: dict[str, int] = field(default_factory=dict)
     # The answer to every MAIL FROM, when set (a relay refusing every sender).
     sender: str | None = None
+    # The answer to every RCPT TO of a message from this sender (a blocklist listing it).
+    by_sender: dict[str, str] = field(default_factory=dict)
+    # Every hand-off tried, accepted or not: (MAIL FROM, RCPT TO, reply code).
+    tried: list[tuple[str, str, int]] = field(default_factory=list)
 
 
 async def advertise_pipelining(session: Any, hostname: str, responses: list[str]) -> list[str]:
@@ -66,7 +70,8 @@ class Handler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
     ) -> str:
-        reply = self.rules.rcpt.get(address)
+        reply = self.rules.by_sender.get(envelope.mail_from) or self.rules.rcpt.get(address)
+        self.rules.tried.append((envelope.mail_from, address, int((reply or "250")[:3])))
         if reply is not None:
             return reply
         envelope.rcpt_tos.append(address)

@@ -718,6 +718,20 @@ async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int
     return _back(request, "/senders", "limits saved")
 
 
+@router.post("/senders/{sender_id}/resume", dependencies=[Checked])
+async def sender_resume(request: Request, pool: Pool, user: User, sender_id: int) -> Response:
+    try:
+        async with pool.acquire() as conn:
+            row = await definitions.sender(conn, sender_id)
+            resumed = await senders.resume(
+                conn, row["email"], actor=f"console:{user}", now=utcnow()
+            )
+    except NotFound as exc:
+        return problem(request, 404, str(exc))
+    # A page opened before someone else resumed it: a note, not an error.
+    return _back(request, "/senders", "resumed" if resumed else "already active")
+
+
 @router.get("/tokens")
 async def token_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
     async with pool.acquire() as conn:

@@ -15,12 +15,16 @@ WHERE id = $1
 
 -- name: list
 SELECT id, email, name, hourly_limit, daily_limit, daily_new_limit, min_gap_seconds,
-       jitter_seconds, paced, created_at
+       jitter_seconds, paced, created_at, status, paused_reason, paused_at, guard_probe_at,
+       guard_hard_bounce_rate, guard_complaint_rate, guard_block_rate, guard_min_sample,
+       warmup_start, warmup_increment, warmup_started_at
 FROM senders WHERE id > $1 ORDER BY id LIMIT $2
 
 -- name: get
 SELECT id, email, name, hourly_limit, daily_limit, daily_new_limit, min_gap_seconds,
-       jitter_seconds, paced, created_at
+       jitter_seconds, paced, created_at, status, paused_reason, paused_at, guard_probe_at,
+       guard_hard_bounce_rate, guard_complaint_rate, guard_block_rate, guard_min_sample,
+       warmup_start, warmup_increment, warmup_started_at
 FROM senders WHERE id = $1
 
 -- name: create
@@ -48,3 +52,19 @@ SELECT id, smtp_url, smtp_password FROM senders WHERE id = ANY($1::bigint[]) AND
 
 -- name: accounts_changed
 SELECT max(accounts_changed_at) FROM senders
+
+-- name: set_guard
+-- The guard's per-sender thresholds and the warm-up; each changes only when its flag says so.
+-- A warm-up set without a start time starts now ($16).
+UPDATE senders SET
+    guard_hard_bounce_rate = CASE WHEN $2::boolean THEN $3::real ELSE guard_hard_bounce_rate END,
+    guard_complaint_rate = CASE WHEN $4::boolean THEN $5::real ELSE guard_complaint_rate END,
+    guard_block_rate = CASE WHEN $6::boolean THEN $7::real ELSE guard_block_rate END,
+    guard_min_sample = CASE WHEN $8::boolean THEN $9::int ELSE guard_min_sample END,
+    warmup_start = CASE WHEN $10::boolean THEN $11::int ELSE warmup_start END,
+    warmup_increment = CASE WHEN $12::boolean THEN $13::int ELSE warmup_increment END,
+    warmup_started_at = CASE WHEN $14::boolean THEN $15::timestamptz
+                             WHEN $10::boolean AND $11::int IS NULL THEN NULL
+                             WHEN $10::boolean AND warmup_started_at IS NULL THEN $16::timestamptz
+                             ELSE warmup_started_at END
+WHERE id = $1
