@@ -8,6 +8,7 @@ in the same run, as one table and one JSON line.
 2. build    the product's message builder against `EmailMessage` + flatten.
 3. e2e      leads x 3 zero-wait steps through scheduler, pump and worker processes into the
             sink; emails/s, CPU per email per daemon, peak RSS over time (memory).
+   guard    30,000 leads x 1 step with the reputation guard off, then on: the ratio.
    dkim     30,000 leads x 1 step unsigned, then signed with an RSA-2048 key: the ratio,
             with two worker processes as compose.prod runs them (BENCH_DKIM_WORKERS;
             BENCH_DKIM_ALGORITHM=ed25519); CPU per signature is in `build`.
@@ -42,7 +43,7 @@ from typing import Any
 import uvloop
 
 from bench.ceiling import build_speed, ceiling
-from bench.e2e import dkim_cost, end_to_end, paced
+from bench.e2e import dkim_cost, end_to_end, guard_cost, paced
 from bench.inbox import inbox_speed
 from bench.latency import latency
 from bench.operator import emails_rps, import_speed, upload_under_load
@@ -64,6 +65,7 @@ GOALS = {
     "paced_throughput_ratio": (">=", 0.8),
     "dkim_throughput_ratio": (">=", 0.7),
     "paced_cpu_ratio": ("<=", 1.25),
+    "guard_throughput_ratio": (">=", 0.95),
     "rss_peak_mb_scheduler": ("<", 150),
     "rss_peak_mb_pump": ("<", 150),
     "rss_peak_mb_worker": ("<", 150),
@@ -95,7 +97,7 @@ async def main() -> None:
     ap.add_argument("--import-rows", type=int, default=1_000_000)
     ap.add_argument(
         "--only",
-        default="ceiling,build,e2e,dkim,paced,latency,emails,upload,import,inbox,scale",
+        default="ceiling,build,e2e,dkim,guard,paced,latency,emails,upload,import,inbox,scale",
     )
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -122,6 +124,8 @@ async def main() -> None:
             algorithm = os.environ.get("BENCH_DKIM_ALGORITHM", "rsa")
             workers = int(os.environ.get("BENCH_DKIM_WORKERS", "2"))
             result |= await dkim_cost(port, args.paced_leads, log_dir, algorithm, workers)
+        if "guard" in only:
+            result |= await guard_cost(port, args.paced_leads, log_dir)
         if "paced" in only:
             result |= await paced(port, args.paced_leads, args.paced_senders, log_dir)
         if "latency" in only:

@@ -246,3 +246,19 @@ async def dkim_cost(
         "dkim_worker_cpu_ms_per_email_off": plain.cpu["worker"] * 1000 / plain.sent,
         "dkim_worker_cpu_ms_per_email_on": signed.cpu["worker"] * 1000 / signed.sent,
     }
+
+
+async def guard_cost(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
+    """`leads` x 1 step through one unpaced sender with the reputation guard off, then on
+    (its window written and judged once per recorded batch), in the same bench run."""
+    setup = ONE_STEP + "INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');"
+    off, _ = await _run(port, setup, LEADS_ONE_SENDER, leads, log_dir / "guard_off",
+                        env_extra={"GUARD_ENABLED": "false"})  # fmt: skip
+    on, _ = await _run(port, setup, LEADS_ONE_SENDER, leads, log_dir / "guard_on",
+                       env_extra={"GUARD_ENABLED": "true"})  # fmt: skip
+    return {
+        "guard_off_emails_per_s": off.per_s,
+        "guard_on_emails_per_s": on.per_s,
+        "guard_throughput_ratio": on.per_s / off.per_s,
+        "guard_cpu_ratio": on.cpu_ms_per_email / off.cpu_ms_per_email,
+    }

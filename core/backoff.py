@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import random
+import re
 from dataclasses import dataclass
 
 from core import inbound
@@ -39,6 +40,23 @@ class SmtpFailure:
         if len(parts) == 3 and all(p.isdigit() for p in parts):
             return head
         return None
+
+
+# "Try later / rate limited": a provider slowing this sender down (Yahoo's TSS04, Gmail's
+# 4.7.28, Microsoft's 4.7.500-699): that sender->provider pair backs off (core/providers.py).
+_THROTTLE = re.compile(
+    r"rate.?limit|too many (?:messages|connections|recipients|mails?)|"
+    r"temporar(?:il)?y (?:deferred|rate)|\bTS[S]?0\d\b|throttl|slow down|exceed|unusual rate",
+    re.IGNORECASE,
+)
+
+
+def throttled(failure: SmtpFailure) -> bool:
+    """A temporary refusal that asks this sender to slow down at that provider."""
+    code = failure.code or 0
+    if not 400 <= code < 500:
+        return False
+    return bool(_THROTTLE.search(failure.message)) or (failure.enhanced or "").startswith("4.7.")
 
 
 def hard_bounce(failure: SmtpFailure) -> tuple[str, bool]:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core import backoff, circuit
-from core.backoff import SmtpFailure
+from core.backoff import SmtpFailure, throttled
 
 LONGEST_COOLDOWN = timedelta(days=1)
 
@@ -43,24 +43,7 @@ class Rate(enum.StrEnum):
     BLOCK = "block_rate"
 
 
-# "Try later / rate limited": a provider slowing this sender down (Yahoo's TSS04, Gmail's
-# 4.7.28, Microsoft's 4.7.500-699).
-_THROTTLE = re.compile(
-    r"rate.?limit|too many|try (?:again )?later|temporar(?:il)?y (?:deferred|rate)|"
-    r"\bTS[S]?0\d\b|throttl|slow down|exceed|unusual rate|4\.7\.(?:28|[56]\d\d)\b",
-    re.IGNORECASE,
-)
 _BLOCK = re.compile(r"block ?list|black ?list|blocked|spamhaus|\b(?:dns)?rbl\b|reputation", re.I)
-
-
-def throttled(failure: SmtpFailure) -> bool:
-    """A temporary refusal that asks this sender to slow down at that provider."""
-    code = failure.code or 0
-    if not 400 <= code < 500:
-        return False
-    return bool(_THROTTLE.search(failure.message)) or (
-        code == 421 and (failure.enhanced or "").startswith("4.7.")
-    )
 
 
 def kind_of(failure: SmtpFailure | None) -> Kind | None:

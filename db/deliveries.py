@@ -347,3 +347,26 @@ async def record_rejected(
 def lease_for(timeout_seconds: float) -> float:
     """How long a claim stays live: longer than any one SMTP conversation can take."""
     return timeout_seconds * 3 + 30
+
+
+async def set_backoff(
+    pool: asyncpg.Pool, sender_id: int, provider: str, *, until: datetime, reason: str,
+    now: datetime,
+) -> None:  # fmt: skip
+    """A sender's backoff at a provider, as `ops status` shows it."""
+    async with pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO provider_backoffs (sender_id, provider, until, reason, updated_at)
+               SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM senders WHERE id = $1)
+               ON CONFLICT (sender_id, provider)
+               DO UPDATE SET until = $3, reason = $4, updated_at = $5""",
+            sender_id, provider, until, reason, now,
+        )  # fmt: skip
+
+
+async def end_backoff(pool: asyncpg.Pool, sender_id: int, provider: str) -> None:
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "DELETE FROM provider_backoffs WHERE sender_id = $1 AND provider = $2",
+            sender_id, provider,
+        )  # fmt: skip

@@ -170,6 +170,8 @@ def _status_text(view: status.Overview) -> str:
         if s.status == "paused":
             probe = f", probe at {s.probe_at:%H:%M:%S}" if s.probe_at else ", resume by hand"
             lines.append(f"      PAUSED by the guard: {s.paused_reason}{probe}")
+        for provider, held_to in sorted(s.backoffs.items()):
+            lines.append(f"      backing off at {provider} until {held_to:%H:%M:%S} (it asked)")
         if s.daily_target is not None and s.daily_limit != s.daily_target:
             lines.append(f"      warm-up: {s.daily_limit} a day now, growing to {s.daily_target}")
         if s.circuit != "closed":

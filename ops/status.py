@@ -77,6 +77,8 @@ class SenderStatus:
     paused_reason: str | None = None
     probe_at: datetime | None = None
     daily_target: int | None = None
+    # Providers that asked it to slow down, and until when it waits for each.
+    backoffs: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +210,10 @@ def _sender(row: dict[str, object], sent: tuple[int, int], now: datetime) -> Sen
         paused_reason=row["paused_reason"],  # type: ignore[arg-type]
         probe_at=row["guard_probe_at"],  # type: ignore[arg-type]
         daily_target=row["daily_limit"],  # type: ignore[arg-type]
+        backoffs={
+            p: datetime.fromisoformat(str(at))
+            for p, at in row["backoffs"].items()  # type: ignore[attr-defined]
+        },
         circuit_retry_at=row["circuit_retry_at"],  # type: ignore[arg-type]
     )
 

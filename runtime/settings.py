@@ -258,6 +258,11 @@ class PumpSettings(BrokerSettings):
 
 
 class WorkerSettings(BrokerSettings, DkimKeysSettings, GuardSettings):
+    # Recipient providers (core/providers.py): the DNS servers their MX hosts are asked of
+    # ("127.0.0.1:5353,…"; unset: the host's resolver), and the first backoff of a sender at
+    # a provider that said "try later / rate limited" (doubling to an hour).
+    dns_nameservers: str | None = Field(default=None, max_length=1000)
+    provider_backoff_seconds: float = Field(default=60, ge=0.1, le=3600)
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str | None = None

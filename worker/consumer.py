@@ -28,24 +28,27 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from core import guard
+from core import guard, providers
 from core import message as email
 from core.attempts import RetryRules, Unknown, after_failure
+from core.backoff import throttled
 from core.circuit import Circuit
 from core.circuit import Wait as CircuitWait
 from core.clock import utcnow
+from core.providers import Provider
 from core.schemas import JobRef, SendJob
 from db import deliveries, ledger, outbox
 from db import guard as db_guard
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS, Listener
 from runtime import metrics
-from runtime.daemon import every
+from runtime.daemon import every, wait_first
 from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
 from runtime.startup import until_set
 from worker.batch import MicroBatcher
 from worker.claim import Claim, Claimer, Incoming, Rate
+from worker.providers import Lookup
 from worker.relays import Relays
 from worker.signing import Signer
 from worker.smtp import SendError, SmtpPool
@@ -191,6 +194,16 @@ class Worker:
         # current by NOTIFY (`watch_senders`); their messages are held, not handed over.
         self.guard = settings.guard()
         self.paused: set[int] = set()
+        # Outcomes for the guard, written by `report_outcomes` off the send path (one call
+        # for all that gathered since the last), or inline when it does not run.
+        self._outcomes: list[db_guard.Outcome] = []
+        self._outcomes_ready = asyncio.Event()
+        self._reporting = False
+        # Recipient providers and each sender's backoffs at them (core/providers.py).
+        self.lookup = Lookup(settings.dns_nameservers)
+        self.backoffs = providers.Backoffs(
+            first_wait=timedelta(seconds=settings.provider_backoff_seconds)
+        )
 
     def _db_retry(self) -> AsyncRetrying:
         # Keep trying while the database is away, but give up at shutdown: the unacked
@@ -258,9 +271,16 @@ class Worker:
         handed_off = False
         gate_now = self.clock()
         hold_reason = "smtp circuit open"
+        sender = job.sender_id or 0
+        provider = await self.lookup.provider(job.to_address.rpartition("@")[2])
+        backed_off = self.backoffs.held_until(sender, provider, gate_now)
         if job.sender_id in self.paused:
             # Paused after this message was claimed: it waits with its lead, unsent.
             hold_until, hold_reason = gate_now, "sender paused"
+        elif backed_off is not None:
+            # This provider asked this sender to slow down: its mail to it waits, the rest
+            # of the sender's goes on.
+            hold_until, hold_reason = backed_off, f"provider backoff ({provider})"
         else:
             match circuit.before_send(gate_now):
                 case CircuitWait(until):
@@ -272,7 +292,15 @@ class Worker:
                         else await self._send(job, not_before, relay)
                     )
                     handed_off = not isinstance(relay, SendError)
-                    hold_until = await self._after_send(key, circuit, job, outcome)
+                    if outcome is not None and throttled(outcome.failure):
+                        hold_until = await self._throttled(sender, provider, outcome)
+                        hold_reason = f"provider backoff ({provider})"
+                    else:
+                        if outcome is None and self.backoffs.delivered(sender, provider):
+                            await self._retrying(
+                                partial(deliveries.end_backoff, self.pool, sender, provider)
+                            )
+                        hold_until = await self._after_send(key, circuit, job, outcome)
         evs = await self._records.submit(
             _Outcome(job, claim.token, claim.attempts, outcome, hold_until, claim.not_before,
                      handed_off=handed_off, hold_reason=hold_reason)
@@ -287,6 +315,27 @@ class Worker:
         result = "held" if hold_until is not None else "sent" if outcome is None else "failed"
         self.counts[result] += 1
         return result
+
+    async def _throttled(self, sender: int, provider: Provider, outcome: SendError) -> datetime:
+        """A provider said "try later / rate limited": that sender->provider pair backs off
+        (this message held until then, no attempt spent); not the account's circuit."""
+        now = self.clock()
+        until = self.backoffs.throttled(sender, provider, now)
+        reason = outcome.failure.message[:300]
+        log.warning("provider_backoff", sender_id=sender, provider=str(provider),
+                    until=until, error=reason)  # fmt: skip
+        await self._retrying(
+            partial(
+                deliveries.set_backoff,
+                self.pool,
+                sender,
+                provider,
+                until=until,
+                reason=reason,
+                now=now,
+            )
+        )
+        return until
 
     async def _after_send(
         self, key: str, circuit: Circuit, job: SendJob, outcome: SendError | None
@@ -418,8 +467,7 @@ class Worker:
                         deliveries.record_hold,
                         self.pool, it.job, it.token, until=it.hold_until, reason=reason, now=now,
                         booked_at=it.booked_at,
-                        why="sender_paused" if it.hold_reason == "sender paused" else
-                        "smtp_circuit_open",
+                        why=_requeue_reason(it.hold_reason),
                     )
                 )  # fmt: skip
                 continue
@@ -452,26 +500,49 @@ class Worker:
             )
             for (i, _), evs in zip(left, done, strict=True):
                 results[i] = evs
-        await self._observe(items, now)
-        return results
-
-    async def _observe(self, items: list[_Outcome], now: datetime) -> None:
-        """Tell the guard what the batch's hand-offs said about their senders (one call for
-        the batch); a sender it pauses is held here at once, elsewhere by NOTIFY."""
-        seen = []
         for it in items:
             kind = guard.kind_of(it.error.failure if it.error else None)
             if it.handed_off and kind is not None and it.job.sender_id is not None:
-                seen.append(db_guard.Outcome(it.job.sender_id, it.job.lead_id, it.job.step, kind))
-        if not seen:
-            return
+                self._outcomes.append(
+                    db_guard.Outcome(it.job.sender_id, it.job.lead_id, it.job.step, kind)
+                )
+        if self._outcomes:
+            if self._reporting:
+                self._outcomes_ready.set()
+            else:
+                await self._observe(now)
+        return results
+
+    async def report_outcomes(self, stop: asyncio.Event) -> None:
+        """Give the guard the outcomes recorded meanwhile, one call at a time, off the send
+        path (a message's ack does not wait for it)."""
+        self._reporting = True
+        try:
+            while not stop.is_set():
+                await wait_first(stop, self._outcomes_ready, 5.0)
+                self._outcomes_ready.clear()
+                if self._outcomes:
+                    await self._observe(self.clock())
+        finally:
+            self._reporting = False
+            if self._outcomes:
+                await self._observe(self.clock())
+
+    async def _observe(self, now: datetime) -> None:
+        """Tell the guard what the hand-offs said about their senders (one call); a sender
+        it pauses is held here at once, elsewhere by NOTIFY."""
+        seen, self._outcomes = self._outcomes, []
 
         async def observe() -> list[db_guard.Paused]:
             async with self.pool.acquire() as conn:
                 return await db_guard.observe(conn, seen, self.guard, now)
 
-        for paused in await self._retrying(observe):
-            self.paused.add(paused.sender_id)
+        try:
+            for paused in await self._retrying(observe):
+                self.paused.add(paused.sender_id)
+        except Exception as exc:
+            # The sends are recorded; only the guard misses these outcomes. Never fatal.
+            log.error("guard_not_told", error=repr(exc)[:500], outcomes=len(seen))  # noqa: TRY400
 
     async def watch_senders(self, stop: asyncio.Event) -> None:
         """Keep `paused` current: read at start, again on each NOTIFY of a pause or resume
@@ -606,11 +677,13 @@ class Worker:
             )
             pruner = tg.create_task(every(3600.0, stop, prune))
             watcher = tg.create_task(self.watch_senders(stop))
+            reporter = tg.create_task(self.report_outcomes(stop))
             progress = tg.create_task(every(1.0, stop, self._check_progress))
             await self.consume(queue, stop)
             summary.cancel()
             pruner.cancel()
             watcher.cancel()
+            await reporter
             progress.cancel()
 
 
@@ -640,3 +713,11 @@ def _list_headers(job: SendJob, list_id_domain: str | None) -> list[tuple[str, s
         if job.list_unsubscribe_post:
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
     return headers
+
+
+def _requeue_reason(hold_reason: str) -> str:
+    if hold_reason == "sender paused":
+        return "sender_paused"
+    if hold_reason.startswith("provider backoff"):
+        return "provider_backoff"
+    return "smtp_circuit_open"

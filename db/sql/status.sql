@@ -30,6 +30,8 @@ SELECT s.id, s.email, s.name, s.hourly_limit, s.daily_limit, s.daily_new_limit,
        s.min_gap_seconds, s.jitter_seconds, s.next_send_at, s.paced,
        s.warmup_start, s.warmup_increment, s.warmup_started_at,
        s.status, s.paused_reason, s.paused_at, s.guard_probe_at,
+       coalesce((SELECT jsonb_object_agg(b.provider, b.until) FROM provider_backoffs b
+                 WHERE b.sender_id = s.id AND b.until > $1::timestamptz), '{}') AS backoffs,
        coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
        coalesce(s.smtp_url, 'relay') AS account, coalesce(c.state, 'closed') AS circuit,
        coalesce(c.reason, '') AS circuit_reason, c.retry_at AS circuit_retry_at

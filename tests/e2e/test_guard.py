@@ -35,6 +35,7 @@ def _start(database: str, amqp_prefix: str, smtp: SmtpServer, log_dir: Path) -> 
         database, amqp_prefix, smtp.port, HEALTH_DIR=str(log_dir / "health"),
         WORKER_CONCURRENCY=str(CONCURRENCY), WORKER_PREFETCH=str(PREFETCH),
         GUARD_MIN_SAMPLE="20", GUARD_COOLDOWN_SECONDS="2", SMTP_CIRCUIT_SECONDS="1",
+        PROVIDER_BACKOFF_SECONDS="1",
         SEND_MAX_ATTEMPTS="3",
     )  # fmt: skip
     daemons = Daemons(env, log_dir)
@@ -182,4 +183,50 @@ async def test_a_blocklist_storm_pauses_probes_and_resumes_without_a_lost_lead(
     assert await pool.fetchval("SELECT count(*) FROM leads WHERE status = 'failed'") == 0
     received = Counter(r.rcpt_to[0] for r in smtp.received)
     assert sorted(received) == sorted(leads)
+    assert set(received.values()) == {1}
+
+
+async def test_one_provider_throttling_backs_off_that_provider_only(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    """Yahoo answers TSS04 to a sender: its gmail.com mail goes on at its pace, its
+    yahoo.com mail waits (no lead failed or suppressed, no attempt spent) and goes once
+    Yahoo takes mail again."""
+    gmail = [f"g{i}@gmail.com" for i in range(30)]
+    yahoo = [f"y{i}@yahoo.com" for i in range(30)]
+    tss04 = ("421 4.7.0 [TSS04] Messages from 127.0.0.1 temporarily deferred due to"
+             " unexpected volume or user complaints - 4.16.55.1")  # fmt: skip
+    for address in yahoo:
+        smtp.handler.rules.rcpt[address] = tss04
+    leads = [(GOOD, a) for pair in zip(gmail, yahoo, strict=True) for a in pair]
+    await _setup(pool, leads)
+    daemons = _start(database, amqp_prefix, smtp, tmp_path)
+    try:
+        await wait_for(
+            lambda: pool.fetchval(
+                "SELECT count(*) = 30 FROM leads WHERE email LIKE '%@gmail.com'"
+                " AND status = 'completed'"
+            ),
+            timeout=60,
+        )
+        shown = _ops(database, "status")
+        assert "backing off at yahoo until" in shown.stdout, shown.stdout
+        tried_yahoo = sum(1 for _, r, _ in smtp.handler.rules.tried if r.endswith("@yahoo.com"))
+        # Backing off, the sender tried Yahoo a few times, not once per lead and attempt.
+        assert tried_yahoo < 30
+        assert await pool.fetchval("SELECT count(*) FROM leads WHERE status = 'failed'") == 0
+        smtp.handler.rules.rcpt.clear()  # Yahoo takes mail again
+        await wait_for(
+            lambda: pool.fetchval("SELECT count(*) = 60 FROM leads WHERE status = 'completed'"),
+            timeout=90,
+        )
+    finally:
+        codes = daemons.stop_all()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-3000:]
+    assert await pool.fetchval("SELECT count(*) FROM suppressions") == 0
+    assert await pool.fetchval("SELECT count(*) FROM senders WHERE status = 'paused'") == 0
+    attempts = await pool.fetchval("SELECT max(attempts) FROM deliveries")
+    assert attempts == 1  # the throttled tries spent no attempt
+    received = Counter(r.rcpt_to[0] for r in smtp.received)
+    assert sorted(received) == sorted(gmail + yahoo)
     assert set(received.values()) == {1}

@@ -33,7 +33,7 @@ T0 = datetime(2026, 3, 1, 8, tzinfo=UTC)
         (421, "4.7.0 [TSS04] Messages from 203.0.113.9 temporarily deferred due to unexpected"
               " volume or user complaints", "rcpt", None),
         (450, "4.7.28 Our system has detected an unusual rate of unsolicited mail", "rcpt", None),
-        (421, "4.3.2 try again later", "rcpt", None),
+        (421, "4.3.2 try again later", "rcpt", Kind.SOFT),  # a server going away
         (None, "connection refused", "connect", None),
         (535, "5.7.8 authentication failed", "connect", None),
     ],
