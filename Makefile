@@ -12,8 +12,10 @@ BIN := $(VENV)/bin
 # as root): Sisimai, the bounce classifier the tests compare ours with; Dovecot, the IMAP
 # server the inbox daemon reads (a private instance per test session); postfix, the MTA a
 # DKIM-signed message passes before it is verified; Chromium, the browser the console's tests
-# drive (Playwright, pointed at /usr/bin/chromium: no browser download).
-SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd postfix chromium docker-compose
+# drive (Playwright, pointed at /usr/bin/chromium: no browser download); docker-compose, the
+# Compose client that resolves the compose files (no engine needed); dnsmasq, the private DNS
+# server of the pre-flight and provider tests.
+SYSTEM_PACKAGES := libsisimai-perl dovecot-imapd postfix chromium docker-compose dnsmasq-base
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)

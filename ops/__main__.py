@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import shtab
+from yarl import URL
 
 from broker.topology import Names
 from core import dkim as core_dkim
@@ -29,6 +30,7 @@ from ops import (
     dkim,
     imports,
     leads,
+    preflight,
     senders,
     sequences,
     status,
@@ -37,7 +39,8 @@ from ops import (
 )
 from runtime import health, logs
 from runtime.credentials import Box
-from runtime.settings import BrokerSettings, CommonSettings, load_or_exit
+from runtime.dns import resolver
+from runtime.settings import BrokerSettings, CommonSettings, PreflightSettings, load_or_exit
 from runtime.startup import StartupError, check_schema
 
 ACTOR = "cli"
@@ -286,6 +289,9 @@ def _limits(args: argparse.Namespace) -> dict[str, int | None]:
 
 
 async def _sender(conn: Conn, args: argparse.Namespace) -> None:
+    if args.action == "check":
+        await _sender_check(conn, args)
+        return
     if args.action == "resume":
         try:
             resumed = await senders.resume(conn, args.email, actor=ACTOR, now=utcnow())
@@ -339,6 +345,28 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
             )
     except (leads.NotFound, senders.InvalidLimit, definitions.Invalid) as exc:
         raise Failed(str(exc)) from None
+
+
+async def _sender_check(conn: Conn, args: argparse.Namespace) -> None:
+    settings = load_or_exit(PreflightSettings)
+    row = await conn.fetchrow(
+        "SELECT email, smtp_url FROM senders WHERE lower(email) = lower($1)", args.email
+    )
+    if row is None:
+        raise Failed(f"no sender {args.email!r}")
+    host = settings.smtp_host
+    if row["smtp_url"]:
+        host = URL(row["smtp_url"]).host or host
+    sender = preflight.Sender(
+        email=row["email"], sending_host=host,
+        ehlo_name=settings.smtp_local_hostname or preflight.default_ehlo(),
+        dkim_keys_dir=settings.dkim_keys_dir,
+    )  # fmt: skip
+    findings = await preflight.check(resolver(settings.dns_nameservers), sender)
+    _print(args, [asdict(f) for f in findings], "\n".join(f.line() for f in findings))
+    bad = [f for f in findings if not f.ok]
+    if bad:
+        raise Failed(f"{len(bad)} of {len(findings)} checks to fix")
 
 
 def _guard_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -576,6 +604,10 @@ def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
         help="ramp the daily cap: START a day, INCREMENT more each day, up to --daily ('none')",
     )  # fmt: skip
     cmd(snd, "resume", "resume a sender the reputation guard paused").add_argument("email")
+    cmd(
+        snd, "check",
+        "pre-flight: SPF, DKIM, DMARC, MX and the EHLO name in DNS, each finding a line",
+    ).add_argument("email")  # fmt: skip
     for kind in ("smtp", "imap"):
         sset.add_argument(f"--{kind}-url", help=f"the sender's own {kind.upper()} account ('none')")
         sset.add_argument(f"--{kind}-password-file", help="a file whose first line is the password")

@@ -123,6 +123,15 @@ class GuardSettings(CommonSettings):
         )
 
 
+class PreflightSettings(DkimKeysSettings):
+    """What `ops sender check` reads beside the database: the relay, the EHLO name, the
+    DNS servers (the worker's settings of the same names)."""
+
+    smtp_host: str = "localhost"
+    smtp_local_hostname: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$")
+    dns_nameservers: str | None = Field(default=None, max_length=1000)
+
+
 class BrokerSettings(CommonSettings):
     """Settings of the daemons that talk to RabbitMQ."""
 
@@ -192,7 +201,7 @@ class SchedulerSettings(GuardSettings):
         return v
 
 
-class ApiSettings(BrokerSettings, DkimKeysSettings):
+class ApiSettings(BrokerSettings, PreflightSettings):
     """The HTTP service (`python -m api`); the broker for status and dead letters."""
 
     api_host: str = "0.0.0.0"  # noqa: S104 - a service, reached through compose's ports

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 from starlette.datastructures import UploadFile
+from yarl import URL
 
 from api.console import auth
 from api.deps import Pool
@@ -29,6 +30,7 @@ from ops import (
     emails,
     imports,
     leads,
+    preflight,
     previews,
     senders,
     sequences,
@@ -38,6 +40,7 @@ from ops import (
 )
 from ops import dkim as ops_dkim
 from ops.errors import Conflict, Invalid, NotFound
+from runtime.dns import resolver
 
 log = structlog.get_logger()
 
@@ -716,6 +719,29 @@ async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int
     except (Invalid, NotFound, ValueError) as exc:
         return problem(request, 422, str(exc))
     return _back(request, "/senders", "limits saved")
+
+
+@router.get("/senders/{sender_id}/check")
+async def sender_check(request: Request, pool: Pool, _user: User, sender_id: int) -> HTMLResponse:
+    """Pre-flight of one sender: what DNS says of its domain and sending host."""
+    settings = request.app.state.settings
+    try:
+        async with pool.acquire() as conn:
+            row = await definitions.sender(conn, sender_id)
+            url = await conn.fetchval("SELECT smtp_url FROM senders WHERE id = $1", sender_id)
+    except NotFound as exc:
+        return problem(request, 404, str(exc))
+    sender = preflight.Sender(
+        email=row["email"],
+        sending_host=(URL(url).host if url else None) or settings.smtp_host,
+        ehlo_name=settings.smtp_local_hostname or preflight.default_ehlo(),
+        dkim_keys_dir=settings.dkim_keys_dir,
+    )
+    findings = await preflight.check(resolver(settings.dns_nameservers), sender)
+    return page(
+        request, "check.html", title=f"Pre-flight of {row['email']}", findings=findings,
+        sender=row,
+    )  # fmt: skip
 
 
 @router.post("/senders/{sender_id}/resume", dependencies=[Checked])

@@ -22,9 +22,14 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from core.clock import utcnow
+from core.dkim import load_keys
+from core.guard import Kind, Policy
+from db import guard as db_guard
 from ops import dkim as ops_dkim
 from tests.browser.oidc import Provider
 from tests.conftest import wait_for
+from tests.dns_server import DnsServer, Zone
 from tests.e2e.daemons import Daemons, daemon_env
 from tests.ports import free_port
 from tests.smtp_server import SmtpServer
@@ -63,6 +68,10 @@ async def console(
     base = f"http://127.0.0.1:{port}"
     provider = Provider(free_port(), f"{base}/auth/callback", ALLOWED, tmp_path / "oidc.log")
     ops_dkim.create(tmp_path / "dkim", "acme.test", "s1", algorithm="ed25519")
+    # The pre-flight's DNS: the DKIM record published, nothing else (an SPF, a DMARC, an MX
+    # to fix).
+    key = load_keys(tmp_path / "dkim")["acme.test"]
+    dns_server = DnsServer(Zone(txt={"s1._domainkey.acme.test": [key.dns_record()]}), tmp_path)
     env = daemon_env(
         database, amqp_prefix, smtp.port,
         API_HOST="127.0.0.1", API_PORT=str(port), HEALTH_DIR=str(tmp_path / "health"),
@@ -70,7 +79,7 @@ async def console(
         OIDC_CLIENT_SECRET=provider.client_secret, CONSOLE_ALLOWED=f"{ALLOWED} @ops.acme.test",
         SESSION_SECRET="console-session-secret-for-the-tests-0123456789",
         SESSION_COOKIE_SECURE="false", RETRY_BASE_SECONDS="1", SEND_MAX_ATTEMPTS="2",
-        DKIM_KEYS_DIR=str(tmp_path / "dkim"),
+        DKIM_KEYS_DIR=str(tmp_path / "dkim"), DNS_NAMESERVERS=dns_server.nameservers,
     )  # fmt: skip
     daemons = Daemons(env, tmp_path)
     for module in ("api", "scheduler", "pump", "worker"):
@@ -89,6 +98,7 @@ async def console(
     finally:
         codes = daemons.stop_all()
         provider.stop()
+        dns_server.stop()
     assert all(c == 0 for c in codes.values()), daemons.logs()[-3000:]
 
 
@@ -267,6 +277,7 @@ async def test_the_console_flow_in_a_browser(
         ("/leads", "leads"), (f"/leads/{first_lead}", "lead"), ("/import", "import"),
         ("/emails/new", "email"), ("/dead-letters", "dead-letters"),
         ("/suppressions", "suppressions"), ("/senders", "senders"), ("/tokens", "tokens"),
+        ("/senders/1/check", "sender-check"),
     ]:  # fmt: skip
         await page.goto(console.base + path)
         await expect(page.locator("h1")).not_to_have_text("Not done")
@@ -279,6 +290,33 @@ async def test_the_console_flow_in_a_browser(
     await page.goto(console.base + "/senders")
     await expect(page.locator("tr", has_text="sales@acme.test")).to_contain_text("selector s1")
     assert all(r.message["DKIM-Signature"] for r in smtp.received)
+
+    # The guard pauses the sender (its window says 20 % hard bounces): the page says why
+    # and resumes it; the pre-flight lists each DNS check with what to fix.
+    async with pool.acquire() as conn:
+        outcomes = [
+            db_guard.Outcome(1, 10_000 + i, 1, Kind.HARD_BOUNCE if i % 5 == 0 else Kind.DELIVERED)
+            for i in range(25)
+        ]
+        assert await db_guard.observe(conn, outcomes, Policy(), utcnow())
+    row = page.locator("tr", has_text="sales@acme.test")
+
+    async def shown_paused() -> bool:  # the page reads the shared status of the last 2 s
+        await page.goto(console.base + "/senders")
+        return "paused: hard_bounce_rate" in await row.locator("[data-guard]").inner_text()
+
+    await wait_for(shown_paused, timeout=15, interval=0.5)
+    await row.get_by_role("button", name=re.compile("^Resume")).click()
+    await expect(page.get_by_role("status")).to_have_text("resumed")
+    assert await pool.fetchval("SELECT status FROM senders WHERE id = 1") == "active"
+    await page.goto(console.base + "/senders")
+    await (
+        page.locator("tr", has_text="sales@acme.test")
+        .get_by_role("link", name=re.compile("^Pre-flight"))
+        .click()
+    )
+    await expect(page.locator("[data-check]")).to_have_count(5)
+    await expect(page.locator("[data-check=dkim]")).to_contain_text("s1._domainkey.acme.test")
 
     # One email, scheduled from the composer, arrives.
     await page.get_by_role("link", name="Schedule an email").click()
