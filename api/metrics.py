@@ -63,7 +63,23 @@ REPLICAS = Gauge(
     f"{PREFIX}_daemon_replicas", "Live daemon replicas by service", ["service"], registry=_R
 )
 
-_LABELLED = (LEADS, LAST_DAY, SEQUENCE_INFO, SENDER_INFO, SENDER_SENT, SENDER_LIMIT, REPLICAS)
+SENDER_PAUSED = Gauge(
+    f"{PREFIX}_sender_paused",
+    "1 while the reputation guard has the sender paused",
+    ["sender"],
+    registry=_R,
+)
+SENDER_BACKOFF = Gauge(
+    f"{PREFIX}_sender_provider_backoff",
+    "1 while a provider has the sender backing off",
+    ["sender", "provider"],
+    registry=_R,
+)
+
+_LABELLED = (
+    LEADS, LAST_DAY, SEQUENCE_INFO, SENDER_INFO, SENDER_SENT, SENDER_LIMIT, REPLICAS,
+    SENDER_PAUSED, SENDER_BACKOFF,
+)  # fmt: skip
 
 
 def render(view: Overview) -> bytes:
@@ -85,6 +101,9 @@ def render(view: Overview) -> bytes:
             SENDER_LIMIT.labels(sender, "hour").set(s.hourly_limit)
         if s.daily_limit is not None:
             SENDER_LIMIT.labels(sender, "day").set(s.daily_limit)
+        SENDER_PAUSED.labels(sender).set(1 if s.status == "paused" else 0)
+        for provider in s.backoffs:
+            SENDER_BACKOFF.labels(sender, provider).set(1)
     p = view.pipeline
     DUE.set(p.due)
     LAG.set(p.lag_seconds)

@@ -675,14 +675,18 @@ def _dkim_keys(request: Request) -> dict[str, ops_dkim.Published] | None:
 
 
 @router.get("/senders")
-async def sender_page(request: Request, _user: User) -> HTMLResponse:
+async def sender_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
     view = await request.app.state.status.get()
+    async with pool.acquire() as conn:
+        rows = await definitions.senders(conn, limit=10_000)
     return page(
         request,
         "senders.html",
         title="Senders",
         senders=view.senders,
         dkim=_dkim_keys(request),
+        guard={r["id"]: r for r in rows},
+        pct=lambda v: "" if v is None else f"{v * 100:g}",
     )
 
 
@@ -719,6 +723,42 @@ async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int
     except (Invalid, NotFound, ValueError) as exc:
         return problem(request, 422, str(exc))
     return _back(request, "/senders", "limits saved")
+
+
+def _fraction(text: str) -> float | None:
+    """A rate as people type it: 5 or 5% (a percentage); empty: the default."""
+    text = text.strip().removesuffix("%").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise Invalid("rate", f"{text!r} is not a percentage") from None
+    return value / 100
+
+
+@router.post("/senders/{sender_id}/guard", dependencies=[Checked])
+async def sender_guard(request: Request, pool: Pool, user: User, sender_id: int) -> Response:
+    """The guard's thresholds (percentages; empty: the GUARD_* settings) and the warm-up."""
+    form = await _form(request)
+    try:
+        changes: dict[str, Any] = {
+            f"guard_{k}": _fraction(form.get(k, ""))
+            for k in ("hard_bounce_rate", "complaint_rate", "block_rate")
+        }
+        changes["guard_min_sample"] = _limit(form.get("min_sample", ""))
+        changes["warmup_start"] = _limit(form.get("warmup_start", ""))
+        changes["warmup_increment"] = _limit(form.get("warmup_increment", ""))
+        if changes["warmup_start"] is not None and changes["warmup_increment"] is None:
+            changes["warmup_increment"] = 0
+        async with pool.acquire() as conn:
+            row = await definitions.sender(conn, sender_id)
+            await senders.set_guard(
+                conn, row["email"], changes, actor=f"console:{user}", now=utcnow()
+            )
+    except (Invalid, NotFound, ValueError) as exc:
+        return problem(request, 422, str(exc))
+    return _back(request, "/senders", "guard saved")
 
 
 @router.get("/senders/{sender_id}/check")

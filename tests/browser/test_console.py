@@ -309,6 +309,20 @@ async def test_the_console_flow_in_a_browser(
     await row.get_by_role("button", name=re.compile("^Resume")).click()
     await expect(page.get_by_role("status")).to_have_text("resumed")
     assert await pool.fetchval("SELECT status FROM senders WHERE id = 1") == "active"
+    # Its own threshold and a warm-up, set here.
+    row = page.locator("tr", has_text="sales@acme.test")
+    await row.get_by_label("pause over % bounces").fill("3")
+    await row.get_by_label("warm-up from").fill("20")
+    await row.get_by_label("+ a day").fill("10")
+    await row.get_by_role("button", name=re.compile("^Save guard")).click()
+    await expect(page.get_by_role("status")).to_have_text("guard saved")
+    saved = await pool.fetchrow(
+        "SELECT guard_hard_bounce_rate, warmup_start, warmup_increment, warmup_started_at"
+        " FROM senders WHERE id = 1"
+    )
+    assert saved is not None
+    assert (round(saved[0], 4), saved[1], saved[2]) == (0.03, 20, 10)
+    assert saved[3] is not None
     await page.goto(console.base + "/senders")
     await (
         page.locator("tr", has_text="sales@acme.test")
