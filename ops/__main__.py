@@ -333,8 +333,8 @@ async def _sender(conn: Conn, args: argparse.Namespace) -> None:
             print(f"sender {args.email}: {', '.join(changed)} set")
         guard_given = {k: v for k, v in _guard_flags(args).items() if v is not _UNSET}
         if guard_given:
-            set_ = await senders.set_guard(conn, args.email, guard_given, actor=ACTOR, now=utcnow())
-            print(f"sender {args.email}: {set_}")
+            done = await senders.set_guard(conn, args.email, guard_given, actor=ACTOR, now=utcnow())
+            print(f"sender {args.email}: {done.changes}; {done.replanned} waiting lead(s) planned")
         if given or not (accounts or guard_given or args.name is not _UNSET):
             done = await senders.set_limits(conn, args.email, given, actor=ACTOR, now=utcnow())
             _print(

@@ -50,15 +50,29 @@ async def set_limits(
     conn: Conn, email: str, changes: dict[str, int | None], *, actor: str, now: datetime
 ) -> Changed:
     """Change a sender's limits and plan its waiting leads again, in one transaction."""
-    checked = check_limits(changes)
+    return await _change(conn, email, "set_limits", LIMITS, check_limits(changes), actor, now)
+
+
+async def _change(  # noqa: PLR0917
+    conn: Conn,
+    email: str,
+    statement: str,
+    columns: tuple[str, ...],
+    checked: dict[str, Any],
+    actor: str,
+    now: datetime,
+    *extra: object,
+) -> Changed:
+    """Set the `checked` columns of the sender (each only if given), plan its waiting leads
+    again (its pacing may have changed), and log `sender_changed`: one transaction."""
     async with conn.transaction():
         sender_id = await conn.fetchval(query("senders", "lock_by_email"), email)
         if sender_id is None:
             raise NotFound(f"no sender {email!r}")
         args: list[object] = []
-        for name in LIMITS:
+        for name in columns:
             args += [name in checked, checked.get(name)]
-        await conn.execute(query("senders", "set_limits"), sender_id, *args)
+        await conn.execute(query("senders", statement), sender_id, *args, *extra)
         status: str = await conn.execute(query("leads", "replan_sender"), sender_id, now)
         replanned = int(status.rsplit(" ", 1)[-1])
         await events.insert(
@@ -104,25 +118,10 @@ def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
 
 async def set_guard(
     conn: Conn, email: str, changes: dict[str, Any], *, actor: str, now: datetime
-) -> dict[str, Any]:
-    """Change a sender's guard thresholds and warm-up (logged as `sender_changed`); what
-    was set."""
-    checked = check_guard(changes)
-    async with conn.transaction():
-        sender_id = await conn.fetchval(query("senders", "lock_by_email"), email)
-        if sender_id is None:
-            raise NotFound(f"no sender {email!r}")
-        args: list[object] = []
-        for name in GUARD:
-            args += [name in checked, checked.get(name)]
-        await conn.execute(query("senders", "set_guard"), sender_id, *args, now)
-        await events.insert(
-            conn,
-            Event(None, None, "sender_changed",
-                  {"sender_id": sender_id, "actor": actor, "changes": checked}),
-            now,
-        )  # fmt: skip
-    return checked
+) -> Changed:
+    """Change a sender's guard thresholds and warm-up (a warm-up changes its pacing: its
+    waiting leads are planned again), logged as `sender_changed`."""
+    return await _change(conn, email, "set_guard", GUARD, check_guard(changes), actor, now, now)
 
 
 async def resume(conn: Conn, email: str, *, actor: str, now: datetime) -> bool:

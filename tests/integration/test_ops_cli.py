@@ -467,3 +467,39 @@ async def test_senders_sequences_and_steps_are_made_from_the_command_line(
     assert await pool.fetchval("SELECT count(*) FROM senders") == 1
     assert await pool.fetchval("SELECT count(*) FROM sequences") == 1
     assert await pool.fetchval("SELECT count(*) FROM sequence_steps") == 2
+
+
+async def test_a_sender_s_guard_and_warm_up_from_the_command_line(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    await pool.execute(SETUP)
+    done = ops(database, "sender", "set", "s@acme.test", "--guard-hard-bounce-rate", "3%",
+               "--guard-min-sample", "50", "--warmup", "20,10", "--daily", "300")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = await pool.fetchrow("SELECT * FROM senders WHERE email = 's@acme.test'")
+    assert row is not None
+    assert (round(row["guard_hard_bounce_rate"], 4), row["guard_min_sample"],
+            row["warmup_start"], row["warmup_increment"], row["daily_limit"]) == (
+        0.03, 50, 20, 10, 300,
+    )  # fmt: skip
+    assert row["warmup_started_at"] is not None
+    assert row["paced"]  # a warm-up paces the sender
+    status = ops_env(database, {"AMQP_URL": AMQP_URL}, "status")
+    assert "warm-up: 20 a day now, growing to 300" in status.stdout, status.stdout + status.stderr
+    # Refused at the door, nothing changed; a sender not paused is not resumed.
+    bad = ops(database, "sender", "set", "s@acme.test", "--guard-block-rate", "150%")
+    assert bad.returncode == 1
+    assert "guard_block_rate must be a fraction above 0, at most 1" in bad.stderr
+    assert ops(database, "sender", "set", "s@acme.test", "--warmup", "ten").returncode == 2
+    resumed = ops(database, "sender", "resume", "s@acme.test")
+    assert (resumed.returncode, resumed.stderr.strip()) == (
+        1, "ops sender: sender s@acme.test is not paused"
+    )  # fmt: skip
+    cleared = ops(database, "sender", "set", "s@acme.test", "--warmup", "none",
+                  "--guard-hard-bounce-rate", "none")  # fmt: skip
+    assert cleared.returncode == 0, cleared.stderr
+    row = await pool.fetchrow("SELECT * FROM senders WHERE email = 's@acme.test'")
+    assert row is not None
+    assert (row["warmup_start"], row["warmup_started_at"], row["guard_hard_bounce_rate"]) == (
+        None, None, None,
+    )  # fmt: skip
