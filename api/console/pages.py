@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time
 from pathlib import Path as FilePath
 from typing import Annotated, Any, TextIO, cast
@@ -706,23 +707,49 @@ def _whole(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
-@router.post("/senders/{sender_id}", dependencies=[Checked])
-async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int) -> Response:
+async def _change_sender(
+    request: Request,
+    pool: asyncpg.Pool,
+    user: str,
+    sender_id: int,
+    *,
+    read: Callable[[Any], dict[str, Any]],
+    change: Callable[..., Awaitable[Any]],
+    note: str,
+) -> Response:
+    """A senders-page form: its fields read into changes, handed to one use case of
+    ops/senders.py for that sender; a note, or one clear 422."""
     form = await _form(request)
     try:
-        changes = {
-            k: _limit(form.get(k, ""))
-            for k in ("hourly_limit", "daily_limit", "daily_new_limit", "min_gap_seconds")
-        }
-        changes["min_gap_seconds"] = changes["min_gap_seconds"] or 0
+        changes = read(form)
         async with pool.acquire() as conn:
             row = await definitions.sender(conn, sender_id)
-            await senders.set_limits(
-                conn, row["email"], changes, actor=f"console:{user}", now=utcnow()
-            )
+            await change(conn, row["email"], changes, actor=f"console:{user}", now=utcnow())
     except (Invalid, NotFound, ValueError) as exc:
         return problem(request, 422, str(exc))
-    return _back(request, "/senders", "limits saved")
+    return _back(request, "/senders", note)
+
+
+def _limits_of(form: Any) -> dict[str, Any]:
+    changes = {
+        k: _limit(form.get(k, ""))
+        for k in ("hourly_limit", "daily_limit", "daily_new_limit", "min_gap_seconds")
+    }
+    changes["min_gap_seconds"] = changes["min_gap_seconds"] or 0
+    return changes
+
+
+@router.post("/senders/{sender_id}", dependencies=[Checked])
+async def sender_limits(request: Request, pool: Pool, user: User, sender_id: int) -> Response:
+    return await _change_sender(
+        request,
+        pool,
+        user,
+        sender_id,
+        read=_limits_of,
+        change=senders.set_limits,
+        note="limits saved",
+    )
 
 
 def _fraction(text: str) -> float | None:
@@ -737,28 +764,31 @@ def _fraction(text: str) -> float | None:
     return value / 100
 
 
+def _guard_of(form: Any) -> dict[str, Any]:
+    """The guard's thresholds (percentages; empty: the GUARD_* settings) and the warm-up."""
+    changes: dict[str, Any] = {
+        f"guard_{k}": _fraction(form.get(k, ""))
+        for k in ("hard_bounce_rate", "complaint_rate", "block_rate")
+    }
+    changes["guard_min_sample"] = _limit(form.get("min_sample", ""))
+    changes["warmup_start"] = _limit(form.get("warmup_start", ""))
+    changes["warmup_increment"] = _limit(form.get("warmup_increment", ""))
+    if changes["warmup_start"] is not None and changes["warmup_increment"] is None:
+        changes["warmup_increment"] = 0
+    return changes
+
+
 @router.post("/senders/{sender_id}/guard", dependencies=[Checked])
 async def sender_guard(request: Request, pool: Pool, user: User, sender_id: int) -> Response:
-    """The guard's thresholds (percentages; empty: the GUARD_* settings) and the warm-up."""
-    form = await _form(request)
-    try:
-        changes: dict[str, Any] = {
-            f"guard_{k}": _fraction(form.get(k, ""))
-            for k in ("hard_bounce_rate", "complaint_rate", "block_rate")
-        }
-        changes["guard_min_sample"] = _limit(form.get("min_sample", ""))
-        changes["warmup_start"] = _limit(form.get("warmup_start", ""))
-        changes["warmup_increment"] = _limit(form.get("warmup_increment", ""))
-        if changes["warmup_start"] is not None and changes["warmup_increment"] is None:
-            changes["warmup_increment"] = 0
-        async with pool.acquire() as conn:
-            row = await definitions.sender(conn, sender_id)
-            await senders.set_guard(
-                conn, row["email"], changes, actor=f"console:{user}", now=utcnow()
-            )
-    except (Invalid, NotFound, ValueError) as exc:
-        return problem(request, 422, str(exc))
-    return _back(request, "/senders", "guard saved")
+    return await _change_sender(
+        request,
+        pool,
+        user,
+        sender_id,
+        read=_guard_of,
+        change=senders.set_guard,
+        note="guard saved",
+    )
 
 
 @router.get("/senders/{sender_id}/check")
