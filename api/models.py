@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import zoneinfo
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -176,6 +176,7 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Seconds = Annotated[int, Field(ge=0, le=10**9)]
 Cap = Annotated[int, Field(ge=1, le=10**9)]
 Fraction = Annotated[float, Field(gt=0, le=1)]
+ProviderName = Literal["google", "microsoft", "yahoo", "apple", "other"]
 SenderEmail = Annotated[str, Field(min_length=3, max_length=254, pattern=ADDRESS_PATTERN)]
 
 
@@ -267,6 +268,12 @@ class SenderPatch(Strict):
     # up to daily_limit; both null: no warm-up.
     warmup_start: Cap | None = None
     warmup_increment: Seconds | None = None
+    # Hand-offs in any 24 hours to each recipient provider, merged into the sender's caps;
+    # a provider given as null loses its cap.
+    provider_caps: dict[ProviderName, Cap | None] = Field(
+        default=None,  # type: ignore[arg-type]
+        description='e.g. {"google": 200, "yahoo": null}',
+    )
 
 
 class Sender(BaseModel):
@@ -291,6 +298,7 @@ class Sender(BaseModel):
     warmup_start: int | None
     warmup_increment: int | None
     warmup_started_at: datetime | None
+    provider_caps: dict[str, int] = Field(description="hand-offs in any 24 hours, per provider")
 
 
 class SenderPage(BaseModel):

@@ -87,6 +87,13 @@ def next_slot(
         slot = later
 
 
+def provider_slot(cap: int, sends: Sequence[datetime], slot: datetime) -> datetime:
+    """The earliest instant >= slot at which a cap of one sender at one recipient provider
+    (hand-offs in any 24 hours; `sends` ascending) admits one more. A later slot keeps the
+    sender's own caps: they only free up as time passes."""
+    return _cap_frees_at(sends, cap, DAY, slot)
+
+
 def gap_after(pacing: Pacing, sent_at: datetime, rng: random.Random | None = None) -> datetime:
     """The end of the quiet period after a send: min gap plus a uniform 0..jitter."""
     jitter = (rng or random).uniform(0, pacing.jitter_seconds) if pacing.jitter_seconds else 0.0

@@ -9,7 +9,7 @@ id), then the global row.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from core.pacing import Pacing
@@ -30,6 +30,9 @@ class Sender:
     sends: list[datetime]
     first_touches: list[datetime]
     gap_until: datetime | None
+    # Per recipient provider with a cap: the cap and that provider's hand-offs of the day.
+    provider_caps: dict[str, int] = field(default_factory=dict)
+    provider_sends: dict[str, list[datetime]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +40,7 @@ class Booking:
     sender_id: int
     at: datetime
     first_touch: bool
+    provider: str | None = None
 
 
 async def lock(conn: Conn, sender_ids: Sequence[int], now: datetime) -> dict[int, Sender]:
@@ -49,9 +53,22 @@ async def lock(conn: Conn, sender_ids: Sequence[int], now: datetime) -> dict[int
             sends=list(r["sends"]),
             first_touches=list(r["first_touches"]),
             gap_until=r["next_send_at"],
+            provider_caps=r["provider_caps"],
+            provider_sends=_by_provider(r["provider_caps"], r["sends"], r["providers"]),
         )
         for r in rows
     }
+
+
+def _by_provider(
+    caps: dict[str, int], sends: Sequence[datetime], providers: Sequence[str | None] | None
+) -> dict[str, list[datetime]]:
+    """The hand-offs to each capped provider, ascending (`sends` and `providers` align)."""
+    out: dict[str, list[datetime]] = {p: [] for p in caps}
+    for at, provider in zip(sends, providers or (), strict=False):
+        if provider in out:
+            out[provider].append(at)
+    return out
 
 
 async def record(conn: Conn, bookings: Sequence[Booking], gaps: dict[int, datetime | None]) -> None:
@@ -65,6 +82,7 @@ async def record(conn: Conn, bookings: Sequence[Booking], gaps: dict[int, dateti
         [b.first_touch for b in bookings],
         list(gaps),
         list(gaps.values()),
+        [b.provider for b in bookings],
     )
 
 

@@ -175,6 +175,12 @@ def _status_text(view: status.Overview) -> str:
             lines.append(f"      PAUSED by the guard: {s.paused_reason}{probe}")
         for provider, held_to in sorted(s.backoffs.items()):
             lines.append(f"      backing off at {provider} until {held_to:%H:%M:%S} (it asked)")
+        if s.provider_caps:
+            at = ", ".join(
+                f"{p} {s.provider_day.get(p, 0)}/{cap}"
+                for p, cap in sorted(s.provider_caps.items())
+            )
+            lines.append(f"      today at providers: {at}")
         if s.daily_target is not None and s.daily_limit != s.daily_target:
             lines.append(f"      warm-up: {s.daily_limit} a day now, growing to {s.daily_target}")
         if s.circuit != "closed":
@@ -374,7 +380,11 @@ def _guard_flags(args: argparse.Namespace) -> dict[str, Any]:
     start = increment = _UNSET
     if warmup is not _UNSET:
         start, increment = warmup if warmup is not None else (None, None)
+    caps: Any = _UNSET
+    if args.provider_cap:
+        caps = dict(args.provider_cap)
     return {
+        "provider_caps": caps,
         "guard_hard_bounce_rate": args.guard_hard_bounce_rate,
         "guard_complaint_rate": args.guard_complaint_rate,
         "guard_block_rate": args.guard_block_rate,
@@ -393,6 +403,17 @@ def _rate(text: str) -> float | None:
     except ValueError:
         raise argparse.ArgumentTypeError(f"a rate like 0.05 or 5%, or 'none': {text!r}") from None
     return value
+
+
+def _provider_cap(text: str) -> tuple[str, int | None]:
+    """PROVIDER=N (hand-offs in any 24 hours), or PROVIDER=none."""
+    provider, _, cap = text.partition("=")
+    provider = provider.strip().lower()
+    if provider not in senders.PROVIDERS:
+        raise argparse.ArgumentTypeError(
+            f"PROVIDER=N with a provider of {', '.join(senders.PROVIDERS)}: {text!r}"
+        )
+    return provider, _limit(cap.strip())
 
 
 def _warmup(text: str) -> tuple[int, int] | None:
@@ -602,6 +623,11 @@ def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
     sset.add_argument(
         "--warmup", type=_warmup, default=_UNSET, metavar="START,INCREMENT",
         help="ramp the daily cap: START a day, INCREMENT more each day, up to --daily ('none')",
+    )  # fmt: skip
+    sset.add_argument(
+        "--provider-cap", type=_provider_cap, action="append", metavar="PROVIDER=N",
+        help="at most N hand-offs in any 24 hours to one recipient provider"
+        f" ({', '.join(senders.PROVIDERS)}; N 'none': no cap); repeatable",
     )  # fmt: skip
     cmd(snd, "resume", "resume a sender the reputation guard paused").add_argument("email")
     cmd(

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from core import accounts
+from core.providers import Provider
 from db import events
 from db import guard as db_guard
 from db.events import Event
@@ -88,8 +89,9 @@ async def _change(  # noqa: PLR0917
 # The guard's per-sender settings (NULL: the GUARD_* default) and the warm-up, by column.
 GUARD = (
     "guard_hard_bounce_rate", "guard_complaint_rate", "guard_block_rate", "guard_min_sample",
-    "warmup_start", "warmup_increment", "warmup_started_at",
+    "warmup_start", "warmup_increment", "warmup_started_at", "provider_caps",
 )  # fmt: skip
+PROVIDERS = tuple(str(p) for p in Provider)
 
 
 def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
@@ -108,12 +110,26 @@ def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidLimit(f"{name} must be a whole number from 1 to 1000000000")
             if name == "warmup_increment" and not (isinstance(value, int) and 0 <= value <= 10**9):
                 raise InvalidLimit(f"{name} must be a whole number from 0 to 1000000000")
-        out[name] = value
+        out[name] = check_provider_caps(value) if name == "provider_caps" else value
     if ("warmup_start" in out) != ("warmup_increment" in out) or (
         "warmup_start" in out and (out["warmup_start"] is None) != (out["warmup_increment"] is None)
     ):
         raise InvalidLimit("a warm-up is a start and an increment together (or none of either)")
     return out
+
+
+def check_provider_caps(caps: object) -> dict[str, int | None]:
+    """Caps per recipient provider: hand-offs in any 24 hours, or None to remove one."""
+    if not isinstance(caps, dict):
+        raise InvalidLimit('provider_caps maps a provider to a daily cap, e.g. {"google": 200}')
+    for provider, cap in caps.items():
+        if provider not in PROVIDERS:
+            raise InvalidLimit(f"not a provider: {provider!r} (one of {', '.join(PROVIDERS)})")
+        if cap is not None and (
+            isinstance(cap, bool) or not (isinstance(cap, int) and 1 <= cap <= 10**9)
+        ):
+            raise InvalidLimit(f"the cap at {provider} must be a whole number from 1 to 1000000000")
+    return caps
 
 
 async def set_guard(

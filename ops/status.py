@@ -79,6 +79,9 @@ class SenderStatus:
     daily_target: int | None = None
     # Providers that asked it to slow down, and until when it waits for each.
     backoffs: dict[str, datetime] = field(default_factory=dict)
+    # Its caps per recipient provider, and its hand-offs to each in the last 24 hours.
+    provider_caps: dict[str, int] = field(default_factory=dict)
+    provider_day: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +217,8 @@ def _sender(row: dict[str, object], sent: tuple[int, int], now: datetime) -> Sen
             p: datetime.fromisoformat(str(at))
             for p, at in row["backoffs"].items()  # type: ignore[attr-defined]
         },
+        provider_caps=row["provider_caps"],  # type: ignore[arg-type]
+        provider_day=row["provider_day"] or {},  # type: ignore[arg-type]
         circuit_retry_at=row["circuit_retry_at"],  # type: ignore[arg-type]
     )
 

@@ -49,6 +49,7 @@ class Incoming:
     job: SendJob
     outbox_id: int
     redelivered: bool
+    provider: str | None = None  # the recipient's provider (core/providers.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ class Claimer:
                     case _:
                         evs = await deliveries.settle(conn, it.job, it.outbox_id, decision, now)
                         out[i] = Claim(send=False, reason=_reason(decision), events=evs)
-            booked = await self._book(conn, [(items[i].job, paced) for i, _, paced in sends])
+            booked = await self._book(conn, [(items[i], paced) for i, _, paced in sends])
             to_claim: list[tuple[int, deliveries.ToClaim, datetime | None]] = []
             for (i, send, _), b in zip(sends, booked, strict=True):
                 if isinstance(b, _TooFar):
@@ -195,12 +196,14 @@ class Claimer:
                 out[i] = Claim(send=False, reason=reason, events=[ev])
         return out
 
-    async def _book(self, conn: Conn, jobs: list[tuple[SendJob, bool]]) -> list[_Booked | _TooFar]:
+    async def _book(self, conn: Conn, jobs: list[tuple[Incoming, bool]]) -> list[_Booked | _TooFar]:
         """Give each hand-off its slot under the senders' (and the global) row locks."""
         per_second = self.rate.global_per_second
         if not any(paced for _, paced in jobs) and per_second is None:
             return [_Booked(None) for _ in jobs]
-        senders = await ledger.lock(conn, [j.sender_id for j, paced in jobs if paced], self.clock())
+        senders = await ledger.lock(
+            conn, [it.job.sender_id for it, paced in jobs if paced], self.clock()
+        )
         global_next = await ledger.lock_global(conn) if per_second is not None else None
         # Read the clock once the locks are held, and book no earlier than the commit.
         now = self.clock() + HANDOFF_MARGIN
@@ -208,9 +211,11 @@ class Claimer:
         out: list[_Booked | _TooFar] = []
         bookings: list[ledger.Booking] = []
         gaps: dict[int, datetime | None] = {}
-        for job, paced in jobs:
+        for it, paced in jobs:
+            job = it.job
             sender = senders.get(job.sender_id) if paced else None
             slot = now
+            capped: list[datetime] | None = None
             if sender is not None:
                 slot = pacing.next_slot(
                     sender.rules,
@@ -223,6 +228,12 @@ class Claimer:
                 if slot > horizon:
                     out.append(_TooFar(slot, "pacing"))
                     continue
+                if it.provider in sender.provider_caps:
+                    capped = sender.provider_sends[it.provider]
+                    slot = pacing.provider_slot(sender.provider_caps[it.provider], capped, slot)
+                    if slot > horizon:
+                        out.append(_TooFar(slot, "provider_cap"))
+                        continue
             if per_second is not None:
                 slot = max(slot, global_next or slot)
                 if slot > horizon:
@@ -234,8 +245,10 @@ class Claimer:
                 bisect.insort(sender.sends, slot)
                 if job.first_touch:
                     bisect.insort(sender.first_touches, slot)
+                if capped is not None:
+                    bisect.insort(capped, slot)
                 sender.gap_until = gaps[sender.id] = pacing.gap_after(sender.rules, slot, self.rng)
-                bookings.append(ledger.Booking(sender.id, slot, job.first_touch))
+                bookings.append(ledger.Booking(sender.id, slot, job.first_touch, it.provider))
             out.append(_Booked(slot))
         await ledger.record(conn, bookings, gaps)
         if per_second is not None and global_next is not None:

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import TypeVar
@@ -424,6 +424,13 @@ class Worker:
             out.append(job if isinstance(job, str) else "")
             if isinstance(job, SendJob):
                 trusted.append((len(out) - 1, Incoming(job, it.outbox_id, it.redelivered)))
+        # The recipients' providers, for the senders' caps there (cached; DNS at once).
+        found = await asyncio.gather(
+            *(self.lookup.provider(inc.job.to_address.rpartition("@")[2]) for _, inc in trusted)
+        )
+        trusted = [
+            (i, replace(inc, provider=str(p))) for (i, inc), p in zip(trusted, found, strict=True)
+        ]
         if not trusted:
             return out
         incoming = [inc for _, inc in trusted]

@@ -687,6 +687,7 @@ async def sender_page(request: Request, pool: Pool, _user: User) -> HTMLResponse
         senders=view.senders,
         dkim=_dkim_keys(request),
         guard={r["id"]: r for r in rows},
+        providers=senders.PROVIDERS,
         pct=lambda v: "" if v is None else f"{v * 100:g}",
     )
 
@@ -775,6 +776,7 @@ def _guard_of(form: Any) -> dict[str, Any]:
     changes["warmup_increment"] = _limit(form.get("warmup_increment", ""))
     if changes["warmup_start"] is not None and changes["warmup_increment"] is None:
         changes["warmup_increment"] = 0
+    changes["provider_caps"] = {p: _limit(form.get(f"cap_{p}", "")) for p in senders.PROVIDERS}
     return changes
 
 

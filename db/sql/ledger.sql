@@ -3,28 +3,15 @@
 -- on the senders (and on global_pace), so the limits hold across any number of workers.
 
 -- name: lock_senders
--- The paced senders among $1, locked in id order (after the leads, as every claim takes
--- them), with their rules and what their limits look back on: the last day's hand-offs.
-SELECT s.id, s.hourly_limit, s.daily_limit, s.daily_new_limit, s.min_gap_seconds,
-       s.warmup_start, s.warmup_increment, s.warmup_started_at,
-       s.jitter_seconds, s.next_send_at,
-       coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches
-FROM senders s
-LEFT JOIN LATERAL (
-    SELECT array_agg(at ORDER BY at) AS sends,
-           array_agg(at ORDER BY at) FILTER (WHERE first_touch) AS first_touches
-    FROM sender_sends
-    WHERE sender_id = s.id AND at > $2::timestamptz - interval '1 day'
-) x ON true
-WHERE s.id = ANY($1::bigint[]) AND s.paced
-ORDER BY s.id
-FOR NO KEY UPDATE OF s
+-- The paced senders among $1, locked, with what their limits count (db/functions/ledger.sql).
+SELECT * FROM lock_paced_senders($1::bigint[], $2::timestamptz)
 
 -- name: record_sends
--- Book hand-offs ($1 sender, $2 slot, $3 first touch) and each sender's gap after its last.
+-- Book hand-offs ($1 sender, $2 slot, $3 first touch, $6 recipient provider) and each
+-- sender's gap after its last ($4, $5).
 WITH booked AS (
-    INSERT INTO sender_sends (sender_id, at, first_touch)
-    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[])
+    INSERT INTO sender_sends (sender_id, at, first_touch, provider)
+    SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::boolean[], $6::text[])
 )
 UPDATE senders s SET next_send_at = g.gap_until
 FROM unnest($4::bigint[], $5::timestamptz[]) AS g(sender_id, gap_until)

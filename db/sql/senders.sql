@@ -17,14 +17,14 @@ WHERE id = $1
 SELECT id, email, name, hourly_limit, daily_limit, daily_new_limit, min_gap_seconds,
        jitter_seconds, paced, created_at, status, paused_reason, paused_at, guard_probe_at,
        guard_hard_bounce_rate, guard_complaint_rate, guard_block_rate, guard_min_sample,
-       warmup_start, warmup_increment, warmup_started_at
+       warmup_start, warmup_increment, warmup_started_at, provider_caps
 FROM senders WHERE id > $1 ORDER BY id LIMIT $2
 
 -- name: get
 SELECT id, email, name, hourly_limit, daily_limit, daily_new_limit, min_gap_seconds,
        jitter_seconds, paced, created_at, status, paused_reason, paused_at, guard_probe_at,
        guard_hard_bounce_rate, guard_complaint_rate, guard_block_rate, guard_min_sample,
-       warmup_start, warmup_increment, warmup_started_at
+       warmup_start, warmup_increment, warmup_started_at, provider_caps
 FROM senders WHERE id = $1
 
 -- name: create
@@ -55,7 +55,8 @@ SELECT max(accounts_changed_at) FROM senders
 
 -- name: set_guard
 -- The guard's per-sender thresholds and the warm-up; each changes only when its flag says so.
--- A warm-up set without a start time starts now ($16).
+-- A warm-up set without a start time starts now ($18). Provider caps are merged in: a
+-- provider given as null loses its cap.
 UPDATE senders SET
     guard_hard_bounce_rate = CASE WHEN $2::boolean THEN $3::real ELSE guard_hard_bounce_rate END,
     guard_complaint_rate = CASE WHEN $4::boolean THEN $5::real ELSE guard_complaint_rate END,
@@ -65,6 +66,8 @@ UPDATE senders SET
     warmup_increment = CASE WHEN $12::boolean THEN $13::int ELSE warmup_increment END,
     warmup_started_at = CASE WHEN $14::boolean THEN $15::timestamptz
                              WHEN $10::boolean AND $11::int IS NULL THEN NULL
-                             WHEN $10::boolean AND warmup_started_at IS NULL THEN $16::timestamptz
-                             ELSE warmup_started_at END
+                             WHEN $10::boolean AND warmup_started_at IS NULL THEN $18::timestamptz
+                             ELSE warmup_started_at END,
+    provider_caps = CASE WHEN $16::boolean THEN jsonb_strip_nulls(provider_caps || $17::jsonb)
+                         ELSE provider_caps END
 WHERE id = $1

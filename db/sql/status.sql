@@ -32,6 +32,12 @@ SELECT s.id, s.email, s.name, s.hourly_limit, s.daily_limit, s.daily_new_limit,
        s.status, s.paused_reason, s.paused_at, s.guard_probe_at,
        coalesce((SELECT jsonb_object_agg(b.provider, b.until) FROM provider_backoffs b
                  WHERE b.sender_id = s.id AND b.until > $1::timestamptz), '{}') AS backoffs,
+       s.provider_caps,
+       CASE WHEN s.provider_caps <> '{}' THEN coalesce(
+           (SELECT jsonb_object_agg(y.provider, y.n) FROM (
+                SELECT provider, count(*) AS n FROM sender_sends
+                WHERE sender_id = s.id AND at > $1::timestamptz - interval '1 day'
+                  AND provider IS NOT NULL GROUP BY 1) y), '{}') END AS provider_day,
        coalesce(x.sends, '{}') AS sends, coalesce(x.first_touches, '{}') AS first_touches,
        coalesce(s.smtp_url, 'relay') AS account, coalesce(c.state, 'closed') AS circuit,
        coalesce(c.reason, '') AS circuit_reason, c.retry_at AS circuit_retry_at

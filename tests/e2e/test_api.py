@@ -403,6 +403,16 @@ async def test_sequences_steps_and_senders(api: Client, pool: asyncpg.Pool) -> N
         await pool.fetchval("SELECT data->>'actor' FROM events WHERE type = 'sender_changed'")
         == "crm"
     )
+    # Caps per recipient provider are merged in; null removes one; an unknown provider or a
+    # cap of 0 is refused and changes nothing.
+    path = f"/api/v1/senders/{sender['id']}"
+    assert api.call("PATCH", path, {"provider_caps": {"google": 200, "yahoo": 50}})[0] == 200
+    assert api.call("PATCH", path, {"provider_caps": {"yahoo": None}})[0] == 200
+    for bad in ({"aol": 5}, {"google": 0}, {"google": "many"}):
+        status, _, problem = api.call("PATCH", path, {"provider_caps": bad})
+        assert status == 422, problem
+    listed = api.call("GET", "/api/v1/senders")[2]["items"]
+    assert (listed[0]["provider_caps"], listed[0]["paced"]) == ({"google": 200}, True)
 
 
 async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) -> None:

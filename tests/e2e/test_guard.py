@@ -230,3 +230,54 @@ async def test_one_provider_throttling_backs_off_that_provider_only(
     received = Counter(r.rcpt_to[0] for r in smtp.received)
     assert sorted(received) == sorted(gmail + yahoo)
     assert set(received.values()) == {1}
+
+
+async def test_a_cap_at_one_provider_holds_that_providers_mail_to_the_next_day(
+    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer, tmp_path: Path
+) -> None:
+    """`ops sender set --provider-cap yahoo=3`: three yahoo.com leads go, two others wait
+    (no attempt spent) until the first of the three is a day old; gmail.com mail of the
+    same sender is not held; `ops status` shows the count; the cap removed, the two go."""
+    gmail = [f"g{i}@gmail.com" for i in range(5)]
+    yahoo = [f"y{i}@yahoo.com" for i in range(5)]
+    await _setup(pool, [(GOOD, a) for pair in zip(yahoo, gmail, strict=True) for a in pair])
+    capped = _ops(database, "sender", "set", GOOD, "--provider-cap", "yahoo=3")
+    assert capped.returncode == 0, capped.stderr
+    refused = _ops(database, "sender", "set", GOOD, "--provider-cap", "aol=3")
+    assert refused.returncode != 0
+    assert "PROVIDER=N with a provider of google" in refused.stderr
+    daemons = _start(database, amqp_prefix, smtp, tmp_path)
+    try:
+        await wait_for(
+            lambda: pool.fetchval("SELECT count(*) = 8 FROM leads WHERE status = 'completed'"),
+            timeout=60,
+        )
+        held = await pool.fetch(
+            "SELECT l.email, l.next_run_at - now() AS wait, d.attempts FROM leads l"
+            " LEFT JOIN deliveries d ON d.lead_id = l.id WHERE l.status <> 'completed'"
+        )
+        assert len(held) == 2
+        assert all(r["email"].endswith("@yahoo.com") for r in held)
+        for r in held:
+            assert r["wait"].total_seconds() > 23 * 3600  # a day after the first yahoo hand-off
+            assert (r["attempts"] or 0) == 0
+        reasons = await pool.fetch(
+            "SELECT DISTINCT data->>'reason' AS r FROM events WHERE type = 'deferred'"
+            " AND lead_id IN (SELECT id FROM leads WHERE status <> 'completed')"
+        )
+        assert [r["r"] for r in reasons] == ["provider_cap"]
+        shown = _ops(database, "status")
+        assert "today at providers: yahoo 3/3" in shown.stdout, shown.stdout
+        uncapped = _ops(database, "sender", "set", GOOD, "--provider-cap", "yahoo=none")
+        assert uncapped.returncode == 0, uncapped.stderr
+        await wait_for(
+            lambda: pool.fetchval("SELECT count(*) = 10 FROM leads WHERE status = 'completed'"),
+            timeout=60,
+        )
+    finally:
+        codes = daemons.stop_all()
+    assert all(c == 0 for c in codes.values()), daemons.logs()[-3000:]
+    received = Counter(r.rcpt_to[0] for r in smtp.received)
+    assert sorted(received) == sorted(gmail + yahoo)
+    assert set(received.values()) == {1}
+    assert await pool.fetchval("SELECT provider_caps FROM senders WHERE email = $1", GOOD) == {}

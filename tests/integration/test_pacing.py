@@ -6,11 +6,14 @@ workers (each with its own pool and channel) in real time and measure at the SMT
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from core import pacing
+from db import ledger
 from runtime.settings import SchedulerSettings
 from scheduler.loop import Scheduler
 from tests.conftest import MESSAGE_ID_SECRET, wait_for
@@ -245,3 +248,33 @@ async def test_a_big_import_against_a_slow_sender_defers_each_lead_once(
         " FROM leads WHERE status = 'active' GROUP BY 1 ORDER BY 1"
     )
     assert [r["n"] for r in hours] == [20] * 49  # the cap, each hour, for 49 hours
+
+
+async def test_a_worker_that_waited_for_the_sender_lock_counts_what_the_holder_booked(
+    pool: asyncpg.Pool,
+) -> None:
+    """Two workers book for one capped sender at once: the second waits for the first's
+    lock and then sees its hand-offs, so a cap (the sender's or one at a provider) is not
+    booked past by both."""
+    await pool.execute(
+        """INSERT INTO senders (email, daily_limit, provider_caps)
+           VALUES ('s@acme.test', 100, '{"yahoo": 3}')"""
+    )
+    now = datetime.now(UTC)
+    async with pool.acquire() as first, pool.acquire() as second:
+        tx = first.transaction()
+        await tx.start()
+        (held,) = (await ledger.lock(first, [1], now)).values()
+        assert (held.sends, held.provider_sends) == ([], {"yahoo": []})
+        await ledger.record(
+            first, [ledger.Booking(1, now, True, "yahoo") for _ in range(3)], {1: now}
+        )
+        waiting = asyncio.ensure_future(ledger.lock(second, [1], now))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # it waits for the lock
+        await tx.commit()
+        (seen,) = (await asyncio.wait_for(waiting, 10)).values()
+        assert seen.provider_sends == {"yahoo": [now] * 3}
+        assert len(seen.sends) == 3
+        # The cap of 3 at Yahoo is full: its next slot is a day after the first booking.
+        assert pacing.provider_slot(3, seen.provider_sends["yahoo"], now) == now + pacing.DAY

@@ -196,3 +196,34 @@ def test_spread_due_carries_what_a_cap_holds_back() -> None:
     assert pacing.spread_due([5, 0, 0], pacing.Pacing(min_gap_seconds=1800)) == [2, 2, 1]
     assert pacing.spread_due([3, 3], pacing.Pacing(daily_limit=4), sent_today=2) == [2, 0]
     assert pacing.spread_due([3, 3], None) == [3, 3]
+
+
+@given(
+    rules(),
+    st.integers(1, 40),
+    st.lists(st.tuples(st.floats(0, 3 * 86400), st.booleans()), min_size=1, max_size=150),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_provider_cap_holds_with_the_senders_own_rules(
+    p: Pacing, cap: int, arrivals: list[tuple[float, bool]]
+) -> None:
+    """Hand-offs to one capped provider among the sender's others, booked as the worker
+    books them (the sender's slot, then the provider's): the provider's cap holds in every
+    24 hours and the sender's rules still hold for all of them."""
+    sends: list[datetime] = []
+    capped: list[datetime] = []
+    gap_until: datetime | None = None
+    for offset, to_capped in sorted(arrivals):
+        want = T0 + timedelta(seconds=offset)
+        now = max(want, sends[-1] if sends else want)
+        slot = next_slot(p, now, sends=sends, gap_until=gap_until)
+        if to_capped:
+            slot = pacing.provider_slot(cap, capped, slot)
+            assert pacing.provider_slot(cap, capped, slot) == slot
+            capped.append(slot)
+        assert next_slot(p, slot, sends=sends, gap_until=gap_until) == slot
+        sends.append(slot)
+        sends.sort()
+        gap_until = gap_after(p, slot, random.Random(0))
+    for s in capped:
+        assert sum(1 for x in capped if s - DAY < x <= s) <= cap
