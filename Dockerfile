@@ -21,6 +21,7 @@ COPY scheduler ./scheduler
 COPY pump ./pump
 COPY worker ./worker
 COPY inbox ./inbox
+COPY webhooks ./webhooks
 COPY ops ./ops
 COPY api ./api
 COPY migrations ./migrations

@@ -22,6 +22,7 @@ from api.rest import (
     stops,
     suppressions,
     unsubscribe,
+    webhooks,
 )
 from api.rest.common import Tokens
 from broker.topology import Names
@@ -103,7 +104,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
 
     # Routes by resource (api/rest/), in the order they are matched: the import at
     # /sequences/{id}/leads comes before /sequences/{id}/{action}.
-    for resource in (leads, suppressions, stops, sequences, emails, senders, status):
+    for resource in (leads, suppressions, stops, sequences, emails, senders, status, webhooks):
         app.include_router(resource.router, responses=models.problems(401, 422))
     app.include_router(service.router)
     app.include_router(unsubscribe.router)

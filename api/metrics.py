@@ -112,6 +112,6 @@ def render(view: Overview) -> bytes:
     OUTBOX_AGE.set(p.outbox_oldest_seconds)
     QUEUE.set(p.queue_messages if p.queue_messages is not None else float("nan"))
     DEAD.set(p.dead_letters if p.dead_letters is not None else float("nan"))
-    for service in ("scheduler", "pump", "worker", "inbox", "api"):
+    for service in ("scheduler", "pump", "worker", "inbox", "webhooks", "api"):
         REPLICAS.labels(service).set(sum(r.service == service for r in p.replicas))
     return generate_latest(_R)

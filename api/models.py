@@ -367,3 +367,65 @@ class EmailScheduled(BaseModel):
     status: str
     send_at: datetime
     idempotency_key: str
+
+
+WebhookEventType = Literal[
+    "lead.sent", "lead.replied", "lead.bounced", "lead.unsubscribed", "lead.complained",
+    "lead.completed", "lead.failed", "lead.stopped", "sender.paused",
+]  # fmt: skip
+
+
+class WebhookIn(Strict):
+    url: str = Field(max_length=2000, description="https://…; the POSTs go here")
+    event_types: list[WebhookEventType] = Field(min_length=1, max_length=20)
+    description: str = Field(default="", max_length=500)
+
+
+class WebhookCreated(BaseModel):
+    id: int
+    url: str
+    event_types: list[str]
+    secret: str = Field(description="whsec_…: the signing secret, shown this once")
+
+
+class Webhook(BaseModel):
+    id: int
+    url: str
+    event_types: list[str]
+    description: str
+    created_at: datetime
+    pending: int
+    failed: int
+    last_delivered_at: datetime | None
+
+
+class WebhookPage(BaseModel):
+    items: list[Webhook]
+    next_cursor: str | None
+
+
+class WebhookDelivery(BaseModel):
+    id: int = Field(description="the webhook-id of every try is msg_<id>")
+    endpoint_id: int
+    event_id: int | None
+    event_type: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    created_at: datetime
+    finished_at: datetime | None
+    next_attempt_at: datetime
+    last_code: int | None
+    last_error: str | None
+
+
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDelivery]
+    next_cursor: str | None
+
+
+class Replayed(BaseModel):
+    replayed: list[int] = Field(description="the deliveries due again now")
+
+
+class Queued(BaseModel):
+    delivery_id: int

@@ -230,7 +230,7 @@ def run(demo: Demo) -> int:
         fleet.start("oidc", ["node", str(PROVIDER)], provider_env, cwd=PROVIDER.parent)
         _wait_up(f"http://127.0.0.1:{demo.mail_port}/api/healthz", fleet)
         _wait_up(f"http://127.0.0.1:{demo.oidc_port}/.well-known/openid-configuration", fleet)
-        for module in ("scheduler", "pump", "worker", "inbox", "api"):
+        for module in ("scheduler", "pump", "worker", "inbox", "webhooks", "api"):
             fleet.start(module, [sys.executable, "-m", module], env)
         _wait_up(f"http://127.0.0.1:{demo.api_port}/healthz", fleet)
         print(

@@ -19,6 +19,7 @@ from yarl import URL
 
 from broker.topology import Names
 from core import dkim as core_dkim
+from core import webhooks as core_webhooks
 from core.clock import utcnow
 from db.migrate import latest_version
 from db.pool import Conn, create_pool
@@ -28,6 +29,7 @@ from ops import (
     define,
     definitions,
     dkim,
+    errors,
     imports,
     leads,
     preflight,
@@ -36,15 +38,22 @@ from ops import (
     status,
     suppressions,
     tokens,
+    webhooks,
 )
 from runtime import health, logs
 from runtime.credentials import Box
 from runtime.dns import resolver
-from runtime.settings import BrokerSettings, CommonSettings, PreflightSettings, load_or_exit
+from runtime.settings import (
+    BrokerSettings,
+    CommonSettings,
+    PreflightSettings,
+    WebhookSettings,
+    load_or_exit,
+)
 from runtime.startup import StartupError, check_schema
 
 ACTOR = "cli"
-SERVICES = ("scheduler", "pump", "worker", "inbox", "api")
+SERVICES = ("scheduler", "pump", "worker", "inbox", "webhooks", "api")
 
 
 class Failed(Exception):
@@ -488,6 +497,51 @@ async def _token(conn: Conn, args: argparse.Namespace) -> None:
         )
 
 
+async def _webhook(conn: Conn, args: argparse.Namespace) -> None:
+    allow_private = load_or_exit(WebhookSettings).webhook_allow_private
+    try:
+        await _webhook_action(conn, args, allow_private)
+    except (errors.NotFound, errors.Invalid) as exc:
+        raise Failed(str(exc)) from None
+
+
+async def _webhook_action(conn: Conn, args: argparse.Namespace, allow_private: bool) -> None:
+    now = utcnow()
+    if args.action == "add":
+        types = [t.strip() for t in args.events.split(",") if t.strip()]
+        added = await webhooks.add(
+            conn, args.url, types, args.description, allow_private=allow_private, now=now
+        )
+        _print(args, asdict(added), f"{added.id}\t{added.url}\t{','.join(added.event_types)}")
+        if not args.json:
+            print(added.secret)
+            print("the signing secret above is shown this once; keep it safe", file=sys.stderr)
+    elif args.action == "list":
+        rows = await webhooks.endpoints(conn)
+        _print(args, rows, "\n".join(
+            f"{r['id']}\t{r['url']}\t{','.join(r['event_types'])}\t"
+            f"pending {r['pending']}, failed {r['failed']}"
+            + (f"\t{r['description']}" if r["description"] else "")
+            for r in rows
+        ) or "no webhook endpoints")  # fmt: skip
+    elif args.action == "remove":
+        await webhooks.remove(conn, args.id)
+        print(f"webhook endpoint {args.id} removed")
+    elif args.action == "test":
+        delivery = await webhooks.test(conn, args.id, now)
+        _print(args, {"delivery_id": delivery}, f"test message queued (delivery {delivery})")
+    elif args.action == "failed":
+        rows = await webhooks.deliveries(conn, args.id, "failed", limit=args.limit)
+        _print(args, rows, "\n".join(
+            f"{r['id']}\t{r['event_type']}\tevent {r['event_id']}\t{r['attempts']} tries\t"
+            f"{r['last_error'] or ''}"
+            for r in rows
+        ) or "no failed deliveries")  # fmt: skip
+    else:  # replay
+        ids = await webhooks.replay(conn, now, endpoint_id=args.id)
+        _print(args, {"replayed": ids}, f"{len(ids)} failed deliveries due again")
+
+
 def _dkim(args: argparse.Namespace) -> int:
     directory = Path(os.environ.get("DKIM_KEYS_DIR", ""))
     if not str(directory) or str(directory) == ".":
@@ -573,6 +627,21 @@ def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
     cmd(tok, "create", "a bearer token, printed once (stored hashed)").add_argument("name")
     cmd(tok, "revoke", "revoke a token by its name").add_argument("name")
     cmd(tok, "list", "the tokens, without their secrets")
+    wh = group("webhook", "endpoints that receive events as signed POSTs (Standard Webhooks)")
+    wadd = cmd(wh, "add", "subscribe a URL to event types; prints its signing secret once")
+    wadd.add_argument("url")
+    wadd.add_argument(
+        "--events", required=True, metavar="TYPE,...",
+        help=f"event types, comma-separated: {', '.join(core_webhooks.EVENT_TYPES)}",
+    )  # fmt: skip
+    wadd.add_argument("--description", default="")
+    cmd(wh, "list", "the endpoints, with their pending and failed deliveries")
+    cmd(wh, "remove", "remove an endpoint and its deliveries").add_argument("id", type=int)
+    cmd(wh, "test", "send the endpoint a webhook.test message").add_argument("id", type=int)
+    wfail = cmd(wh, "failed", "an endpoint's deliveries given up on")
+    wfail.add_argument("id", type=int)
+    wfail.add_argument("--limit", type=int, default=100)
+    cmd(wh, "replay", "try an endpoint's failed deliveries again").add_argument("id", type=int)
     imp = sub.add_parser(
         "import", parents=[common], help="import leads from CSV or JSON Lines into a sequence",
         description="import leads from CSV or JSON Lines into a sequence",
@@ -670,6 +739,7 @@ COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
     "step": lambda conn, args: define.step(conn, args, _print),
     "suppress": _suppress,
     "token": _token,
+    "webhook": _webhook,
 }
 
 

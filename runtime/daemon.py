@@ -38,6 +38,7 @@ _ROLES = {
     "worker": "sends queued messages over SMTP and records each outcome (`python -m worker"
     " replay-dead-letters [N]` replays dead letters instead)",
     "inbox": "reads replies, bounces and complaints from the senders' IMAP inboxes",
+    "webhooks": "POSTs events to the webhook endpoints, signed (Standard Webhooks), with retries",
     "api": "serves the REST API (/api/v1), its docs (/docs) and the web console (/)",
 }
 

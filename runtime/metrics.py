@@ -31,7 +31,7 @@ log = structlog.get_logger()
 # No `_created` series beside each counter and histogram: a scrape lists each quantity once.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 PREFIX = "email_scheduler"
-SERVICES = ("scheduler", "pump", "worker", "inbox", "api")
+SERVICES = ("scheduler", "pump", "worker", "inbox", "webhooks", "api")
 
 
 def _registry() -> CollectorRegistry:
@@ -114,6 +114,31 @@ PUMP_OLDEST = Gauge(
     f"{PREFIX}_outbox_oldest_seconds",
     "Age of the oldest unpublished outbox row",
     registry=_P,
+)
+
+# webhooks
+_H = REGISTRIES["webhooks"]
+WEBHOOK_TRIES = Counter(
+    f"{PREFIX}_webhook_tries_total",
+    "Webhook POSTs by outcome: delivered, retry (tried again later), failed (given up)",
+    ["outcome"],
+    registry=_H,
+)
+WEBHOOK_SECONDS = Histogram(
+    f"{PREFIX}_webhook_seconds",
+    "From a webhook's event to the POST that delivered it",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600, 3600),
+    registry=_H,
+)
+WEBHOOK_PENDING = Gauge(
+    f"{PREFIX}_webhook_pending",
+    "Webhook deliveries waiting to be delivered, as the deliverer last counted them",
+    registry=_H,
+)
+WEBHOOK_FAILED = Gauge(
+    f"{PREFIX}_webhook_failed",
+    "Webhook deliveries given up on (replayable), as the deliverer last counted them",
+    registry=_H,
 )
 
 

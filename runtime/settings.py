@@ -201,7 +201,25 @@ class SchedulerSettings(GuardSettings):
         return v
 
 
-class ApiSettings(BrokerSettings, PreflightSettings):
+class WebhookSettings(CommonSettings):
+    """The webhooks daemon (webhooks/), and what the API and `ops` check endpoints against."""
+
+    # A failed POST is tried again (5 s, doubling to an hour) for this long, then `failed`.
+    webhook_retry_hours: float = Field(default=24, gt=0, le=24 * 30)
+    webhook_retry_first_seconds: float = Field(default=5, gt=0, le=3600)
+    webhook_retry_max_seconds: float = Field(default=3600, gt=0, le=86400)
+    # Endpoints on private, loopback or link-local addresses (and plain http): off, so a
+    # webhook cannot be aimed at the deployment's own network.
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=120)
+    # POSTs in flight at once per endpoint (per deliverer): a slow endpoint holds its own.
+    webhook_endpoint_concurrency: int = Field(default=16, ge=1, le=1000)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Delivered rows are kept this long (then pruned); failed ones until replayed or removed.
+    webhook_keep_days: float = Field(default=3, ge=0)
+
+
+class ApiSettings(BrokerSettings, PreflightSettings, WebhookSettings):
     """The HTTP service (`python -m api`); the broker for status and dead letters."""
 
     api_host: str = "0.0.0.0"  # noqa: S104 - a service, reached through compose's ports

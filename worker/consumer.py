@@ -42,11 +42,11 @@ from db import guard as db_guard
 from db.events import Event
 from db.pool import TRANSIENT_DB_ERRORS, Listener
 from runtime import metrics
+from runtime.batch import MicroBatcher
 from runtime.daemon import every, wait_first
 from runtime.health import Heartbeat
 from runtime.settings import WorkerSettings
 from runtime.startup import until_set
-from worker.batch import MicroBatcher
 from worker.claim import Claim, Claimer, Incoming, Rate
 from worker.providers import Lookup
 from worker.relays import Relays

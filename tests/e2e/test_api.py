@@ -415,6 +415,37 @@ async def test_sequences_steps_and_senders(api: Client, pool: asyncpg.Pool) -> N
     assert (listed[0]["provider_caps"], listed[0]["paced"]) == ({"google": 200}, True)
 
 
+async def test_webhook_endpoints_over_rest(api: Client, pool: asyncpg.Pool) -> None:
+    """The secret is in the creating answer only; a private target is refused (this API
+    runs without WEBHOOK_ALLOW_PRIVATE); unknown event types are a 422; delete is 204."""
+    status, _, made = api.call(
+        "POST", "/api/v1/webhooks",
+        {"url": "https://crm.example.com/hooks", "event_types": ["lead.replied", "lead.sent"],
+         "description": "CRM"},
+    )  # fmt: skip
+    assert status == 201, made
+    assert made["secret"].startswith("whsec_")
+    listed = api.call("GET", "/api/v1/webhooks")[2]["items"]
+    assert [(w["id"], w["url"], w["pending"]) for w in listed] == [
+        (made["id"], "https://crm.example.com/hooks", 0)
+    ]
+    assert made["secret"] not in json.dumps(listed)
+    for body, field in (
+        ({"url": "http://127.0.0.1:9000/x", "event_types": ["lead.sent"]}, "url"),
+        ({"url": "https://10.0.0.5/x", "event_types": ["lead.sent"]}, "url"),
+        ({"url": "https://crm.example.com/x", "event_types": ["lead.opened"]}, "event_types.0"),
+    ):
+        status, _, problem = api.call("POST", "/api/v1/webhooks", body)
+        assert (status, problem["errors"][0]["field"]) == (422, field), problem
+    status, _, queued = api.call("POST", f"/api/v1/webhooks/{made['id']}/test")
+    assert status == 202
+    status, _, page = api.call("GET", f"/api/v1/webhooks/{made['id']}/deliveries?status=pending")
+    assert [d["id"] for d in page["items"]] == [queued["delivery_id"]]
+    assert api.call("DELETE", f"/api/v1/webhooks/{made['id']}")[0] == 204
+    assert api.call("DELETE", f"/api/v1/webhooks/{made['id']}")[0] == 404
+    assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
+
+
 async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) -> None:
     await pool.execute(SETUP)
     status, _, report = api.call(

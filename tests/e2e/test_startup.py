@@ -153,7 +153,9 @@ async def test_health_check_fails_while_the_loop_is_stalled(
     assert await replicas() == []  # a stopped replica takes itself off the list
 
 
-@pytest.mark.parametrize("module", ["scheduler", "pump", "worker", "inbox", "api", "ops", "db"])
+@pytest.mark.parametrize(
+    "module", ["scheduler", "pump", "worker", "inbox", "webhooks", "api", "ops", "db"]
+)
 def test_every_command_answers_help_and_version_without_starting(module: str) -> None:
     """No settings in the environment: a command that tried to start would exit 2 naming
     DATABASE_URL; these answer at once and start nothing."""

@@ -19,7 +19,7 @@ from db.migrate import MIGRATIONS_DIR, discover, function_files, migrate
 from tests.conftest import _admin, db_url
 
 ROOT = Path(__file__).resolve().parents[2]
-DAEMONS = {"scheduler", "pump", "worker", "inbox"}
+DAEMONS = {"scheduler", "pump", "worker", "inbox", "webhooks"}
 
 
 @pytest.mark.parametrize("name", ["compose.yaml", "compose.prod.yaml"])
@@ -72,6 +72,7 @@ def test_prod_services_get_only_their_secrets_limits_and_a_progress_health_check
         "pump": {"database_url", "amqp_url"},
         "worker": {"database_url", "amqp_url", "smtp_password", "credentials_key"},
         "inbox": {"database_url", "credentials_key", "bounce_imap_password"},
+        "webhooks": {"database_url"},
         "api": {
             "database_url",
             "amqp_url",

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.batch import MicroBatcher
+from runtime.batch import MicroBatcher
 
 
 async def test_callers_arriving_together_share_a_batch_and_get_their_own_results() -> None:

@@ -9,7 +9,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 # Bottom to top: the domain, process plumbing, storage and the broker, the daemons, the
 # use cases, the HTTP service.
-LAYERS = ["core", "runtime", "db", "broker", "scheduler", "pump", "worker", "inbox", "ops", "api"]
+LAYERS = [
+    "core", "runtime", "db", "broker", "scheduler", "pump", "worker", "inbox", "webhooks", "ops",
+    "api",
+]  # fmt: skip
 
 
 def _imports(package: str) -> dict[str, set[str]]:

@@ -1,0 +1,271 @@
+"""The webhooks deliverer: claim due deliveries of the webhook outbox, POST each signed as
+Standard Webhooks says, record how each try ended.
+
+- At least once, one id: a delivery is leased while its POST runs; a deliverer that dies
+  leaves it due again when the lease ends, with the same `webhook-id`.
+- One endpoint never holds up another: each has its own connections and at most
+  WEBHOOK_ENDPOINT_CONCURRENCY POSTs in flight (per deliverer); a claim takes no more of an
+  endpoint's deliveries than it has room for, and the others' go on meanwhile.
+- Only where it may: every POST resolves the endpoint's host anew and connects to an
+  address it checked (core/webhooks.py `target_allowed`), so a name that resolves to a
+  private address later (DNS rebinding) is refused then; redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import random
+import socket
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
+
+import asyncpg
+import httpx
+import structlog
+from yarl import URL
+
+from core import webhooks as core
+from core.clock import utcnow
+from db import webhooks as db
+from db.pool import TRANSIENT_DB_ERRORS, Listener
+from runtime import metrics
+from runtime.batch import MicroBatcher
+from runtime.daemon import every, repeat
+from runtime.health import Heartbeat
+from runtime.settings import WebhookSettings
+
+log = structlog.get_logger()
+USER_AGENT = "email-scheduler-webhooks"
+LEASE_MARGIN = timedelta(seconds=30)
+KEEP_RESPONSE = 300  # characters of a failed answer kept in last_error
+
+
+class TargetRefused(Exception):
+    """The endpoint's host resolves to an address a deliverer may not connect to."""
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    """The host's addresses, as the system resolver gives them."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class Deliverer:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: WebhookSettings,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        heartbeat: Heartbeat | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.clock = clock
+        self.heartbeat = heartbeat
+        self.rng = rng or random.Random()
+        self.retry = core.Retry(
+            hours=settings.webhook_retry_hours,
+            first_seconds=settings.webhook_retry_first_seconds,
+            max_seconds=settings.webhook_retry_max_seconds,
+        )
+        self.in_flight: dict[int, int] = defaultdict(int)  # per endpoint
+        self.clients: dict[int, httpx.AsyncClient] = {}  # per endpoint: its own connections
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.freed = asyncio.Event()  # an endpoint at its limit has room again
+        self._finish = MicroBatcher(self._finish_batch, max_size=500)
+        self.delivered = 0
+
+    def _client(self, endpoint_id: int) -> httpx.AsyncClient:
+        client = self.clients.get(endpoint_id)
+        if client is None:
+            limit = self.settings.webhook_endpoint_concurrency
+            client = self.clients[endpoint_id] = httpx.AsyncClient(
+                timeout=self.settings.webhook_timeout_seconds,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+                headers={"user-agent": USER_AGENT},
+                trust_env=False,  # no proxy from the environment between us and the check
+            )
+        return client
+
+    async def close(self) -> None:
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        for client in self.clients.values():
+            await client.aclose()
+
+    async def run_once(self) -> int:
+        """Claim what is due (within each endpoint's room) and start its POSTs."""
+        now = self.clock()
+        lease = now + timedelta(seconds=self.settings.webhook_timeout_seconds) + LEASE_MARGIN
+        busy = {e: n for e, n in self.in_flight.items() if n}
+        async with self.pool.acquire() as conn:
+            claimed = await db.claim(
+                conn, now, self.settings.webhook_endpoint_concurrency, busy, lease
+            )
+        for c in claimed:
+            self.in_flight[c.endpoint_id] += 1
+            task = asyncio.create_task(self._deliver(c))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return len(claimed)
+
+    async def _deliver(self, c: db.Claimed) -> None:
+        try:
+            code, error = await self._post(c)
+            now = self.clock()
+            if error is None:
+                done = db.Finished(c.id, c.attempts, "delivered", None, code, None)
+                metrics.WEBHOOK_SECONDS.observe((now - c.created_at).total_seconds())
+                outcome = "delivered"
+            else:
+                again = self.retry.next_at(c.attempts, c.created_at, now, self.rng)
+                status = "pending" if again is not None else "failed"
+                done = db.Finished(c.id, c.attempts, status, again, code, error[:1000])
+                outcome = "retry" if again is not None else "failed"
+                log.warning(
+                    "webhook_failed" if again is None else "webhook_retry",
+                    delivery_id=c.id, endpoint_id=c.endpoint_id, attempt=c.attempts,
+                    error=error[:300], next_attempt_at=again,
+                )  # fmt: skip
+            metrics.WEBHOOK_TRIES.labels(outcome).inc()
+            await self._finish.submit(done)
+            if outcome == "delivered":
+                self.delivered += 1
+        except TRANSIENT_DB_ERRORS as exc:
+            # Not recorded: the lease ends and the delivery is tried again (same id).
+            log.warning("webhook_record_unavailable", delivery_id=c.id, error=str(exc))
+        finally:
+            at_limit = self.in_flight[c.endpoint_id] >= self.settings.webhook_endpoint_concurrency
+            self.in_flight[c.endpoint_id] -= 1
+            if at_limit:
+                self.freed.set()
+
+    async def _finish_batch(self, done: list[db.Finished]) -> list[None]:
+        async with self.pool.acquire() as conn:
+            await db.finish(conn, done, self.clock())
+        return [None] * len(done)
+
+    async def _target(self, url: URL) -> tuple[URL, str]:
+        """The URL to connect to (the host replaced by an address checked now) and the host
+        it stands for."""
+        host = url.host or ""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
+                host
+            )
+        except ValueError:
+            literal = None
+        try:
+            addresses = [host] if literal is not None else await resolve(host, port)
+        except OSError as exc:
+            raise TargetRefused(f"{host} does not resolve: {exc}") from None
+        allow = self.settings.webhook_allow_private
+        for a in addresses:
+            if not core.target_allowed(ipaddress.ip_address(a.split("%")[0]), allow_private=allow):
+                raise TargetRefused(
+                    f"{host} resolves to {a}, not a public address (WEBHOOK_ALLOW_PRIVATE=true)"
+                )
+        if not addresses:
+            raise TargetRefused(f"{host} has no address")
+        if url.scheme == "http" and not allow:
+            raise TargetRefused("plain http only with WEBHOOK_ALLOW_PRIVATE=true")
+        return url.with_host(addresses[0].split("%")[0]), host
+
+    async def _post(self, c: db.Claimed) -> tuple[int | None, str | None]:
+        """POST one delivery; (the answer's code, None) if delivered, else why not."""
+        body = c.body.encode()
+        stamp = int(time.time())
+        mid = core.msg_id(c.id)
+        try:
+            url = URL(c.url)
+            target, host = await self._target(url)
+        except (TargetRefused, ValueError) as exc:
+            return None, str(exc)
+        headers = {
+            "content-type": "application/json",
+            "host": url.raw_authority if url.port is not None else host,
+            "webhook-id": mid,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": core.sign(c.secret, mid, stamp, body),
+        }
+        started = time.perf_counter()
+        try:
+            async with self._client(c.endpoint_id).stream(
+                "POST", str(target), content=body, headers=headers,
+                extensions={"sni_hostname": host} if url.scheme == "https" else {},
+            ) as answer:  # fmt: skip
+                code = answer.status_code
+                if 200 <= code < 300:
+                    return code, None
+                head = b""
+                async for chunk in answer.aiter_bytes():
+                    head += chunk
+                    if len(head) >= KEEP_RESPONSE:
+                        break
+                text = head[:KEEP_RESPONSE].decode("utf-8", "replace")
+                if 300 <= code < 400:
+                    where = answer.headers.get("location", "")[:200]
+                    return code, f"HTTP {code}: redirects are not followed ({where})"
+                return code, f"HTTP {code}: {text}"
+        except httpx.HTTPError as exc:
+            took = time.perf_counter() - started
+            return None, f"{type(exc).__name__} after {took:.1f} s: {exc}"[:1000]
+
+    async def _turn(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
+        claimed = await self.run_once()
+        if claimed:
+            return
+        # Nothing due (or no room): wait for new deliveries, room, or the poll.
+        waits = [asyncio.ensure_future(e.wait()) for e in (stop, wake, self.freed)]
+        try:
+            await asyncio.wait(
+                waits, timeout=self.settings.webhook_poll_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )  # fmt: skip
+        finally:
+            for w in waits:
+                w.cancel()
+            wake.clear()
+            self.freed.clear()
+
+    async def _summary(self) -> None:
+        now = self.clock()
+        try:
+            async with self.pool.acquire() as conn:
+                pending, failed, oldest = await db.backlog(conn, now)
+                pruned = await db.prune(
+                    conn, now - timedelta(days=self.settings.webhook_keep_days), 10_000
+                )
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("summary_unavailable", error=str(exc))
+            return
+        metrics.WEBHOOK_PENDING.set(pending)
+        metrics.WEBHOOK_FAILED.set(failed)
+        log.info(
+            "webhooks_summary", delivered_total=self.delivered, pending=pending, failed=failed,
+            oldest_pending_s=round(oldest, 3), pruned=pruned,
+        )  # fmt: skip
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop`; POSTs under way at stop finish (or time out) first."""
+        listener = Listener(self.settings.database_url, [db.CHANNEL])
+        log.info("webhooks_started", per_endpoint=self.settings.webhook_endpoint_concurrency)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(listener.run(stop))
+            tg.create_task(every(self.settings.summary_interval_seconds, stop, self._summary))
+            tg.create_task(
+                repeat(
+                    stop,
+                    partial(self._turn, stop, listener.event),
+                    ((TRANSIENT_DB_ERRORS, "database_unavailable"),),
+                    self.heartbeat,
+                )
+            )
