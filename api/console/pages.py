@@ -95,6 +95,7 @@ NAV = [
     ("/dead-letters", "Dead letters"),
     ("/suppressions", "Suppressions"),
     ("/senders", "Senders"),
+    ("/webhooks", "Webhooks"),
     ("/tokens", "API tokens"),
 ]
 

@@ -33,6 +33,7 @@ from tests.dns_server import DnsServer, Zone
 from tests.e2e.daemons import Daemons, daemon_env
 from tests.ports import free_port
 from tests.smtp_server import SmtpServer
+from tests.webhook_receiver import Receiver
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
@@ -80,9 +81,10 @@ async def console(
         SESSION_SECRET="console-session-secret-for-the-tests-0123456789",
         SESSION_COOKIE_SECURE="false", RETRY_BASE_SECONDS="1", SEND_MAX_ATTEMPTS="2",
         DKIM_KEYS_DIR=str(tmp_path / "dkim"), DNS_NAMESERVERS=dns_server.nameservers,
+        WEBHOOK_ALLOW_PRIVATE="true", WEBHOOK_POLL_SECONDS="0.2",
     )  # fmt: skip
     daemons = Daemons(env, tmp_path)
-    for module in ("api", "scheduler", "pump", "worker"):
+    for module in ("api", "scheduler", "pump", "worker", "webhooks"):
         daemons.start(module)
 
     def up() -> bool:
@@ -210,7 +212,7 @@ async def test_the_console_flow_in_a_browser(
     await page.get_by_role("link", name="Overview").click()
     await expect(page.locator("[data-count=completed]")).to_have_text("20", timeout=30_000)
     await expect(page.locator("[data-count=failed]")).to_have_text("1", timeout=30_000)
-    await expect(page.locator("[data-count=replicas]")).to_have_text(re.compile("[34]"))
+    await expect(page.locator("[data-count=replicas]")).to_have_text(re.compile("[45]"))
     assert len(smtp.received) == 20
     await _shot(page, "03-overview-sent")
 
@@ -280,7 +282,7 @@ async def test_the_console_flow_in_a_browser(
         ("/", "overview"), ("/sequences", "sequences"), ("/sequences/1", "sequence"),
         ("/leads", "leads"), (f"/leads/{first_lead}", "lead"), ("/import", "import"),
         ("/emails/new", "email"), ("/dead-letters", "dead-letters"),
-        ("/suppressions", "suppressions"), ("/senders", "senders"), ("/tokens", "tokens"),
+        ("/suppressions", "suppressions"), ("/senders", "senders"), ("/tokens", "tokens"), ("/webhooks", "webhooks"),
         ("/senders/1/check", "sender-check"),
     ]:  # fmt: skip
         await page.goto(console.base + path)
@@ -381,6 +383,27 @@ async def test_the_console_flow_in_a_browser(
     assert token.startswith("es_")
     await page.reload()
     assert token not in await page.content()
+
+    # A webhook endpoint: its secret is shown once; the test message it sends verifies with
+    # the Standard Webhooks library against that secret.
+    receiver = Receiver(free_port())
+    receiver.start()
+    try:
+        await page.get_by_role("link", name="Webhooks").click()
+        await page.get_by_label("URL").fill(f"http://127.0.0.1:{receiver.port}/in")
+        await page.get_by_label("lead.replied").check()
+        await page.get_by_role("button", name="Add the endpoint").click()
+        receiver.secret = await page.locator("[data-secret]").inner_text()
+        assert receiver.secret.startswith("whsec_")
+        await _shot(page, "10-webhook-added")
+        await page.goto(console.base + "/webhooks")
+        assert receiver.secret not in await page.content()
+        await page.get_by_role("button", name=re.compile("^Send a test")).click()
+        await expect(page.get_by_role("status")).to_have_text("test message queued")
+        await wait_for(lambda: len(receiver.verified) == 1, timeout=20)
+        assert receiver.verified[0].payload["type"] == "webhook.test"
+    finally:
+        receiver.stop()
 
     # Sign out: the console asks to sign in again.
     await page.get_by_role("button", name="Sign out").click()
