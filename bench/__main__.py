@@ -9,6 +9,9 @@ in the same run, as one table and one JSON line.
 3. e2e      leads x 3 zero-wait steps through scheduler, pump and worker processes into the
             sink; emails/s, CPU per email per daemon, peak RSS over time (memory).
    guard    30,000 leads x 1 step with the reputation guard off, then on: the ratio.
+   webhooks 30,000 leads x 1 step without webhooks, then with an endpoint on lead.sent (the
+            deliverer running): the ratio; 20,000 deliveries to a local receiver (per s); one
+            event every 50 ms to an idle deliverer (event to delivery, p50 and p99).
    dkim     30,000 leads x 1 step unsigned, then signed with an RSA-2048 key: the ratio,
             with two worker processes as compose.prod runs them (BENCH_DKIM_WORKERS;
             BENCH_DKIM_ALGORITHM=ed25519); CPU per signature is in `build`.
@@ -49,6 +52,7 @@ from bench.latency import latency
 from bench.operator import emails_rps, import_speed, upload_under_load
 from bench.scale import scale
 from bench.services import free_port, start_sink
+from bench.webhooks import webhook_cost
 from runtime import logs
 from runtime.settings import LogFormat
 
@@ -66,6 +70,9 @@ GOALS = {
     "dkim_throughput_ratio": (">=", 0.7),
     "paced_cpu_ratio": ("<=", 1.25),
     "guard_throughput_ratio": (">=", 0.95),
+    "webhooks_throughput_ratio": (">=", 0.9),
+    "webhook_deliveries_per_s": (">=", 500),
+    "webhook_idle_p99_ms": ("<", 1000),
     "rss_peak_mb_scheduler": ("<", 150),
     "rss_peak_mb_pump": ("<", 150),
     "rss_peak_mb_worker": ("<", 150),
@@ -97,7 +104,8 @@ async def main() -> None:
     ap.add_argument("--import-rows", type=int, default=1_000_000)
     ap.add_argument(
         "--only",
-        default="ceiling,build,e2e,dkim,guard,paced,latency,emails,upload,import,inbox,scale",
+        default="ceiling,build,e2e,dkim,guard,webhooks,paced,latency,emails,upload,import,inbox,"
+        "scale",
     )
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -126,6 +134,8 @@ async def main() -> None:
             result |= await dkim_cost(port, args.paced_leads, log_dir, algorithm, workers)
         if "guard" in only:
             result |= await guard_cost(port, args.paced_leads, log_dir)
+        if "webhooks" in only:
+            result |= await webhook_cost(port, args.paced_leads, log_dir)
         if "paced" in only:
             result |= await paced(port, args.paced_leads, args.paced_senders, log_dir)
         if "latency" in only:

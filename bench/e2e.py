@@ -67,6 +67,7 @@ async def _run(
     profile: str = "",
     env_extra: dict[str, str] | None = None,
     workers: int = 1,
+    modules: tuple[str, ...] = MODULES,
 ) -> tuple[Run, str]:
     """Load `setup_sql`, start the daemons, insert `leads` leads with `leads_sql` ($1 = n) and
     wait until every lead completed; (the run, the database URL it used is gone after)."""
@@ -75,7 +76,7 @@ async def _run(
         await conn.execute(setup_sql)
         prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
         env = daemon_env(dsn, port, prefix, **(env_extra or {}))
-        procs = {m: spawn_daemon(env, m, log_dir) for m in MODULES}
+        procs = {m: spawn_daemon(env, m, log_dir) for m in modules}
         # More worker replicas (as compose.prod runs them); their CPU counts as the worker's.
         more = [spawn("worker", env, log_dir / f"worker-{i}.log") for i in range(2, workers + 1)]
         spies: list[subprocess.Popen[bytes]] = []
@@ -95,7 +96,7 @@ async def _run(
             cpu0 = {m: tree_cpu(p.pid) for m, p in procs.items()}
             more0 = sum(tree_cpu(p.pid) for p in more)
             services0 = service_cpu()
-            rss: dict[str, list[float]] = {m: [] for m in MODULES}
+            rss: dict[str, list[float]] = {m: [] for m in modules}
             t0 = time.perf_counter()
             await conn.execute(leads_sql, leads)
             last = 0.0

@@ -20,7 +20,9 @@ log = structlog.get_logger()
 router = APIRouter(include_in_schema=False)
 
 
-async def _page(request: Request, pool: Pool, **ctx: object) -> HTMLResponse:
+async def _page(
+    request: Request, pool: Pool, created: webhooks.Added | None = None
+) -> HTMLResponse:
     async with pool.acquire() as conn:
         rows = await webhooks.endpoints(conn, limit=1000)
         failed = {
@@ -30,7 +32,7 @@ async def _page(request: Request, pool: Pool, **ctx: object) -> HTMLResponse:
         }
     return page(
         request, "webhooks.html", title="Webhooks", rows=rows, failed=failed,
-        types=core.EVENT_TYPES, created=ctx.pop("created", None), **ctx,
+        types=core.EVENT_TYPES, created=created,
     )  # fmt: skip
 
 
