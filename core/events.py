@@ -29,6 +29,8 @@ class EventType(enum.StrEnum):
     COMPLAINED = "complained"
     INBOUND_IGNORED = "inbound_ignored"
     INBOUND_UNREADABLE = "inbound_unreadable"
+    # An out-of-office reply moved the lead's next step past the writer's return.
+    RESCHEDULED = "rescheduled"
     # Operators (a stop by an operator is `stopped` with data.actor).
     RETRIED = "retried"
     PAUSED = "paused"
@@ -37,6 +39,9 @@ class EventType(enum.StrEnum):
     SEQUENCE_PAUSED = "sequence_paused"
     SEQUENCE_RESUMED = "sequence_resumed"
     SENDER_CHANGED = "sender_changed"
+    # The console's inbox: an answer sent to a reply, a reply marked handled.
+    OPERATOR_REPLIED = "operator_replied"
+    REPLY_HANDLED = "reply_handled"
     # The reputation guard (§16): data.rate, value, threshold, window; resumed: data.by.
     SENDER_PAUSED = "sender_paused"
     SENDER_RESUMED = "sender_resumed"

@@ -1060,7 +1060,12 @@ def classify(raw: bytes) -> Inbound:
     if bounce_like:  # a delivery notice that names no failed recipient: nothing to do
         return Inbound(Kind.NOTICE, message_id, sender, subject, tuple(carried + refers))
     if _automatic(msg):
-        return Inbound(Kind.AUTO_REPLY, message_id, sender, subject, tuple(refers))
+        # An automatic answer's own text says what it is (an absence note and until when);
+        # it never acts as a person's request.
+        own = _own_text(msg)
+        said = intent.read(own, _own_subject(subject))
+        return Inbound(Kind.AUTO_REPLY, message_id, sender, subject, tuple(refers),
+                       intent=said.value, body=own[:2000])  # fmt: skip
     own = _own_text(msg)
     said = intent.read(own, _own_subject(subject))
     return Inbound(Kind.REPLY, message_id, sender, subject, tuple(refers),

@@ -20,11 +20,13 @@ written by anyone, so a message changes a lead or a suppression only under these
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from core import guard as core_guard
+from core import ooo
 from core.inbound import Inbound, Kind, Unread
+from core.intent import Intent
 from core.message import InvalidAddress, check_address
 from db import events
 from db import guard as db_guard
@@ -64,6 +66,8 @@ class Rules:
     soft_bounce_days: float = 7
     # The reputation guard: a hard bounce or complaint heard here counts against the sender.
     guard: core_guard.Policy = field(default_factory=core_guard.Policy)
+    # An out-of-office reply without a readable return date defers its lead this long.
+    ooo_default_days: float = 7
 
 
 def is_one_mailbox(address: str) -> bool:
@@ -97,7 +101,15 @@ async def act(
             await events.insert(conn, Event(None, None, "inbound_unreadable", where), now)
             done = [f"unreadable: {got.reason}"]
         else:
-            done = await _Acting(conn, got, box, uid, now, rules).run()
+            acting = _Acting(conn, got, box, uid, now, rules)
+            done = await acting.run()
+            await conn.execute(
+                query("inbox", "store"), box.key, uidvalidity, uid, box.sender_id,
+                acting.lead_id, acting.step, got.kind.value,
+                got.intent or None if got.kind in (Kind.REPLY, Kind.AUTO_REPLY) else None,
+                acting.until, got.from_address[:254], got.subject[:998], got.message_id,
+                acting.in_reply_to, got.body, now,
+            )  # fmt: skip
         await advance(conn, box.key, uidvalidity, uid, now)
     return done
 
@@ -113,6 +125,12 @@ class _Acting:
         }  # fmt: skip
         self.since = now - timedelta(days=rules.match_days)
         self.done: list[str] = []
+        # What the store keeps of it: the lead and step it is about, the message of ours it
+        # answers, and an absence's return date.
+        self.lead_id: int | None = None
+        self.step: int | None = None
+        self.in_reply_to: str | None = None
+        self.until: date | None = None
         # (lead, step, kind): what the guard hears of the hand-offs this message reports on.
         self.verdicts: list[tuple[int, int, core_guard.Kind]] = []
 
@@ -160,6 +178,7 @@ class _Acting:
             self.done.append("reply unmatched: no message of ours")
             return None
         lead_id, step, lead_email = ours["lead_id"], ours["current_step"], ours["email"].lower()
+        self.lead_id, self.step, self.in_reply_to = lead_id, ours["step"], ours["message_id"]
         sender = got.from_address.lower()
         if sender != lead_email and (not sender or _domain(sender) != _domain(lead_email)):
             why = "from neither the lead's address nor its domain"
@@ -168,8 +187,14 @@ class _Acting:
             await self._event(lead_id, step, "reply_unmatched", reason=why)
             self.done.append(f"reply unmatched: {why}")
             return None
+        if got.intent == Intent.OUT_OF_OFFICE:
+            # Away, not an answer: the lead is not stopped; its next step waits for the
+            # writer's return.
+            await self._event(lead_id, step, "auto_replied", intent=got.intent)
+            await self._defer(lead_id, step)
+            return None
         if auto:
-            await self._event(lead_id, step, "auto_replied")
+            await self._event(lead_id, step, "auto_replied", intent=got.intent)
             self.done.append(f"auto reply for lead {lead_id}")
             return None
         unsubscribe = got.unsubscribe and sender == lead_email
@@ -180,6 +205,24 @@ class _Acting:
             f"{'unsubscribed' if unsubscribe else 'replied'} {lead_email} ({n} stopped)"
         )
         return None
+
+    async def _defer(self, lead_id: int, step: int) -> None:
+        """Move a waiting lead's next step to the day after the return date the message
+        gives (or OOO_DEFAULT_DAYS from now); event `rescheduled`."""
+        self.until = ooo.return_date(self.got.body, self.now.date())
+        back = (
+            datetime.combine(self.until + timedelta(days=1), time(), tzinfo=UTC)
+            if self.until is not None
+            else self.now + timedelta(days=self.rules.ooo_default_days)
+        )
+        moved = await self.conn.fetchrow(query("inbox", "defer_lead"), lead_id, back, self.now)
+        if moved is None:
+            self.done.append(f"out of office for lead {lead_id} (nothing waiting to move)")
+            return
+        await self._event(lead_id, step, "rescheduled", reason="out_of_office",
+                          until=self.until.isoformat() if self.until else None,
+                          previous=moved["previous"].isoformat(), due=back.isoformat())  # fmt: skip
+        self.done.append(f"out of office: lead {lead_id} due {back:%Y-%m-%d}")
 
     async def _mailed(self, addresses: list[str]) -> tuple[dict[str, Any], list[str], list[str]]:
         """The addresses a report may act on (each with the lead we last wrote to), and those

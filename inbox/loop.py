@@ -99,6 +99,7 @@ class Watcher:
             soft_bounce_limit=settings.soft_bounce_limit,
             soft_bounce_days=settings.soft_bounce_days,
             guard=settings.guard(),
+            ooo_default_days=settings.ooo_default_days,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -367,6 +367,8 @@ class InboxSettings(GuardSettings):
     # This many soft bounces of one address within SOFT_BOUNCE_DAYS suppress it.
     soft_bounce_limit: int = Field(default=3, ge=1, le=1000)
     soft_bounce_days: float = Field(default=7, gt=0, le=365)
+    # An out-of-office reply with no readable return date defers its lead this many days.
+    ooo_default_days: float = Field(default=7, gt=0, le=365)
 
 
 class HealthSettings(BaseSettings):

@@ -56,3 +56,24 @@ WHERE lower(l.email) = $1 AND e.type = 'soft_bounced' AND e.at >= $2::timestampt
 
 -- name: suppress
 INSERT INTO suppressions (email, reason) VALUES ($1, $2) ON CONFLICT (email) DO NOTHING
+
+-- name: store
+-- A classified message as the inbox read it (the raw one stays on the IMAP server); read
+-- again after a lost position, the first row stands.
+INSERT INTO inbound_messages (mailbox, uidvalidity, uid, sender_id, lead_id, step, kind,
+                              intent, ooo_until, from_address, subject, message_id,
+                              in_reply_to, body, received_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (mailbox, uidvalidity, uid) DO NOTHING
+
+-- name: defer_lead
+-- A waiting lead's next step no earlier than $2 (an out-of-office reply); its due time
+-- before, or no row when it was not waiting or already due later.
+WITH old AS (
+    SELECT id, next_run_at FROM leads
+    WHERE id = $1 AND status = 'active' AND next_run_at < $2::timestamptz
+    FOR NO KEY UPDATE
+)
+UPDATE leads l SET next_run_at = $2::timestamptz, updated_at = $3::timestamptz
+FROM old WHERE l.id = old.id
+RETURNING old.next_run_at AS previous
