@@ -15,6 +15,7 @@ from api import console, limits, models, problems
 from api.rest import (
     emails,
     leads,
+    replies,
     senders,
     sequences,
     service,
@@ -104,7 +105,9 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
 
     # Routes by resource (api/rest/), in the order they are matched: the import at
     # /sequences/{id}/leads comes before /sequences/{id}/{action}.
-    for resource in (leads, suppressions, stops, sequences, emails, senders, status, webhooks):
+    for resource in (
+        leads, suppressions, stops, sequences, emails, senders, status, webhooks, replies,
+    ):  # fmt: skip
         app.include_router(resource.router, responses=models.problems(401, 422))
     app.include_router(service.router)
     app.include_router(unsubscribe.router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import zoneinfo
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -429,3 +429,54 @@ class Replayed(BaseModel):
 
 class Queued(BaseModel):
     delivery_id: int
+
+
+Intent = Literal["interested", "not_interested", "out_of_office", "unsubscribe", "other"]
+
+
+class Reply(BaseModel):
+    id: int
+    kind: Literal["reply", "auto_reply"]
+    intent: Intent | None
+    ooo_until: date | None = Field(description="the return date an absence note gives")
+    from_address: str
+    subject: str
+    body: str = Field(description="the reply's own text, above the quote")
+    received_at: datetime
+    handled_at: datetime | None
+    handled_by: str | None
+    lead_id: int | None
+    lead_email: str | None
+    lead_status: str | None
+    sender_id: int | None
+    sender_email: str | None
+    sequence_id: int | None
+    sequence_name: str | None
+
+
+class ReplyPage(BaseModel):
+    items: list[Reply]
+    next_cursor: str | None
+
+
+class ThreadItem(BaseModel):
+    what: Literal["step", "answer", "reply"]
+    at: datetime
+    subject: str | None
+    body: str | None
+    message_id: str | None
+
+
+class ReplyThread(BaseModel):
+    reply: Reply
+    thread: list[ThreadItem] = Field(description="our steps, their replies, our answers")
+
+
+class AnswerIn(Strict):
+    body_text: str = Field(min_length=1, max_length=100_000)
+
+
+class Answered(BaseModel):
+    reply_id: int
+    email_id: int = Field(description="the one-off email that carries the answer")
+    created: bool = Field(description="false: this text was sent to this reply already")

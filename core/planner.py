@@ -49,6 +49,9 @@ class DueLead:
     # Due later than its step's wait said (deferred by pacing, a window, a retry): it holds
     # a slot of its own, which leads due afresh go around.
     booked: bool = False
+    # An operator's answer to a reply (a one-off lead): the Message-IDs it answers
+    # (References; the last is In-Reply-To).
+    reply_references: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,9 @@ def _render(lead: DueLead, settings: Settings, closes: datetime | None) -> SendJ
             raise render.TemplateError(
                 f"subject: longer than {message.MAX_SUBJECT_CHARS} characters"
             )
+    if lead.reply_references:
+        references = list(lead.reply_references)[-20:]
+        in_reply_to = references[-1]
     text = render.render(lead.body_text, ctx, part="body_text", max_bytes=limit)
     html = None
     if lead.body_html:

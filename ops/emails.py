@@ -67,6 +67,7 @@ async def schedule(
     body_html: str | None = None,
     send_at: datetime | None = None,
     idempotency_key: str | None = None,
+    reply_references: list[str] | None = None,
     now: datetime,
 ) -> Scheduled:
     """Schedule one email; the same `idempotency_key` again returns the first answer."""
@@ -83,7 +84,7 @@ async def schedule(
             raise Invalid(name, "holds a NUL character")
     key = idempotency_key or f"auto:{uuid.uuid4()}"
     attributes = {"one_off_subject": subject, "one_off_text": body_text, "one_off_html": body_html}
-    args = (sender, to, attributes, send_at or now, key)
+    args = (sender, to, attributes, send_at or now, key, reply_references)
     # One statement, one round trip; the reasons for no row are looked at only then.
     row = await conn.fetchrow(query("emails", "schedule"), *args)
     created = row is not None

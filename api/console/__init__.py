@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.console import pages, webhooks
+from api.console import inbox, pages, webhooks
 from api.console.auth import Auth, BadCsrf, NotSignedIn
 from runtime.settings import ApiSettings
 
@@ -100,3 +100,4 @@ def install(app: FastAPI, settings: ApiSettings) -> None:
 
     app.include_router(pages.router)
     app.include_router(webhooks.router)
+    app.include_router(inbox.router)

@@ -90,6 +90,7 @@ NAV = [
     ("/", "Overview"),
     ("/sequences", "Sequences"),
     ("/leads", "Leads"),
+    ("/inbox", "Inbox"),
     ("/import", "Import"),
     ("/emails/new", "Schedule an email"),
     ("/dead-letters", "Dead letters"),

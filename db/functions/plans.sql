@@ -48,7 +48,8 @@ SELECT l.id, l.email, l.first_name, l.last_name, l.company, l.timezone, l.attrib
        -- Due later than its step's own wait said (pacing, a window or a retry put it
        -- there): the lead holds a slot of its own already.
        coalesce(l.next_run_at > coalesce(l.last_sent_at, l.enrolled_at)
-                                + make_interval(secs => st.wait_seconds), false) AS booked
+                                + make_interval(secs => st.wait_seconds), false) AS booked,
+       l.reply_references
 FROM leads l
 JOIN sequences seq ON seq.id = l.sequence_id
 LEFT JOIN senders snd ON snd.id = l.sender_id

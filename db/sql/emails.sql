@@ -16,8 +16,9 @@ SELECT id FROM senders WHERE lower(email) = lower($1)
 -- name: schedule
 -- A one-off lead of sender $1 (by address), due at $4, in one statement: nothing when the
 -- key was used before, or when the sender or the one-off sequence does not exist.
-INSERT INTO leads (sequence_id, sender_id, email, attributes, next_run_at, one_off_key)
-SELECT q.id, s.id, $2, $3, $4, $5
+INSERT INTO leads (sequence_id, sender_id, email, attributes, next_run_at, one_off_key,
+                   reply_references)
+SELECT q.id, s.id, $2, $3, $4, $5, $6
 FROM senders s, sequences q
 WHERE lower(s.email) = lower($1) AND q.kind = 'one_off'
 ON CONFLICT (one_off_key) WHERE one_off_key IS NOT NULL DO NOTHING

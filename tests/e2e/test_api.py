@@ -446,6 +446,19 @@ async def test_webhook_endpoints_over_rest(api: Client, pool: asyncpg.Pool) -> N
     assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries") == 0
 
 
+async def test_replies_over_rest_without_any(api: Client) -> None:
+    """The inbox's routes answer an empty inbox, an unknown reply and a bad filter (the
+    browser test drives them with real replies through the console)."""
+    status, _, page = api.call("GET", "/api/v1/replies?handled=false&intent=interested")
+    assert (status, page["items"]) == (200, [])
+    assert api.call("GET", "/api/v1/replies?intent=angry")[0] == 422
+    assert api.call("GET", "/api/v1/replies/12345")[0] == 404
+    assert api.call("POST", "/api/v1/replies/12345/handled")[0] == 404
+    status, _, problem = api.call("POST", "/api/v1/replies/12345/answer", {"body_text": "Hi"})
+    assert (status, problem["detail"]) == (404, "no reply 12345")
+    assert api.call("POST", "/api/v1/replies/12345/answer", {"body_text": ""})[0] == 422
+
+
 async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) -> None:
     await pool.execute(SETUP)
     status, _, report = api.call(
