@@ -94,9 +94,14 @@ class Deliverer:
             )
         return client
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 5.0) -> None:
+        """POSTs under way get `grace` seconds to end; the rest are cut off, their leases
+        left to end (they are tried again then, under the same webhook-id)."""
         if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
+            _, left = await asyncio.wait(set(self.tasks), timeout=grace)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         for client in self.clients.values():
             await client.aclose()
 
@@ -255,7 +260,7 @@ class Deliverer:
         )  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop`; POSTs under way at stop finish (or time out) first."""
+        """Deliver until `stop` (then `close`)."""
         listener = Listener(self.settings.database_url, [db.CHANNEL])
         log.info("webhooks_started", per_endpoint=self.settings.webhook_endpoint_concurrency)
         async with asyncio.TaskGroup() as tg:

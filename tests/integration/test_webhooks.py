@@ -139,3 +139,50 @@ async def test_a_delivery_given_up_is_listed_and_replayed_under_its_own_id(
     assert receiver.verified[0].msg_id == f"msg_{delivery}"
     assert receiver.verified[0].payload["type"] == "webhook.test"
     assert done["id"] == delivery
+
+
+async def test_a_hanging_endpoint_holds_up_only_its_own_deliveries(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    """One endpoint accepts connections and never answers; another answers at once: the
+    second gets all its deliveries while the first's are still hanging."""
+    hung: list[asyncio.StreamWriter] = []
+
+    async def never_answer(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        hung.append(w)
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    slow_port = server.sockets[0].getsockname()[1]
+    fast = Receiver(free_port())
+    async with pool.acquire() as conn:
+        slow_ep = await webhooks.add(
+            conn, f"http://127.0.0.1:{slow_port}/in", ["lead.sent"], allow_private=True,
+            now=utcnow(),
+        )  # fmt: skip
+        fast_ep = await webhooks.add(
+            conn, f"http://127.0.0.1:{fast.port}/in", ["lead.sent"], allow_private=True,
+            now=utcnow(),
+        )  # fmt: skip
+        # 100 events each, through the trigger, the slow endpoint's first.
+        await conn.execute(
+            "INSERT INTO events (type, data) SELECT 'sent', '{}' FROM generate_series(1, 100)"
+        )
+    fast.secret = fast_ep.secret
+    fast.start()
+    settings = _settings(
+        database, webhook_allow_private=True, webhook_poll_seconds=0.1,
+        webhook_timeout_seconds=30, webhook_endpoint_concurrency=4,
+    )  # fmt: skip
+    try:
+        await _run(Deliverer(pool, settings), lambda: len(fast.verified) == 100, timeout=20)
+    finally:
+        fast.stop()
+        for w in hung:
+            w.close()
+        server.close()
+    slow_done = await pool.fetchval(
+        "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status <> 'pending'",
+        slow_ep.id,
+    )
+    assert slow_done == 0
+    assert 1 <= len(hung) <= 4  # at most its concurrency in flight, the rest left waiting
