@@ -23,9 +23,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
+import aiohttp
 import asyncpg
-import httpx
 import structlog
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from core import webhooks as core
@@ -48,10 +50,29 @@ class TargetRefused(Exception):
     """The endpoint's host resolves to an address a deliverer may not connect to."""
 
 
-async def resolve(host: str, port: int) -> list[str]:
-    """The host's addresses, as the system resolver gives them."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+class CheckingResolver(AbstractResolver):
+    """The system resolver, and every address it gives checked before a connection is
+    made to one of them (each new connection asks anew: no DNS cache)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+        self.inner = ThreadedResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self.inner.resolve(host, port, family)
+        for r in found:
+            address = ipaddress.ip_address(r["host"].split("%")[0])
+            if not core.target_allowed(address, allow_private=self.allow_private):
+                raise TargetRefused(
+                    f"{host} resolves to {address}, not a public address"
+                    " (WEBHOOK_ALLOW_PRIVATE=true)"
+                )
+        return found
+
+    async def close(self) -> None:
+        await self.inner.close()
 
 
 class Deliverer:
@@ -75,24 +96,27 @@ class Deliverer:
             max_seconds=settings.webhook_retry_max_seconds,
         )
         self.in_flight: dict[int, int] = defaultdict(int)  # per endpoint
-        self.clients: dict[int, httpx.AsyncClient] = {}  # per endpoint: its own connections
+        self.sessions: dict[int, aiohttp.ClientSession] = {}  # per endpoint: its connections
         self.tasks: set[asyncio.Task[None]] = set()
         self.freed = asyncio.Event()  # an endpoint at its limit has room again
         self._finish = MicroBatcher(self._finish_batch, max_size=500)
         self.delivered = 0
 
-    def _client(self, endpoint_id: int) -> httpx.AsyncClient:
-        client = self.clients.get(endpoint_id)
-        if client is None:
-            limit = self.settings.webhook_endpoint_concurrency
-            client = self.clients[endpoint_id] = httpx.AsyncClient(
-                timeout=self.settings.webhook_timeout_seconds,
-                follow_redirects=False,
-                limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
+    def _session(self, endpoint_id: int) -> aiohttp.ClientSession:
+        session = self.sessions.get(endpoint_id)
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.webhook_endpoint_concurrency,
+                resolver=CheckingResolver(self.settings.webhook_allow_private),
+                use_dns_cache=False,
+            )
+            session = self.sessions[endpoint_id] = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_seconds),
                 headers={"user-agent": USER_AGENT},
                 trust_env=False,  # no proxy from the environment between us and the check
             )
-        return client
+        return session
 
     async def close(self, grace: float = 5.0) -> None:
         """POSTs under way get `grace` seconds to end; the rest are cut off, their leases
@@ -102,8 +126,8 @@ class Deliverer:
             for task in left:
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
-        for client in self.clients.values():
-            await client.aclose()
+        for session in self.sessions.values():
+            await session.close()
 
     async def run_once(self) -> int:
         """Claim what is due (within each endpoint's room) and start its POSTs."""
@@ -157,32 +181,19 @@ class Deliverer:
             await db.finish(conn, done, self.clock())
         return [None] * len(done)
 
-    async def _target(self, url: URL) -> tuple[URL, str]:
-        """The URL to connect to (the host replaced by an address checked now) and the host
-        it stands for."""
-        host = url.host or ""
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(
-                host
-            )
-        except ValueError:
-            literal = None
-        try:
-            addresses = [host] if literal is not None else await resolve(host, port)
-        except OSError as exc:
-            raise TargetRefused(f"{host} does not resolve: {exc}") from None
+    def _refused(self, url: URL) -> str | None:
+        """Why the URL may not be posted to before any lookup (an address in it, plain
+        http), else None; a name is checked by the resolver on each connection."""
         allow = self.settings.webhook_allow_private
-        for a in addresses:
-            if not core.target_allowed(ipaddress.ip_address(a.split("%")[0]), allow_private=allow):
-                raise TargetRefused(
-                    f"{host} resolves to {a}, not a public address (WEBHOOK_ALLOW_PRIVATE=true)"
-                )
-        if not addresses:
-            raise TargetRefused(f"{host} has no address")
         if url.scheme == "http" and not allow:
-            raise TargetRefused("plain http only with WEBHOOK_ALLOW_PRIVATE=true")
-        return url.with_host(addresses[0].split("%")[0]), host
+            return "plain http only with WEBHOOK_ALLOW_PRIVATE=true"
+        try:
+            literal = ipaddress.ip_address((url.host or "").strip("[]"))
+        except ValueError:
+            return None
+        if not core.target_allowed(literal, allow_private=allow):
+            return f"{literal} is not a public address (WEBHOOK_ALLOW_PRIVATE=true)"
+        return None
 
     async def _post(self, c: db.Claimed) -> tuple[int | None, str | None]:
         """POST one delivery; (the answer's code, None) if delivered, else why not."""
@@ -191,38 +202,35 @@ class Deliverer:
         mid = core.msg_id(c.id)
         try:
             url = URL(c.url)
-            target, host = await self._target(url)
-        except (TargetRefused, ValueError) as exc:
+        except ValueError as exc:
             return None, str(exc)
+        if (why := self._refused(url)) is not None:
+            return None, why
         headers = {
             "content-type": "application/json",
-            "host": url.raw_authority if url.port is not None else host,
             "webhook-id": mid,
             "webhook-timestamp": str(stamp),
             "webhook-signature": core.sign(c.secret, mid, stamp, body),
         }
         started = time.perf_counter()
         try:
-            async with self._client(c.endpoint_id).stream(
-                "POST", str(target), content=body, headers=headers,
-                extensions={"sni_hostname": host} if url.scheme == "https" else {},
-            ) as answer:  # fmt: skip
-                code = answer.status_code
+            async with self._session(c.endpoint_id).post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as answer:
+                code = answer.status
                 if 200 <= code < 300:
                     return code, None
-                head = b""
-                async for chunk in answer.aiter_bytes():
-                    head += chunk
-                    if len(head) >= KEEP_RESPONSE:
-                        break
-                text = head[:KEEP_RESPONSE].decode("utf-8", "replace")
                 if 300 <= code < 400:
                     where = answer.headers.get("location", "")[:200]
                     return code, f"HTTP {code}: redirects are not followed ({where})"
-                return code, f"HTTP {code}: {text}"
-        except httpx.HTTPError as exc:
+                head = await answer.content.read(KEEP_RESPONSE)
+                return code, f"HTTP {code}: {head.decode('utf-8', 'replace')}"
+        except TargetRefused as exc:
+            return None, str(exc)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             took = time.perf_counter() - started
-            return None, f"{type(exc).__name__} after {took:.1f} s: {exc}"[:1000]
+            cause = exc.__cause__ if isinstance(exc.__cause__, TargetRefused) else exc
+            return None, f"{type(cause).__name__} after {took:.1f} s: {cause}"[:1000]
 
     async def _turn(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
         claimed = await self.run_once()
