@@ -396,6 +396,7 @@ class Webhook(BaseModel):
     created_at: datetime
     pending: int
     failed: int
+    delivered_total: int
     last_delivered_at: datetime | None
 
 
@@ -409,7 +410,7 @@ class WebhookDelivery(BaseModel):
     endpoint_id: int
     event_id: int | None
     event_type: str
-    status: Literal["pending", "delivered", "failed"]
+    status: Literal["pending", "failed"]
     attempts: int
     created_at: datetime
     finished_at: datetime | None

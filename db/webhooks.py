@@ -73,18 +73,24 @@ async def claim(
 
 
 async def finish(conn: Conn, done: Sequence[Finished], now: datetime) -> None:
-    if not done:
-        return
-    await conn.execute(
-        _q("finish"),
-        [d.id for d in done],
-        [d.attempts for d in done],
-        [d.status for d in done],
-        [d.next_at for d in done],
-        [d.code for d in done],
-        [d.error for d in done],
-        now,
-    )
+    """Record how tries ended: the delivered leave the outbox (their endpoints count them),
+    the rest are due again or failed; one transaction."""
+    ok = [d for d in done if d.status == "delivered"]
+    rest = [d for d in done if d.status != "delivered"]
+    async with conn.transaction():
+        if ok:
+            await conn.execute(_q("delivered"), [d.id for d in ok], [d.attempts for d in ok], now)
+        if rest:
+            await conn.execute(
+                _q("finish"),
+                [d.id for d in rest],
+                [d.attempts for d in rest],
+                [d.status for d in rest],
+                [d.next_at for d in rest],
+                [d.code for d in rest],
+                [d.error for d in rest],
+                now,
+            )
 
 
 async def deliveries(
@@ -106,11 +112,6 @@ async def replay(
         if rows:
             await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
     return [r["id"] for r in rows]
-
-
-async def prune(conn: Conn, before: datetime, batch: int) -> int:
-    status: str = await conn.execute(_q("prune"), before, batch)
-    return int(status.rsplit(" ", 1)[-1])
 
 
 async def backlog(conn: Conn, now: datetime) -> tuple[int, int, float]:

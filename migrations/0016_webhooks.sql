@@ -14,7 +14,10 @@ CREATE TABLE webhook_endpoints (
                 'lead.complained', 'lead.completed', 'lead.failed', 'lead.stopped',
                 'sender.paused']::text[]),
     description text        NOT NULL DEFAULT '' CHECK (length(description) <= 500),
-    created_at  timestamptz NOT NULL DEFAULT now()
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- A delivered message leaves the outbox; the endpoint keeps the count and the time.
+    delivered_total   bigint NOT NULL DEFAULT 0,
+    last_delivered_at timestamptz
 );
 
 CREATE TABLE webhook_deliveries (
@@ -23,8 +26,10 @@ CREATE TABLE webhook_deliveries (
     event_id        bigint,     -- the event it tells of (none for a test message)
     event_type      text        NOT NULL,
     payload         jsonb       NOT NULL,
+    -- pending (to be tried, or being tried), or failed (given up on: listed, replayable);
+    -- a delivered one is deleted.
     status          text        NOT NULL DEFAULT 'pending'
-        CONSTRAINT "webhook delivery status" CHECK (status IN ('pending', 'delivered', 'failed')),
+        CONSTRAINT "webhook delivery status" CHECK (status IN ('pending', 'failed')),
     attempts        integer     NOT NULL DEFAULT 0,
     -- When it is tried next; while a try runs, the end of its lease (a deliverer that dies
     -- mid-try leaves it to be tried again then, with the same webhook-id).
@@ -36,9 +41,8 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at)
     WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_by_endpoint ON webhook_deliveries (endpoint_id, status, id);
-CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (finished_at)
-    WHERE status = 'delivered';
+CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (endpoint_id, id)
+    WHERE status = 'failed';
 
 CREATE TRIGGER events_to_webhooks AFTER INSERT ON events
     REFERENCING NEW TABLE AS added

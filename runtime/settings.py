@@ -214,9 +214,10 @@ class WebhookSettings(CommonSettings):
     webhook_timeout_seconds: float = Field(default=10, gt=0, le=120)
     # POSTs in flight at once per endpoint (per deliverer): a slow endpoint holds its own.
     webhook_endpoint_concurrency: int = Field(default=16, ge=1, le=1000)
+    # Deliveries one deliverer claims and holds per endpoint (its POSTs wait their turn);
+    # the lease of a claim covers them all timing out.
+    webhook_batch_size: int = Field(default=64, ge=1, le=10_000)
     webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
-    # Delivered rows are kept this long (then pruned); failed ones until replayed or removed.
-    webhook_keep_days: float = Field(default=3, ge=0)
 
 
 class ApiSettings(BrokerSettings, PreflightSettings, WebhookSettings):

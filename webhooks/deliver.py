@@ -3,9 +3,10 @@ Standard Webhooks says, record how each try ended.
 
 - At least once, one id: a delivery is leased while its POST runs; a deliverer that dies
   leaves it due again when the lease ends, with the same `webhook-id`.
-- One endpoint never holds up another: each has its own connections and at most
-  WEBHOOK_ENDPOINT_CONCURRENCY POSTs in flight (per deliverer); a claim takes no more of an
-  endpoint's deliveries than it has room for, and the others' go on meanwhile.
+- One endpoint never holds up another: each has its own connections, at most
+  WEBHOOK_ENDPOINT_CONCURRENCY POSTs in flight and WEBHOOK_BATCH_SIZE deliveries held (per
+  deliverer); a claim takes no more of an endpoint's than it has room for, and the others'
+  go on meanwhile.
 - Only where it may: every POST resolves the endpoint's host anew and connects to an
   address it checked (core/webhooks.py `target_allowed`), so a name that resolves to a
   private address later (DNS rebinding) is refused then; redirects are not followed.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import random
 import socket
 import time
@@ -42,7 +44,8 @@ from runtime.settings import WebhookSettings
 
 log = structlog.get_logger()
 USER_AGENT = "email-scheduler-webhooks"
-LEASE_MARGIN = timedelta(seconds=30)
+LEASE_MARGIN = timedelta(seconds=5)
+LINGER_SECONDS = 0.01  # after a wake-up, for the rows written around it (one claim)
 KEEP_RESPONSE = 300  # characters of a failed answer kept in last_error
 
 
@@ -95,7 +98,10 @@ class Deliverer:
             first_seconds=settings.webhook_retry_first_seconds,
             max_seconds=settings.webhook_retry_max_seconds,
         )
-        self.in_flight: dict[int, int] = defaultdict(int)  # per endpoint
+        # Per endpoint: deliveries claimed and not yet finished (waiting or in flight), and
+        # the gate that lets WEBHOOK_ENDPOINT_CONCURRENCY of them POST at once.
+        self.held: dict[int, int] = defaultdict(int)
+        self.gates: dict[int, asyncio.Semaphore] = {}
         self.sessions: dict[int, aiohttp.ClientSession] = {}  # per endpoint: its connections
         self.tasks: set[asyncio.Task[None]] = set()
         self.freed = asyncio.Event()  # an endpoint at its limit has room again
@@ -129,25 +135,37 @@ class Deliverer:
         for session in self.sessions.values():
             await session.close()
 
+    def _lease(self) -> timedelta:
+        """Long enough for a whole claim to be POSTed, each try taking its full timeout."""
+        rounds = math.ceil(
+            self.settings.webhook_batch_size / self.settings.webhook_endpoint_concurrency
+        )
+        return timedelta(seconds=self.settings.webhook_timeout_seconds * rounds) + LEASE_MARGIN
+
     async def run_once(self) -> int:
-        """Claim what is due (within each endpoint's room) and start its POSTs."""
+        """Claim what is due (up to WEBHOOK_BATCH_SIZE held per endpoint) and start it."""
         now = self.clock()
-        lease = now + timedelta(seconds=self.settings.webhook_timeout_seconds) + LEASE_MARGIN
-        busy = {e: n for e, n in self.in_flight.items() if n}
+        busy = {e: n for e, n in self.held.items() if n}
         async with self.pool.acquire() as conn:
             claimed = await db.claim(
-                conn, now, self.settings.webhook_endpoint_concurrency, busy, lease
+                conn, now, self.settings.webhook_batch_size, busy, now + self._lease()
             )
         for c in claimed:
-            self.in_flight[c.endpoint_id] += 1
+            self.held[c.endpoint_id] += 1
             task = asyncio.create_task(self._deliver(c))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return len(claimed)
 
     async def _deliver(self, c: db.Claimed) -> None:
+        gate = self.gates.get(c.endpoint_id)
+        if gate is None:
+            gate = self.gates[c.endpoint_id] = asyncio.Semaphore(
+                self.settings.webhook_endpoint_concurrency
+            )
         try:
-            code, error = await self._post(c)
+            async with gate:
+                code, error = await self._post(c)
             now = self.clock()
             if error is None:
                 done = db.Finished(c.id, c.attempts, "delivered", None, code, None)
@@ -171,9 +189,9 @@ class Deliverer:
             # Not recorded: the lease ends and the delivery is tried again (same id).
             log.warning("webhook_record_unavailable", delivery_id=c.id, error=str(exc))
         finally:
-            at_limit = self.in_flight[c.endpoint_id] >= self.settings.webhook_endpoint_concurrency
-            self.in_flight[c.endpoint_id] -= 1
-            if at_limit:
+            full = self.held[c.endpoint_id] >= self.settings.webhook_batch_size
+            self.held[c.endpoint_id] -= 1
+            if full:
                 self.freed.set()
 
     async def _finish_batch(self, done: list[db.Finished]) -> list[None]:
@@ -246,17 +264,17 @@ class Deliverer:
         finally:
             for w in waits:
                 w.cancel()
+            woken = wake.is_set()
             wake.clear()
             self.freed.clear()
+        if woken and not stop.is_set():
+            await asyncio.sleep(LINGER_SECONDS)
 
     async def _summary(self) -> None:
         now = self.clock()
         try:
             async with self.pool.acquire() as conn:
                 pending, failed, oldest = await db.backlog(conn, now)
-                pruned = await db.prune(
-                    conn, now - timedelta(days=self.settings.webhook_keep_days), 10_000
-                )
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("summary_unavailable", error=str(exc))
             return
@@ -264,7 +282,7 @@ class Deliverer:
         metrics.WEBHOOK_FAILED.set(failed)
         log.info(
             "webhooks_summary", delivered_total=self.delivered, pending=pending, failed=failed,
-            oldest_pending_s=round(oldest, 3), pruned=pruned,
+            oldest_pending_s=round(oldest, 3),
         )  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> None:

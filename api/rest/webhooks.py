@@ -68,7 +68,7 @@ async def list_deliveries(
     _who: Actor,
     endpoint_id: BigId,
     paging: Page,
-    status: Literal["pending", "delivered", "failed"] | None = None,
+    status: Literal["pending", "failed"] | None = None,
 ) -> dict[str, Any]:
     """The endpoint's deliveries, newest first (of one status, if given)."""
     before = paging.after_id() or 2**63 - 1

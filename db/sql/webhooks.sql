@@ -5,13 +5,15 @@ INSERT INTO webhook_endpoints (url, secret, event_types, description, created_at
 VALUES ($1, $2, $3::text[], $4, $5) RETURNING id
 
 -- name: list
-SELECT e.id, e.url, e.event_types, e.description, e.created_at,
-       count(*) FILTER (WHERE d.status = 'pending') AS pending,
-       count(*) FILTER (WHERE d.status = 'failed') AS failed,
-       max(d.finished_at) FILTER (WHERE d.status = 'delivered') AS last_delivered_at
-FROM webhook_endpoints e LEFT JOIN webhook_deliveries d ON d.endpoint_id = e.id
+SELECT e.id, e.url, e.event_types, e.description, e.created_at, e.delivered_total,
+       e.last_delivered_at,
+       (SELECT count(*) FROM webhook_deliveries d
+        WHERE d.endpoint_id = e.id AND d.status = 'pending') AS pending,
+       (SELECT count(*) FROM webhook_deliveries d
+        WHERE d.endpoint_id = e.id AND d.status = 'failed') AS failed
+FROM webhook_endpoints e
 WHERE e.id > $1
-GROUP BY e.id ORDER BY e.id LIMIT $2
+ORDER BY e.id LIMIT $2
 
 -- name: remove
 DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id
@@ -48,13 +50,26 @@ WHERE d.id = picked.id AND e.id = d.endpoint_id
 RETURNING d.id, d.endpoint_id, e.url, e.secret, d.event_type, d.payload::text AS body,
           d.attempts, d.created_at
 
+-- name: delivered
+-- Tries that were answered 2xx: the rows go (a row whose lease another deliverer took
+-- meanwhile, its attempts moved on, is left to that one); each endpoint counts them.
+WITH gone AS (
+    DELETE FROM webhook_deliveries d
+    USING unnest($1::bigint[], $2::integer[]) AS r(id, attempts)
+    WHERE d.id = r.id AND d.attempts = r.attempts AND d.status = 'pending'
+    RETURNING d.endpoint_id
+)
+UPDATE webhook_endpoints e SET delivered_total = e.delivered_total + g.n,
+                               last_delivered_at = $3::timestamptz
+FROM (SELECT endpoint_id, count(*) AS n FROM gone GROUP BY 1) g
+WHERE e.id = g.endpoint_id
+
 -- name: finish
--- Tries that ended: delivered, failed for good, or due again at their time. A row whose
--- lease another deliverer took meanwhile (its attempts moved on) is left to that one.
+-- Tries that ended otherwise: failed for good, or due again at their time.
 UPDATE webhook_deliveries d SET
     status = r.status,
     next_attempt_at = coalesce(r.next_at, d.next_attempt_at),
-    finished_at = CASE WHEN r.status <> 'pending' THEN $7::timestamptz END,
+    finished_at = CASE WHEN r.status = 'failed' THEN $7::timestamptz END,
     last_code = r.code,
     last_error = r.error
 FROM unnest($1::bigint[], $2::integer[], $3::text[], $4::timestamptz[], $5::integer[],
@@ -82,15 +97,9 @@ UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $2, created_
 WHERE status = 'failed' AND endpoint_id = $1
 RETURNING id
 
--- name: prune
--- Delivered rows older than $1: what was told is told.
-DELETE FROM webhook_deliveries
-WHERE id IN (SELECT id FROM webhook_deliveries WHERE status = 'delivered' AND finished_at < $1
-             LIMIT $2)
-
 -- name: backlog
 SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        coalesce(extract(epoch FROM $1::timestamptz - min(created_at)
                         FILTER (WHERE status = 'pending')), 0)::float8 AS oldest_s
-FROM webhook_deliveries WHERE status IN ('pending', 'failed')
+FROM webhook_deliveries
