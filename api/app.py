@@ -15,6 +15,7 @@ from api import console, limits, models, problems
 from api.rest import (
     emails,
     leads,
+    people,
     replies,
     senders,
     sequences,
@@ -107,6 +108,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     # /sequences/{id}/leads comes before /sequences/{id}/{action}.
     for resource in (
         leads, suppressions, stops, sequences, emails, senders, status, webhooks, replies,
+        people,
     ):  # fmt: skip
         app.include_router(resource.router, responses=models.problems(401, 422))
     app.include_router(service.router)

@@ -481,3 +481,9 @@ class Answered(BaseModel):
     reply_id: int
     email_id: int = Field(description="the one-off email that carries the answer")
     created: bool = Field(description="false: this text was sent to this reply already")
+
+
+class Erased(BaseModel):
+    address_sha256: str = Field(description="all that is kept of the address (suppressed)")
+    leads: int = Field(description="the leads that were the person's (0: nothing left)")
+    stopped: int = Field(description="of them, live ones stopped first")

@@ -32,6 +32,7 @@ from ops import (
     errors,
     imports,
     leads,
+    people,
     preflight,
     senders,
     sequences,
@@ -497,6 +498,18 @@ async def _token(conn: Conn, args: argparse.Namespace) -> None:
         )
 
 
+async def _person(conn: Conn, args: argparse.Namespace) -> None:
+    try:
+        done = await people.erase(conn, args.email, actor=ACTOR, door="cli", now=utcnow())
+    except errors.Invalid as exc:
+        raise Failed(str(exc)) from None
+    _print(
+        args, asdict(done),
+        f"erased: {done.leads} lead(s) ({done.stopped} stopped); the address is kept only as"
+        f" sha256:{done.address_sha256}, suppressed",
+    )  # fmt: skip
+
+
 async def _webhook(conn: Conn, args: argparse.Namespace) -> None:
     allow_private = load_or_exit(WebhookSettings).webhook_allow_private
     try:
@@ -627,6 +640,12 @@ def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
     cmd(tok, "create", "a bearer token, printed once (stored hashed)").add_argument("name")
     cmd(tok, "revoke", "revoke a token by its name").add_argument("name")
     cmd(tok, "list", "the tokens, without their secrets")
+    per = group("person", "a person's data: erase it on request")
+    cmd(
+        per, "erase",
+        "remove every personal field of the address's leads, their replies and events' data;"
+        " keep it suppressed as a SHA-256",
+    ).add_argument("email")  # fmt: skip
     wh = group("webhook", "endpoints that receive events as signed POSTs (Standard Webhooks)")
     wadd = cmd(wh, "add", "subscribe a URL to event types; prints its signing secret once")
     wadd.add_argument("url")
@@ -733,6 +752,7 @@ def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
 COMMANDS: dict[str, Callable[[Conn, argparse.Namespace], Awaitable[None]]] = {
     "dead-letters": _dead_letters,
     "import": _import,
+    "person": _person,
     "sender": _sender,
     "sequence": _sequence,
     "status": _status,

@@ -459,6 +459,21 @@ async def test_replies_over_rest_without_any(api: Client) -> None:
     assert api.call("POST", "/api/v1/replies/12345/answer", {"body_text": ""})[0] == 422
 
 
+async def test_erasing_a_person_over_rest(api: Client, pool: asyncpg.Pool) -> None:
+    await pool.execute(SETUP)
+    email = await pool.fetchval("SELECT email FROM leads ORDER BY id LIMIT 1")
+    status, _, done = api.call("DELETE", f"/api/v1/people/{email}")
+    assert (status, done["leads"]) == (200, 1), done
+    assert await pool.fetchval("SELECT count(*) FROM leads WHERE email = $1", email) == 0
+    assert await pool.fetchval("SELECT is_suppressed($1)", email)
+    status, _, again = api.call("DELETE", f"/api/v1/people/{email.upper()}")
+    assert (status, again["leads"], again["address_sha256"]) == (200, 0, done["address_sha256"])
+    assert api.call("DELETE", "/api/v1/people/not-an-address")[0] == 422
+    assert api.call("DELETE", "/api/v1/people/*@x.test")[0] == 422
+    actor = await pool.fetchval("SELECT actor FROM audit_log WHERE door = 'api' LIMIT 1")
+    assert actor == "crm"
+
+
 async def test_import_over_http_json_and_csv(api: Client, pool: asyncpg.Pool) -> None:
     await pool.execute(SETUP)
     status, _, report = api.call(
