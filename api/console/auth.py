@@ -14,6 +14,9 @@ from authlib.deprecate import AuthlibDeprecationWarning
 from fastapi import Request
 from joserfc.errors import JoseError
 
+from core.clock import utcnow
+from ops import sessions
+
 with warnings.catch_warnings():
     # Authlib's client for Starlette imports its own (deprecated) httpx module; said on
     # stderr at every start, it would be the one line of the API's log that is not JSON.
@@ -23,6 +26,7 @@ with warnings.catch_warnings():
 log = structlog.get_logger()
 
 CSRF_FIELD = "csrf"
+SESSION_KEY = "sid"  # where the cookie keeps the session's token (ops/sessions.py)
 CSRF_HEADER = "x-csrf-token"
 
 
@@ -105,11 +109,24 @@ class Auth:
         return email
 
 
-def user(request: Request) -> str:
-    """The signed-in address; NotSignedIn without one."""
-    email = request.session.get("user")
-    if not isinstance(email, str):
+async def user(request: Request) -> str:
+    """The signed-in address: the session the cookie names is live in the database and its
+    person is still in CONSOLE_ALLOWED; NotSignedIn otherwise (the cookie is cleared, and a
+    session of someone no longer allowed is ended)."""
+    token = request.session.get(SESSION_KEY)
+    if not isinstance(token, str):
         raise NotSignedIn
+    now = utcnow()
+    async with request.app.state.pool.acquire() as conn:
+        email = await sessions.person(conn, token, now)
+        if email is not None and email not in request.app.state.console_auth.allowed:
+            await sessions.end(conn, token, "no longer in CONSOLE_ALLOWED", now)
+            log.warning("console_session_ended", email=email, why="not allowed")
+            email = None
+    if email is None:
+        request.session.clear()
+        raise NotSignedIn
+    request.state.user = email
     return email
 
 

@@ -35,6 +35,7 @@ from ops import (
     previews,
     senders,
     sequences,
+    sessions,
     status,
     suppressions,
     tokens,
@@ -97,6 +98,7 @@ NAV = [
     ("/suppressions", "Suppressions"),
     ("/senders", "Senders"),
     ("/webhooks", "Webhooks"),
+    ("/sessions", "Sessions"),
     ("/tokens", "API tokens"),
 ]
 
@@ -109,7 +111,7 @@ def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTM
         request,
         name,
         {
-            "user": request.session.get("user"),
+            "user": getattr(request.state, "user", None),
             "csrf": auth.csrf_token(request),
             "nav": NAV,
             "path": request.url.path,
@@ -165,16 +167,42 @@ async def callback(request: Request) -> Response:
         request.session["refused"] = str(exc)
         return RedirectResponse("/signin", status_code=303)
     request.session.clear()  # a new session for the signed-in person (no fixation)
-    request.session["user"] = email
+    async with request.app.state.pool.acquire() as conn:
+        request.session[auth.SESSION_KEY] = await sessions.start(
+            conn, email, max_age=request.app.state.settings.session_max_age_seconds,
+            now=utcnow(),
+        )  # fmt: skip
     auth.csrf_token(request)
     return RedirectResponse("/", status_code=303)
 
 
 @router.post("/auth/logout", dependencies=[Checked])
 async def logout(request: Request) -> Response:
-    log.info("console_signed_out", email=request.session.get("user"))
+    token = request.session.get(auth.SESSION_KEY)
+    if isinstance(token, str):
+        async with request.app.state.pool.acquire() as conn:
+            email = await sessions.end(conn, token, "signed out", utcnow())
+        log.info("console_signed_out", email=email)
     request.session.clear()
     return RedirectResponse("/signin", status_code=303)
+
+
+@router.get("/sessions")
+async def session_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        rows = await sessions.listing(conn, utcnow())
+    mine = sessions.key(str(request.session.get(auth.SESSION_KEY, "")))
+    return page(request, "sessions.html", title="Sessions", rows=rows, mine=mine)
+
+
+@router.post("/sessions/end", dependencies=[Checked])
+async def session_end(
+    request: Request, pool: Pool, user: User, key: Annotated[str, Form(max_length=16)]
+) -> Response:
+    async with pool.acquire() as conn:
+        ended = await sessions.end_by_key(conn, key, f"ended by {user}", utcnow())
+    log.info("console_session_ended", by=user, email=ended)
+    return _back(request, "/sessions", f"ended {ended}'s session" if ended else "already ended")
 
 
 # --- overview --------------------------------------------------------------------------

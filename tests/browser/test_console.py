@@ -17,10 +17,11 @@ import urllib.request
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
 from core.clock import utcnow
 from core.dkim import load_keys
@@ -476,3 +477,72 @@ def test_the_provider_script_and_chromium_are_installed_by_the_project() -> None
     lock = json.loads((HERE / "package-lock.json").read_text())
     assert "node_modules/oidc-provider" in lock["packages"]
     assert shutil.which("node")
+
+
+async def test_a_copied_session_cookie_stops_working_when_the_session_ends(
+    console: Console, browser: Browser, pool: asyncpg.Pool
+) -> None:
+    """Sessions live in PostgreSQL: a cookie copied from a signed-in browser is refused
+    once that browser signs out, once the session is ended from the Sessions page, and
+    once the address leaves CONSOLE_ALLOWED (the API restarted without it)."""
+
+    async def signed_in() -> BrowserContext:
+        context = await browser.new_context()
+        page = await context.new_page()
+        await _sign_in(page, console.base, ALLOWED)
+        await expect(page).to_have_url(console.base + "/")
+        return context
+
+    async def refused(state: Any) -> bool:
+        thief = await browser.new_context(storage_state=state)
+        page = await thief.new_page()
+        await page.goto(console.base + "/leads")
+        gone = page.url.endswith("/signin")
+        await thief.close()
+        return gone
+
+    # Signed out: the copy is refused too.
+    first = await signed_in()
+    copied = await first.storage_state()
+    assert not await refused(copied)  # a copy works while the session lives
+    page = first.pages[0]
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/signin$"))
+    assert await refused(copied)
+    await first.close()
+
+    # Ended by someone else on the Sessions page.
+    admin, other = await signed_in(), await signed_in()
+    copied = await other.storage_state()
+    page = admin.pages[0]
+    await page.get_by_role("link", name="Sessions").click()
+    await expect(page.locator("[data-session]")).to_have_count(2)
+    await expect(page.locator("[data-session=mine]")).to_have_count(1)
+    await page.locator("[data-session=other]").get_by_role("button").click()
+    await expect(page.get_by_role("status")).to_contain_text("session")
+    assert await refused(copied)
+    await page.reload()
+    await expect(page).to_have_url(console.base + "/sessions")  # this browser is still in
+    await other.close()
+
+    # The address leaves CONSOLE_ALLOWED: the API restarted without it ends the session
+    # at its next request.
+    copied = await admin.storage_state()
+    await admin.close()
+    api = next(p for n, p in console.daemons.procs if n == "api" and p.poll() is None)
+    api.terminate()
+    api.wait(30)
+    console.daemons.start("api", 1, CONSOLE_ALLOWED="@ops.acme.test")
+    await wait_for(lambda: _up(console.base), timeout=30, interval=0.2)
+    if not await refused(copied):
+        raise AssertionError("a session of an address no longer allowed still works")
+    why = await pool.fetch("SELECT ended_why FROM console_sessions WHERE ended_at IS NOT NULL")
+    assert "no longer in CONSOLE_ALLOWED" in {r["ended_why"] for r in why}
+
+
+def _up(base: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:  # noqa: S310
+            return bool(r.status == 200)
+    except OSError:
+        return False
