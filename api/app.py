@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from api import console, limits, models, problems
 from api.rest import (
+    audit,
     emails,
     leads,
     people,
@@ -28,6 +29,7 @@ from api.rest import (
 )
 from api.rest.common import Tokens
 from broker.topology import Names
+from db import audit as audit_db
 from db import replicas
 from db.migrate import latest_version
 from db.pool import create_pool
@@ -57,7 +59,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.pool = pool = await create_pool(
-            settings.database_url, max_size=settings.db_pool_size
+            settings.database_url, max_size=settings.db_pool_size, setup=audit_db.on_acquire
         )
         depths = ops_status.QueueDepths(settings.amqp_url, Names.from_prefix(settings.amqp_prefix))
         stop = asyncio.Event()
@@ -108,7 +110,7 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     # /sequences/{id}/leads comes before /sequences/{id}/{action}.
     for resource in (
         leads, suppressions, stops, sequences, emails, senders, status, webhooks, replies,
-        people,
+        people, audit,
     ):  # fmt: skip
         app.include_router(resource.router, responses=models.problems(401, 422))
     app.include_router(service.router)

@@ -487,3 +487,19 @@ class Erased(BaseModel):
     address_sha256: str = Field(description="all that is kept of the address (suppressed)")
     leads: int = Field(description="the leads that were the person's (0: nothing left)")
     stopped: int = Field(description="of them, live ones stopped first")
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str = Field(description="a token's name, a console user, or user@host for the CLI")
+    door: str = Field(description="cli, api or console")
+    action: str = Field(description="insert, update, delete, erased")
+    target: str = Field(description="table:id")
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None

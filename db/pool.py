@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+if TYPE_CHECKING:
+    from asyncpg.pool import _SetupCallback  # the stubs' type of a pool's `setup`
 
 from runtime.startup import database_fatal, until_set, wait_for
 
@@ -60,7 +63,12 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, stop: asyncio.Event | None = None
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    stop: asyncio.Event | None = None,
+    setup: _SetupCallback[asyncpg.Record] | None = None,
 ) -> asyncpg.Pool:
     """Open a pool, waiting (and saying so) while the database is starting or unreachable;
     runtime.startup.StartupError when waiting cannot help (wrong password, no database)."""
@@ -71,6 +79,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            setup=setup,
             reset=_keep_session,
             server_settings=_SESSION,
             command_timeout=60,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +23,7 @@ from broker.topology import Names
 from core import dkim as core_dkim
 from core import webhooks as core_webhooks
 from core.clock import utcnow
+from db import audit
 from db.migrate import latest_version
 from db.pool import Conn, create_pool
 from ops import (
@@ -767,10 +770,20 @@ class Unreachable(Exception):
     """The database did not answer within --wait (exit 1)."""
 
 
+def _os_user() -> str:
+    """Who runs the command, for the audit trail: the account and the host."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = f"uid {os.getuid()}"
+    return f"{name}@{socket.gethostname()}"
+
+
 async def _run(dsn: str, args: argparse.Namespace) -> None:
     wait = getattr(args, "wait", 10.0)
     try:
-        pool = await asyncio.wait_for(create_pool(dsn, max_size=1), wait)
+        pool = await asyncio.wait_for(create_pool(dsn, max_size=1, setup=audit.on_acquire), wait)
+        audit.acting(_os_user(), "cli")
     except TimeoutError:
         where = dsn.rpartition("@")[2] or dsn
         raise Unreachable(f"the database at {where} could not be reached within {wait:g} s"

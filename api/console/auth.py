@@ -15,6 +15,7 @@ from fastapi import Request
 from joserfc.errors import JoseError
 
 from core.clock import utcnow
+from db import audit
 from ops import sessions
 
 with warnings.catch_warnings():
@@ -127,6 +128,7 @@ async def user(request: Request) -> str:
         request.session.clear()
         raise NotSignedIn
     request.state.user = email
+    audit.acting(email, "console")
     return email
 
 

@@ -40,6 +40,7 @@ from ops import (
     suppressions,
     tokens,
 )
+from ops import audit as ops_audit
 from ops import dkim as ops_dkim
 from ops.errors import Conflict, Invalid, NotFound
 from runtime.dns import resolver
@@ -99,6 +100,7 @@ NAV = [
     ("/senders", "Senders"),
     ("/webhooks", "Webhooks"),
     ("/sessions", "Sessions"),
+    ("/audit", "Audit"),
     ("/tokens", "API tokens"),
 ]
 
@@ -185,6 +187,24 @@ async def logout(request: Request) -> Response:
         log.info("console_signed_out", email=email)
     request.session.clear()
     return RedirectResponse("/signin", status_code=303)
+
+
+@router.get("/audit")
+async def audit_page(
+    request: Request,
+    pool: Pool,
+    _user: User,
+    target: str = "",
+    before: Annotated[int, Query(ge=0)] = 0,
+) -> HTMLResponse:
+    async with pool.acquire() as conn:
+        rows = await ops_audit.listing(
+            conn, target=target.strip() or None, before=before or 2**63 - 1, limit=100
+        )
+    return page(
+        request, "audit.html", title="Audit trail", rows=rows, target=target,
+        next_before=rows[-1]["id"] if len(rows) == 100 else None,
+    )  # fmt: skip
 
 
 @router.get("/sessions")

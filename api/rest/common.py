@@ -15,6 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.problems import Problem
 from core.clock import utcnow
+from db import audit
 from ops import tokens
 
 BigId = Annotated[int, Path(gt=0, le=2**63 - 1)]
@@ -65,6 +66,7 @@ async def _actor(
     if name is None:
         raise Problem(401, "Unauthorized", "the token is unknown or revoked")
     structlog.contextvars.bind_contextvars(actor=name)
+    audit.acting(name, "api")
     return name
 
 

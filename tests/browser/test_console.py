@@ -338,6 +338,12 @@ async def test_the_console_flow_in_a_browser(
         return await cap.count() == 1 and await cap.inner_text() == "yahoo 0 / 40"
 
     await wait_for(shown_cap, timeout=15, interval=0.5)
+    # The audit trail has it: this person, the console, the fields before and after.
+    await page.get_by_role("link", name="Audit").click()
+    change = page.locator('[data-audit="senders:1"]').first
+    await expect(change).to_contain_text(ALLOWED)
+    await expect(change).to_contain_text("console")
+    await expect(change.locator("[data-field=warmup_start]")).to_contain_text("None → 20")
     await page.goto(console.base + "/senders")
     await (
         page.locator("tr", has_text="sales@acme.test")

@@ -399,6 +399,12 @@ async def test_sequences_steps_and_senders(api: Client, pool: asyncpg.Pool) -> N
     assert (status, changed["replanned"]) == (200, 0)
     row = await pool.fetchrow("SELECT name, hourly_limit, min_gap_seconds FROM senders")
     assert tuple(row or ()) == ("Ana", None, 60)
+    # The change is in the audit trail: this token, this door, before and after.
+    entries = api.call("GET", f"/api/v1/audit?target=senders:{sender['id']}&door=api")[2]
+    change = next(e for e in entries["items"] if e["action"] == "update")
+    assert (change["actor"], change["before"]["hourly_limit"], change["after"]["hourly_limit"],
+            change["after"]["name"]) == ("crm", 50, None, "Ana")  # fmt: skip
+    assert "smtp_password" not in change["after"]
     assert (
         await pool.fetchval("SELECT data->>'actor' FROM events WHERE type = 'sender_changed'")
         == "crm"

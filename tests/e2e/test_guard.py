@@ -281,3 +281,10 @@ async def test_a_cap_at_one_provider_holds_that_providers_mail_to_the_next_day(
     assert sorted(received) == sorted(gmail + yahoo)
     assert set(received.values()) == {1}
     assert await pool.fetchval("SELECT provider_caps FROM senders WHERE email = $1", GOOD) == {}
+    # The operator's two changes are audited, through the CLI; the daemons' own writes to
+    # the sender (its booked slots) are not operator changes.
+    audited = await pool.fetch("SELECT door, action, before, after FROM audit_log ORDER BY id")
+    assert [(a["door"], a["action"]) for a in audited] == [("cli", "update"), ("cli", "update")]
+    assert (audited[0]["before"]["provider_caps"], audited[0]["after"]["provider_caps"]) == (
+        {}, {"yahoo": 3}
+    )  # fmt: skip

@@ -1,0 +1,34 @@
+"""Who is changing things, for the audit trail (db/functions/audit.sql): a door (the CLI,
+the REST API, the console) says who acts through it for the current task, and each
+connection it takes from its pool carries that as `app.actor` and `app.door` (set only when
+it differs from what the connection carries already: most acquires cost nothing)."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+DOORS = ("cli", "api", "console")
+_WHO: ContextVar[tuple[str, str]] = ContextVar("audit_who", default=("", ""))
+_SET: dict[int, tuple[str, str]] = {}  # per connection: what it carries
+
+
+def acting(actor: str, door: str) -> None:
+    """From here on in this task, changes are `actor`'s, through `door`."""
+    if door not in DOORS:
+        raise ValueError(f"not a door: {door!r}")
+    _WHO.set((actor[:200], door))
+
+
+async def on_acquire(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
+    """The pool's `setup`: the connection carries who acts in this task (or no one)."""
+    raw = getattr(conn, "_con", conn)
+    want = _WHO.get()
+    if _SET.get(id(raw), ("", "")) == want:
+        return
+    await conn.execute(
+        "SELECT set_config('app.actor', $1, false), set_config('app.door', $2, false)", *want
+    )
+    _SET[id(raw)] = want
