@@ -188,3 +188,26 @@ async def test_a_hanging_endpoint_holds_up_only_its_own_deliveries(
     )
     assert slow_done == 0
     assert 1 <= len(hung) <= 4  # at most its concurrency in flight, the rest left waiting
+
+
+async def test_each_event_is_one_webhook_type_or_none(pool: asyncpg.Pool) -> None:
+    cases = [
+        ("sent", {}, "lead.sent"),
+        ("reply_received", {"unsubscribe": False}, "lead.replied"),
+        ("complained", {}, "lead.complained"),
+        ("completed", {}, "lead.completed"),
+        ("sender_paused", {"rate": "hard_bounce_rate"}, "sender.paused"),
+        ("failed", {"reason": "bounced"}, "lead.bounced"),
+        ("failed", {"reason": "attempts_exhausted"}, "lead.failed"),
+        ("stopped", {"reason": "unsubscribed"}, "lead.unsubscribed"),
+        ("stopped", {"reason": "bounced"}, "lead.bounced"),
+        ("stopped", {"reason": "replied"}, None),
+        ("stopped", {"reason": "operator_stop"}, "lead.stopped"),
+        ("queued", {}, None),
+        ("auto_replied", {"intent": "out_of_office"}, None),
+    ]
+    for kind, data, expected in cases:
+        got = await pool.fetchval("SELECT webhook_type($1, $2::jsonb)", kind, data)
+        assert got == expected, (kind, data, got)
+    # Every type the mapping gives is one an endpoint may subscribe to.
+    assert {e for _, _, e in cases if e} == set(ALL)
