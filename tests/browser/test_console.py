@@ -54,6 +54,16 @@ SETUP = """
 """
 
 
+def sign_in_env(provider: Provider, allowed: str) -> dict[str, str]:
+    """The API's settings for a console its tests sign in to through `provider`."""
+    return {
+        "OIDC_ISSUER": provider.issuer, "OIDC_CLIENT_ID": provider.client_id,
+        "OIDC_CLIENT_SECRET": provider.client_secret, "CONSOLE_ALLOWED": allowed,
+        "SESSION_SECRET": "console-session-secret-for-the-tests-0123456789",
+        "SESSION_COOKIE_SECURE": "false",
+    }  # fmt: skip
+
+
 @dataclass
 class Console:
     base: str
@@ -77,10 +87,8 @@ async def console(
     env = daemon_env(
         database, amqp_prefix, smtp.port,
         API_HOST="127.0.0.1", API_PORT=str(port), HEALTH_DIR=str(tmp_path / "health"),
-        OIDC_ISSUER=provider.issuer, OIDC_CLIENT_ID=provider.client_id,
-        OIDC_CLIENT_SECRET=provider.client_secret, CONSOLE_ALLOWED=f"{ALLOWED} @ops.acme.test",
-        SESSION_SECRET="console-session-secret-for-the-tests-0123456789",
-        SESSION_COOKIE_SECURE="false", RETRY_BASE_SECONDS="1", SEND_MAX_ATTEMPTS="2",
+        **sign_in_env(provider, f"{ALLOWED} @ops.acme.test"),
+        RETRY_BASE_SECONDS="1", SEND_MAX_ATTEMPTS="2",
         DKIM_KEYS_DIR=str(tmp_path / "dkim"), DNS_NAMESERVERS=dns_server.nameservers,
         WEBHOOK_ALLOW_PRIVATE="true", WEBHOOK_POLL_SECONDS="0.2",
     )  # fmt: skip
@@ -88,15 +96,8 @@ async def console(
     for module in ("api", "scheduler", "pump", "worker", "webhooks"):
         daemons.start(module)
 
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:  # noqa: S310
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
     try:
-        await wait_for(up, timeout=30, interval=0.2)
+        await wait_for(lambda: _up(base), timeout=30, interval=0.2)
         yield Console(base, provider, daemons)
     finally:
         codes = daemons.stop_all()

@@ -7,7 +7,6 @@ as out of office with its return date, its lead not stopped."""
 from __future__ import annotations
 
 import re
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -18,7 +17,15 @@ from core.clock import utcnow
 from ops import senders
 from runtime.credentials import Box
 from tests.browser.oidc import Provider
-from tests.browser.test_console import ALLOWED, _axe, _shot, _sign_in, browser
+from tests.browser.test_console import (
+    ALLOWED,
+    _axe,
+    _shot,
+    _sign_in,
+    _up,
+    browser,
+    sign_in_env,
+)
 from tests.conftest import wait_for
 from tests.e2e.daemons import CREDENTIALS_KEY, Daemons, daemon_env, lead_is
 from tests.imap_server import Dovecot
@@ -59,25 +66,14 @@ async def test_a_reply_is_read_and_answered_in_the_console_inbox(  # noqa: PLR09
     env = daemon_env(
         database, amqp_prefix, smtp.port, CREDENTIALS_KEY=CREDENTIALS_KEY,
         INBOX_REFRESH_SECONDS="1", HEALTH_DIR=str(tmp_path / "health"),
-        API_HOST="127.0.0.1", API_PORT=str(port),
-        OIDC_ISSUER=provider.issuer, OIDC_CLIENT_ID=provider.client_id,
-        OIDC_CLIENT_SECRET=provider.client_secret, CONSOLE_ALLOWED=ALLOWED,
-        SESSION_SECRET="console-session-secret-for-the-tests-0123456789",
-        SESSION_COOKIE_SECURE="false",
+        API_HOST="127.0.0.1", API_PORT=str(port), **sign_in_env(provider, ALLOWED),
     )  # fmt: skip
     daemons = Daemons(env, tmp_path)
     for module in ("api", "scheduler", "pump", "worker", "inbox"):
         daemons.start(module)
 
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=2) as r:  # noqa: S310
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
     try:
-        await wait_for(up, timeout=30, interval=0.2)
+        await wait_for(lambda: _up(base), timeout=30, interval=0.2)
         await wait_for(lambda: len(own.received) == 2, timeout=30)
         first = {r.rcpt_to[0]: r.message for r in own.received}
         bob, carol = first["bob@example.test"], first["carol@example.test"]
