@@ -5,6 +5,7 @@ it differs from what the connection carries already: most acquires cost nothing)
 
 from __future__ import annotations
 
+import weakref
 from contextvars import ContextVar
 
 import asyncpg
@@ -12,7 +13,9 @@ from asyncpg.pool import PoolConnectionProxy
 
 DOORS = ("cli", "api", "console")
 _WHO: ContextVar[tuple[str, str]] = ContextVar("audit_who", default=("", ""))
-_SET: dict[int, tuple[str, str]] = {}  # per connection: what it carries
+# Per connection: what it carries (weakly keyed: a closed connection's entry goes with it,
+# and a new one never inherits it).
+_SET: weakref.WeakKeyDictionary[object, tuple[str, str]] = weakref.WeakKeyDictionary()
 
 
 def acting(actor: str, door: str) -> None:
@@ -26,9 +29,9 @@ async def on_acquire(conn: PoolConnectionProxy[asyncpg.Record]) -> None:
     """The pool's `setup`: the connection carries who acts in this task (or no one)."""
     raw = getattr(conn, "_con", conn)
     want = _WHO.get()
-    if _SET.get(id(raw), ("", "")) == want:
+    if _SET.get(raw, ("", "")) == want:
         return
     await conn.execute(
         "SELECT set_config('app.actor', $1, false), set_config('app.door', $2, false)", *want
     )
-    _SET[id(raw)] = want
+    _SET[raw] = want

@@ -17,8 +17,6 @@ from db.pool import Conn
 from db.queries import query
 from ops.errors import Invalid
 
-DOORS = ("cli", "api", "console")
-
 
 @dataclass(frozen=True, slots=True)
 class Erased:
