@@ -11,9 +11,11 @@ import asyncpg
 import structlog
 from fastapi import FastAPI
 
-from api import console, limits, models, problems
+from api import console, limits, models, problems, roles
+from api.console import auth as console_auth
 from api.rest import (
     audit,
+    common,
     emails,
     leads,
     people,
@@ -24,6 +26,7 @@ from api.rest import (
     status,
     stops,
     suppressions,
+    tokens,
     unsubscribe,
     webhooks,
 )
@@ -110,10 +113,11 @@ def create_app(settings: ApiSettings, heartbeat: Heartbeat | None = None) -> Fas
     # /sequences/{id}/leads comes before /sequences/{id}/{action}.
     for resource in (
         leads, suppressions, stops, sequences, emails, senders, status, webhooks, replies,
-        people, audit,
+        people, audit, tokens,
     ):  # fmt: skip
         app.include_router(resource.router, responses=models.problems(401, 422))
     app.include_router(service.router)
     app.include_router(unsubscribe.router)
     console.install(app, settings)
+    roles.verify(app, (common.authenticated, console_auth.user), console=settings.console_on)
     return app

@@ -503,3 +503,33 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     items: list[AuditEntry]
     next_cursor: str | None
+
+
+RoleName = Literal["viewer", "operator", "admin"]
+
+
+class TokenIn(Strict):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    role: RoleName = Field(
+        default="operator",
+        description="viewer (reads), operator (leads, sequences, imports, the inbox) or "
+        "admin (also senders, accounts, tokens, webhooks, erasure, the audit trail)",
+    )
+
+
+class TokenCreated(BaseModel):
+    name: str
+    role: RoleName
+    token: str = Field(description="es_…: the bearer token, shown this once")
+
+
+class Token(BaseModel):
+    name: str
+    role: RoleName
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenList(BaseModel):
+    items: list[Token]

@@ -33,6 +33,7 @@ from bench.services import (
     spawn_daemon,
     stop_daemons,
 )
+from core.roles import Role
 from ops import tokens
 
 
@@ -109,7 +110,7 @@ async def emails_rps(port: int, log_dir: Path, seconds: int = 20) -> dict[str, A
     async with database("es_bench_api") as dsn:
         conn = await asyncpg.connect(dsn)
         await conn.execute("INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana')")
-        token = await tokens.create(conn, "bench")
+        token = await tokens.create(conn, "bench", Role.ADMIN)
         prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
         api_port = free_port()
         env = daemon_env(dsn, port, prefix, API_HOST="127.0.0.1", API_PORT=str(api_port))
@@ -219,7 +220,7 @@ async def upload_under_load(log_dir: Path, megabytes: int = 200) -> dict[str, An
     async with database("es_bench_upload") as dsn:
         conn = await asyncpg.connect(dsn)
         await conn.execute(SEQUENCE_SQL)
-        token = await tokens.create(conn, "bench")
+        token = await tokens.create(conn, "bench", Role.ADMIN)
         api_port = free_port()
         env = daemon_env(dsn, 1, f"es_bench_{uuid.uuid4().hex[:8]}", API_HOST="127.0.0.1",
                          API_PORT=str(api_port))  # fmt: skip

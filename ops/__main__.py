@@ -23,6 +23,7 @@ from broker.topology import Names
 from core import dkim as core_dkim
 from core import webhooks as core_webhooks
 from core.clock import utcnow
+from core.roles import Role
 from db import audit
 from db.migrate import latest_version
 from db.pool import Conn, create_pool
@@ -418,6 +419,13 @@ def _rate(text: str) -> float | None:
     return value
 
 
+def _role(text: str) -> Role:
+    try:
+        return Role.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _provider_cap(text: str) -> tuple[str, int | None]:
     """PROVIDER=N (hand-offs in any 24 hours), or PROVIDER=none."""
     provider, _, cap = text.partition("=")
@@ -479,11 +487,14 @@ async def _suppress(conn: Conn, args: argparse.Namespace) -> None:
 async def _token(conn: Conn, args: argparse.Namespace) -> None:
     if args.action == "create":
         try:
-            token = await tokens.create(conn, args.name)
-        except tokens.TokenExists as exc:
+            token = await tokens.create(conn, args.name, args.role)
+        except (tokens.TokenExists, ValueError) as exc:
             raise Failed(str(exc)) from None
         print(token)
-        print(f"token {args.name!r} created; shown this once, keep it safe", file=sys.stderr)
+        print(
+            f"token {args.name!r} ({args.role}) created; shown this once, keep it safe",
+            file=sys.stderr,
+        )
     elif args.action == "revoke":
         if not await tokens.revoke(conn, args.name, utcnow()):
             raise Failed(f"no live token named {args.name!r}")
@@ -494,7 +505,7 @@ async def _token(conn: Conn, args: argparse.Namespace) -> None:
             args,
             [asdict(r) for r in rows],
             "\n".join(
-                f"{r.name}\tcreated {r.created_at:%Y-%m-%d}\t"
+                f"{r.name}\t{r.role}\tcreated {r.created_at:%Y-%m-%d}\t"
                 + (f"revoked {r.revoked_at:%Y-%m-%d}" if r.revoked_at else "live")
                 for r in rows
             ),
@@ -640,7 +651,15 @@ def _parser(prog: str = "python -m ops") -> argparse.ArgumentParser:
     listing.add_argument("--limit", type=int, default=1000)
     listing.set_defaults(entry=None)
     tok = group("token", "create, revoke or list API tokens")
-    cmd(tok, "create", "a bearer token, printed once (stored hashed)").add_argument("name")
+    made = cmd(tok, "create", "a bearer token, printed once (stored hashed)")
+    made.add_argument("name")
+    made.add_argument(
+        "--role",
+        type=_role,
+        default=Role.OPERATOR,
+        help="viewer (reads), operator (leads, sequences, imports, inbox; the default) or "
+        "admin (also senders, tokens, webhooks, erasure, the audit trail)",
+    )
     cmd(tok, "revoke", "revoke a token by its name").add_argument("name")
     cmd(tok, "list", "the tokens, without their secrets")
     per = group("person", "a person's data: erase it on request")

@@ -28,6 +28,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from core import dkim, guard
 from core.gate import AmbiguousPolicy
 from core.render import DEFAULT_MAX_BYTES
+from core.roles import Allowed
 from core.unsubscribe import MIN_SECRET_BYTES
 
 SECRETS_DIR = Path("/run/secrets")
@@ -261,6 +262,7 @@ class ApiSettings(BrokerSettings, PreflightSettings, WebhookSettings):
                 "the console (OIDC_ISSUER is set) also needs "
                 + ", ".join(n.upper() for n in missing)
             )
+        Allowed.parse(self.console_allowed)  # a bad entry or role, named
         if len(self.session_secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(
                 f"the console needs SESSION_SECRET of at least {MIN_SECRET_BYTES} bytes to sign"

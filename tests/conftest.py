@@ -118,3 +118,28 @@ async def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05):  #
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+# Columns a request may touch without changing anything: when a token or a session was last
+# used.
+_TOUCHED = {("api_tokens", "last_used_at"), ("console_sessions", "seen_at")}
+
+
+async def fingerprint(pool: asyncpg.Pool) -> dict[str, str]:
+    """A digest of every table's rows (but the columns that only say when something was last
+    used): equal before and after a request that changed nothing."""
+    columns = await pool.fetch(
+        """SELECT c.table_name, array_agg(quote_ident(c.column_name) ORDER BY c.ordinal_position)
+             FROM information_schema.columns c
+             JOIN information_schema.tables t USING (table_schema, table_name)
+            WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+            GROUP BY c.table_name"""
+    )
+    out = {}
+    for table, cols in columns:
+        kept = [c for c in cols if (table, c.strip('"')) not in _TOUCHED]
+        out[table] = await pool.fetchval(
+            f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) "
+            f"FROM (SELECT {', '.join(kept)} FROM {table}) x"
+        )
+    return out

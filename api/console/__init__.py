@@ -6,15 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import roles
 from api.console import inbox, pages, webhooks
 from api.console.auth import Auth, BadCsrf, NotSignedIn
 from runtime.settings import ApiSettings
+
+log = structlog.get_logger()
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "console_session"
@@ -61,9 +65,10 @@ def install(app: FastAPI, settings: ApiSettings) -> None:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     if not settings.console_on:
 
-        @app.get("/", include_in_schema=False)
-        async def console_off() -> HTMLResponse:
+        async def console_off(_request: Request) -> HTMLResponse:
             return HTMLResponse(pages.templates.get_template("off.html").render(), status_code=200)
+
+        app.add_route("/", console_off, methods=["GET"], include_in_schema=False)
 
         return
     assert settings.oidc_issuer
@@ -97,6 +102,12 @@ def install(app: FastAPI, settings: ApiSettings) -> None:
             403,
             STALE_FORM,
         )
+
+    @app.exception_handler(roles.Forbidden)
+    async def _forbidden(request: Request, exc: roles.Forbidden) -> Response:
+        log.warning("console_forbidden", user=getattr(request.state, "user", None),
+                    path=request.url.path, have=exc.have.value, need=exc.need.value)  # fmt: skip
+        return pages.problem(request, 403, f"Not allowed: {exc}.")
 
     app.include_router(pages.router)
     app.include_router(webhooks.router)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import secrets
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -14,7 +13,9 @@ from authlib.deprecate import AuthlibDeprecationWarning
 from fastapi import Request
 from joserfc.errors import JoseError
 
+from api import roles
 from core.clock import utcnow
+from core.roles import Allowed, Role
 from db import audit
 from ops import sessions
 
@@ -41,28 +42,6 @@ class NotSignedIn(Exception):
 
 class BadCsrf(Exception):
     """A change without the session's CSRF token."""
-
-
-@dataclass(frozen=True, slots=True)
-class Allowed:
-    """`CONSOLE_ALLOWED`: addresses and @domains, comma- or space-separated."""
-
-    addresses: frozenset[str]
-    domains: frozenset[str]
-
-    @classmethod
-    def parse(cls, text: str) -> Allowed:
-        entries = [e.strip().lower() for e in text.replace(",", " ").split() if e.strip()]
-        return cls(
-            frozenset(e for e in entries if not e.startswith("@")),
-            frozenset(e[1:] for e in entries if e.startswith("@")),
-        )
-
-    def __contains__(self, email: object) -> bool:
-        if not isinstance(email, str) or email.count("@") != 1 or email.startswith("@"):
-            return False
-        address = email.strip().lower()
-        return address in self.addresses or address.rpartition("@")[2] in self.domains
 
 
 class Auth:
@@ -113,21 +92,26 @@ class Auth:
 async def user(request: Request) -> str:
     """The signed-in address: the session the cookie names is live in the database and its
     person is still in CONSOLE_ALLOWED; NotSignedIn otherwise (the cookie is cleared, and a
-    session of someone no longer allowed is ended)."""
+    session of someone no longer allowed is ended). Forbidden when the person's role (from
+    CONSOLE_ALLOWED, as it is now) is below what the page needs."""
     token = request.session.get(SESSION_KEY)
     if not isinstance(token, str):
         raise NotSignedIn
     now = utcnow()
+    allowed: Allowed = request.app.state.console_auth.allowed
+    role: Role | None = None
     async with request.app.state.pool.acquire() as conn:
         email = await sessions.person(conn, token, now)
-        if email is not None and email not in request.app.state.console_auth.allowed:
+        if email is not None and (role := allowed.role(email)) is None:
             await sessions.end(conn, token, "no longer in CONSOLE_ALLOWED", now)
             log.warning("console_session_ended", email=email, why="not allowed")
             email = None
-    if email is None:
+    if email is None or role is None:
         request.session.clear()
         raise NotSignedIn
     request.state.user = email
+    request.state.role = role
+    roles.require(request, role)
     audit.acting(email, "console")
     return email
 

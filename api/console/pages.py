@@ -18,12 +18,14 @@ from markupsafe import Markup
 from starlette.datastructures import UploadFile
 from yarl import URL
 
+from api import roles
 from api.console import auth
 from api.deps import Pool
 from broker.topology import Names
 from core import lifecycle
 from core.clock import utcnow
 from core.lifecycle import Status
+from core.roles import Allowed, Role
 from ops import (
     actions,
     dead_letters,
@@ -106,16 +108,24 @@ NAV = [
 
 
 def page(request: Request, name: str, status_code: int = 200, **ctx: Any) -> HTMLResponse:
-    """A page (or, for htmx, a fragment) with the signed-in user and the CSRF token."""
+    """A page (or, for htmx, a fragment) with the signed-in user, their role, the CSRF token,
+    and `may(method, route)`: whether they may take an action (the page shows only those)."""
     ctx.setdefault("title", name.removesuffix(".html").replace("_", " ").capitalize())
     ctx.setdefault("note", request.session.pop("note", None))
+    role: Role | None = getattr(request.state, "role", None)
+
+    def may(method: str, route: str) -> bool:
+        return roles.may(role, method, route)
+
     return templates.TemplateResponse(
         request,
         name,
         {
             "user": getattr(request.state, "user", None),
+            "role": role,
+            "may": may,
             "csrf": auth.csrf_token(request),
-            "nav": NAV,
+            "nav": [(href, label) for href, label in NAV if may("GET", href)],
             "path": request.url.path,
             "now": utcnow(),
             **ctx,
@@ -211,6 +221,8 @@ async def audit_page(
 async def session_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
     async with pool.acquire() as conn:
         rows = await sessions.listing(conn, utcnow())
+    allowed: Allowed = request.app.state.console_auth.allowed
+    rows = [{**r, "role": allowed.role(r["email"])} for r in rows]
     mine = sessions.key(str(request.session.get(auth.SESSION_KEY, "")))
     return page(request, "sessions.html", title="Sessions", rows=rows, mine=mine)
 
@@ -656,20 +668,25 @@ async def dead_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
     )
 
 
-@router.post("/dead-letters/{what}", dependencies=[Checked])
-async def dead_act(request: Request, _user: User, what: str) -> Response:
+async def _letter_ids(request: Request) -> list[str] | None:
+    return [str(i) for i in (await request.form()).getlist("id")] or None
+
+
+@router.post("/dead-letters/replay", dependencies=[Checked])
+async def dead_replay(request: Request, _user: User) -> Response:
     url, names = _names(request)
-    form = await request.form()
-    ids = [str(i) for i in form.getlist("id")] or None
-    if what == "replay":
-        done = await dead_letters.replay(url, names, ids, None)
-    elif what == "purge":
-        if not ids:
-            return problem(request, 422, "choose the letters to purge")
-        done = await dead_letters.purge(url, names, ids)
-    else:
-        return problem(request, 404, f"no action {what!r}")
-    return _back(request, "/dead-letters", f"{what}: {len(done)}")
+    done = await dead_letters.replay(url, names, await _letter_ids(request), None)
+    return _back(request, "/dead-letters", f"replay: {len(done)}")
+
+
+@router.post("/dead-letters/purge", dependencies=[Checked])
+async def dead_purge(request: Request, _user: User) -> Response:
+    url, names = _names(request)
+    ids = await _letter_ids(request)
+    if not ids:
+        return problem(request, 422, "choose the letters to purge")
+    done = await dead_letters.purge(url, names, ids)
+    return _back(request, "/dead-letters", f"purge: {len(done)}")
 
 
 @router.get("/suppressions")
@@ -880,17 +897,18 @@ async def sender_resume(request: Request, pool: Pool, user: User, sender_id: int
     return _back(request, "/senders", "resumed" if resumed else "already active")
 
 
+def _token_page(
+    request: Request, rows: list[tokens.TokenInfo], created: Any = None
+) -> HTMLResponse:
+    return page(request, "tokens.html", title="API tokens", rows=rows, created=created,
+                roles=[r.value for r in Role])  # fmt: skip
+
+
 @router.get("/tokens")
 async def token_page(request: Request, pool: Pool, _user: User) -> HTMLResponse:
     async with pool.acquire() as conn:
         rows = await tokens.listing(conn)
-    return page(
-        request,
-        "tokens.html",
-        title="API tokens",
-        rows=rows,
-        created=None,
-    )
+    return _token_page(request, rows)
 
 
 @router.post("/tokens", dependencies=[Checked])
@@ -899,17 +917,19 @@ async def token_create(
     pool: Pool,
     user: User,
     name: Annotated[str, Form(min_length=1, max_length=100)],
+    role: Annotated[str, Form(max_length=20)] = "operator",
 ) -> HTMLResponse:
     try:
+        chosen = Role.parse(role)
         async with pool.acquire() as conn:
-            secret = await tokens.create(conn, name.strip())
+            secret = await tokens.create(conn, name.strip(), chosen)
             rows = await tokens.listing(conn)
+    except tokens.TokenExists as exc:
+        return problem(request, 409, str(exc))
     except (Invalid, Conflict, ValueError) as exc:
         return problem(request, 422, str(exc))
-    except asyncpg.UniqueViolationError:
-        return problem(request, 409, f"a token called {name!r} exists")
-    log.info("console_token_created", by=user, name=name)
-    return page(request, "tokens.html", title="API tokens", rows=rows, created=(name, secret))
+    log.info("console_token_created", by=user, name=name, role=chosen.value)
+    return _token_page(request, rows, (name, secret))
 
 
 @router.post("/tokens/revoke", dependencies=[Checked])

@@ -13,6 +13,7 @@ import structlog
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api import roles
 from api.problems import Problem
 from core.clock import utcnow
 from db import audit
@@ -30,20 +31,20 @@ class Tokens:
     """The tokens this process has checked lately (app.state.tokens)."""
 
     def __init__(self) -> None:
-        self.seen: dict[bytes, tuple[str, float]] = {}
+        self.seen: dict[bytes, tuple[tokens.Caller, float]] = {}
 
-    async def actor(self, pool: asyncpg.Pool, token: str) -> str | None:
+    async def caller(self, pool: asyncpg.Pool, token: str) -> tokens.Caller | None:
         key = hashlib.sha256(token.encode()).digest()
         hit = self.seen.get(key)
         if hit is not None and monotonic.monotonic() - hit[1] < TOKEN_CACHE_SECONDS:
             return hit[0]
         async with pool.acquire() as conn:
-            name = await tokens.authenticate(conn, token, utcnow())
-        if name is None:
+            caller = await tokens.authenticate(conn, token, utcnow())
+        if caller is None:
             self.seen.pop(key, None)
             return None
-        self.seen[key] = (name, monotonic.monotonic())
-        return name
+        self.seen[key] = (caller, monotonic.monotonic())
+        return caller
 
 
 # The bearer scheme in the OpenAPI document (clients and /docs' Authorize button know it); a
@@ -53,24 +54,29 @@ _BEARER = HTTPBearer(
 )
 
 
-async def _actor(
+async def authenticated(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
 ) -> str:
-    """The name of the caller's token; 401 without a live one."""
+    """The name of the caller's token; 401 without a live one, 403 when its role is below
+    what the route needs (api/roles.py)."""
     token = credentials.credentials.strip() if credentials is not None else ""
     if not token:
         raise Problem(401, "Unauthorized", "send Authorization: Bearer <token>")
     known: Tokens = request.app.state.tokens
-    name = await known.actor(request.app.state.pool, token)
-    if name is None:
+    caller = await known.caller(request.app.state.pool, token)
+    if caller is None:
         raise Problem(401, "Unauthorized", "the token is unknown or revoked")
-    structlog.contextvars.bind_contextvars(actor=name)
-    audit.acting(name, "api")
-    return name
+    structlog.contextvars.bind_contextvars(actor=caller.name)
+    try:
+        roles.require(request, caller.role)
+    except roles.Forbidden as exc:
+        raise Problem(403, "Forbidden", f"token {caller.name!r}: {exc}") from None
+    audit.acting(caller.name, "api")
+    return caller.name
 
 
-Actor = Annotated[str, Depends(_actor)]
+Actor = Annotated[str, Depends(authenticated)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,9 +72,15 @@ class Console:
 
 
 @pytest.fixture
-async def console(
-    pool: asyncpg.Pool, database: str, amqp_prefix: str, smtp: SmtpServer, tmp_path: Path
+async def console(  # noqa: PLR0917 - fixtures
+    pool: asyncpg.Pool,
+    database: str,
+    amqp_prefix: str,
+    smtp: SmtpServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> AsyncIterator[Console]:
+    """The console and the daemons (more settings from an indirect parameter)."""
     await pool.execute(SETUP)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -87,7 +93,8 @@ async def console(
     env = daemon_env(
         database, amqp_prefix, smtp.port,
         API_HOST="127.0.0.1", API_PORT=str(port), HEALTH_DIR=str(tmp_path / "health"),
-        **sign_in_env(provider, f"{ALLOWED} @ops.acme.test"),
+        **{**sign_in_env(provider, f"{ALLOWED}:admin @ops.acme.test"),
+           **getattr(request, "param", {})},
         RETRY_BASE_SECONDS="1", SEND_MAX_ATTEMPTS="2",
         DKIM_KEYS_DIR=str(tmp_path / "dkim"), DNS_NAMESERVERS=dns_server.nameservers,
         WEBHOOK_ALLOW_PRIVATE="true", WEBHOOK_POLL_SECONDS="0.2",
@@ -539,7 +546,7 @@ async def test_a_copied_session_cookie_stops_working_when_the_session_ends(
     api = next(p for n, p in console.daemons.procs if n == "api" and p.poll() is None)
     api.terminate()
     api.wait(30)
-    console.daemons.start("api", 1, CONSOLE_ALLOWED="@ops.acme.test")
+    console.daemons.start("api", 1, CONSOLE_ALLOWED="@ops.acme.test:admin")
     await wait_for(lambda: _up(console.base), timeout=30, interval=0.2)
     if not await refused(copied):
         raise AssertionError("a session of an address no longer allowed still works")

@@ -23,6 +23,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+from core.roles import Role
 from core.unsubscribe import make_token
 from ops import tokens
 from tests import promlint
@@ -98,7 +99,7 @@ async def api(
     )
     daemons.start("api")
     async with pool.acquire() as conn:
-        token = await tokens.create(conn, "crm")
+        token = await tokens.create(conn, "crm", Role.ADMIN)
     client = Client(f"http://127.0.0.1:{port}", token)
 
     def up() -> bool:

@@ -106,6 +106,17 @@ async def test_sequence_suppression_and_token_commands(pool: asyncpg.Pool, datab
     assert ops(database, "token", "create", "crm").returncode == 1  # one live token per name
     assert ops(database, "token", "revoke", "crm").returncode == 0
     assert ops(database, "token", "create").returncode == 2  # usage
+    viewer = ops(database, "token", "create", "dash", "--role", "Viewer")
+    assert viewer.returncode == 0, viewer.stderr
+    assert "(viewer)" in viewer.stderr
+    bad = ops(database, "token", "create", "x", "--role", "root")
+    assert bad.returncode == 2
+    assert "'root' is not a role (one of viewer, operator, admin)" in bad.stderr
+    listed_tokens = json.loads(ops(database, "token", "list", "--json").stdout)
+    assert [(t["name"], t["role"]) for t in listed_tokens] == [
+        ("crm", "operator"),
+        ("dash", "viewer"),
+    ]
     assert ops(database, "lead", "dance", "1").returncode == 2
 
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from api.console.auth import Allowed
+from core.roles import Allowed
 from runtime.settings import ApiSettings
 
 BASE = {"database_url": "postgresql://x/y", "amqp_url": "amqp://guest:guest@x/"}
