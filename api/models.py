@@ -67,6 +67,8 @@ class LeadDetail(BaseModel):
     deliveries: list[Delivery]
     events: list[Event]
     suppression: HeldBy | None = None
+    # Its events before this instant went with their months (EVENT_RETENTION_DAYS).
+    events_dropped_before: datetime | None = None
 
 
 class ActionResult(BaseModel):

@@ -12,6 +12,7 @@ in the same run, as one table and one JSON line.
    webhooks 30,000 leads x 1 step without webhooks, then with an endpoint on lead.sent (the
             deliverer running): the ratio; 20,000 deliveries to a local receiver (per s); one
             event every 50 ms to an idle deliverer (event to delivery, p50 and p99).
+   partitions 30,000 leads x 1 step with events in one plain table, then by month: the ratio.
    dkim     30,000 leads x 1 step unsigned, then signed with an RSA-2048 key: the ratio,
             with two worker processes as compose.prod runs them (BENCH_DKIM_WORKERS;
             BENCH_DKIM_ALGORITHM=ed25519); CPU per signature is in `build`.
@@ -28,7 +29,8 @@ in the same run, as one table and one JSON line.
             peak RSS; the same file again (every row a duplicate).
 7. scale    the scheduler's and the pump's cost per row with a large table against a small
             one, in the same database, and the p95 of `ops status`'s read at both; with the
-            query plans.
+            query plans. Then --scale-events events over 13 months' partitions: the p95 of
+            status and of a lead's timeline.
 
 The sink is postfix's `smtp-sink` (`apt-get install postfix`), or aiosmtpd if it is missing.
 Set BENCH_PROFILE=<dir> to record py-spy profiles of the daemons during e2e."""
@@ -46,7 +48,7 @@ from typing import Any
 import uvloop
 
 from bench.ceiling import build_speed, ceiling
-from bench.e2e import dkim_cost, end_to_end, guard_cost, paced
+from bench.e2e import dkim_cost, end_to_end, guard_cost, paced, partitions_cost
 from bench.inbox import inbox_speed
 from bench.latency import latency
 from bench.operator import emails_rps, import_speed, upload_under_load
@@ -70,6 +72,8 @@ GOALS = {
     "dkim_throughput_ratio": (">=", 0.7),
     "paced_cpu_ratio": ("<=", 1.25),
     "guard_throughput_ratio": (">=", 0.95),
+    "partitions_throughput_ratio": (">=", 0.97),
+    "timeline_p95_ms_large": ("<", 100),
     "webhooks_throughput_ratio": (">=", 0.9),
     "webhook_deliveries_per_s": (">=", 500),
     "webhook_idle_p99_ms": ("<", 1000),
@@ -79,6 +83,7 @@ GOALS = {
     "import_rows_per_s": (">=", 20_000),
     "import_rss_peak_mb": ("<", 200),
     "status_p95_ms_large": ("<", 100),
+    "status_p95_ms_large_with_events": ("<", 100),
     "overview_p95_ms_large": ("<", 300),
     "emails_requests_per_s": (">=", 500),
     "emails_p99_ms": ("<", 50),
@@ -99,13 +104,14 @@ async def main() -> None:
     ap.add_argument("--leads", type=int, default=66_667, help="e2e leads (x3 emails)")
     ap.add_argument("--latency-leads", type=int, default=200)
     ap.add_argument("--scale-rows", type=int, default=10_000_000)
+    ap.add_argument("--scale-events", type=int, default=50_000_000)
     ap.add_argument("--paced-leads", type=int, default=30_000)
     ap.add_argument("--paced-senders", type=int, default=3_000)
     ap.add_argument("--import-rows", type=int, default=1_000_000)
     ap.add_argument(
         "--only",
-        default="ceiling,build,e2e,dkim,guard,webhooks,paced,latency,emails,upload,import,inbox,"
-        "scale",
+        default="ceiling,build,e2e,dkim,guard,partitions,webhooks,paced,latency,emails,upload,"
+        "import,inbox,scale",
     )
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -134,6 +140,8 @@ async def main() -> None:
             result |= await dkim_cost(port, args.paced_leads, log_dir, algorithm, workers)
         if "guard" in only:
             result |= await guard_cost(port, args.paced_leads, log_dir)
+        if "partitions" in only:
+            result |= await partitions_cost(port, args.paced_leads, log_dir)
         if "webhooks" in only:
             result |= await webhook_cost(port, args.paced_leads, log_dir)
         if "paced" in only:
@@ -152,7 +160,7 @@ async def main() -> None:
     if "import" in only:
         result |= await import_speed(args.import_rows)
     if "scale" in only:
-        result |= await scale(args.scale_rows)
+        result |= await scale(args.scale_rows, args.scale_events)
     print(f"\n{'measure':<34}{'value':>14}  goal")
     for k, v in result.items():
         goal = GOALS.get(k)

@@ -263,3 +263,34 @@ async def guard_cost(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
         "guard_throughput_ratio": on.per_s / off.per_s,
         "guard_cpu_ratio": on.cpu_ms_per_email / off.cpu_ms_per_email,
     }
+
+
+# The events table as it was before it was partitioned by month: one plain table with the
+# same columns, checks, foreign key and statement triggers (the reference for the cost).
+UNPARTITIONED_EVENTS = """
+ALTER TABLE events RENAME TO events_by_month;
+CREATE TABLE events (LIKE events_by_month INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+ALTER TABLE events ADD PRIMARY KEY (id),
+    ADD FOREIGN KEY (lead_id) REFERENCES leads (id) ON DELETE CASCADE;
+CREATE INDEX ON events (lead_id, id);
+CREATE TRIGGER events_counted_plain AFTER INSERT ON events
+    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION count_events();
+CREATE TRIGGER events_to_webhooks_plain AFTER INSERT ON events
+    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION webhook_enqueue();
+ALTER SEQUENCE events_id_seq OWNED BY events.id;
+DROP TABLE events_by_month;
+"""
+
+
+async def partitions_cost(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
+    """`leads` x 1 step with the events table as one plain table, then by month as it
+    ships, in the same bench run."""
+    setup = ONE_STEP + "INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');"
+    plain, _ = await _run(port, setup + UNPARTITIONED_EVENTS, LEADS_ONE_SENDER, leads,
+                          log_dir / "events_plain")  # fmt: skip
+    by_month, _ = await _run(port, setup, LEADS_ONE_SENDER, leads, log_dir / "events_by_month")
+    return {
+        "events_plain_emails_per_s": plain.per_s,
+        "events_by_month_emails_per_s": by_month.per_s,
+        "partitions_throughput_ratio": by_month.per_s / plain.per_s,
+    }

@@ -21,9 +21,10 @@ from bench.services import (
     tree_cpu,
 )
 from broker.topology import Names, connect, declare
+from db.partitions import month_start
 from db.pool import create_pool
 from db.queries import query
-from ops import status
+from ops import leads, status
 from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings
 from scheduler import planning
@@ -117,6 +118,62 @@ async def _overview_p95(conn: asyncpg.Connection, calls: int = 30) -> float:
     return sorted(took)[int(calls * 0.95) - 1]
 
 
+async def _timeline_p95(conn: asyncpg.Connection, calls: int = 200) -> float:
+    """p95 in ms of a lead's timeline (`ops lead show`'s read) for leads picked at random."""
+    top = await conn.fetchval("SELECT max(id) FROM leads")
+    took = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        await leads.show(conn, 1 + (i * 7_919_993) % top)
+        took.append((time.perf_counter() - t0) * 1000)
+    return sorted(took)[int(calls * 0.95) - 1]
+
+
+async def _load_events(conn: asyncpg.Connection, n: int) -> None:
+    """`n` events over the past 13 months, in their months' partitions, five per lead."""
+    now = datetime.now(UTC)
+    for back in range(13, 0, -1):  # the months as the pump would have made them
+        await conn.execute(
+            "SELECT * FROM maintain_event_partitions($1, interval '100 years')",
+            month_start(now, -back),
+        )
+    top = await conn.fetchval("SELECT max(id) FROM leads")
+    # Loaded as rows written over 13 months: the counting and webhook triggers are not
+    # what is measured, and the foreign key holds by construction.
+    await conn.execute("ALTER TABLE events DISABLE TRIGGER ALL")
+    step = 1_000_000
+    for start in range(0, n, step):
+        await conn.execute(
+            """INSERT INTO events (lead_id, step, type, at, data)
+               SELECT 1 + (i / 5) % $3, i % 5, (ARRAY['queued', 'sent', 'scheduled',
+                      'queued', 'sent'])[1 + i % 5],
+                      now() - ((i * 7919) % (395 * 86400)) * interval '1 second',
+                      '{"message_id": "<x@example.test>"}'
+               FROM generate_series($1::bigint, $2::bigint) i""",
+            start, min(start + step, n) - 1, top,
+        )  # fmt: skip
+    await conn.execute("ALTER TABLE events ENABLE TRIGGER ALL")
+    await conn.execute("ANALYZE events")
+
+
+async def _events_point(dsn: str, n: int) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        t0 = time.perf_counter()
+        await _load_events(conn, n)
+        print(f"--- {n:,} events loaded in {time.perf_counter() - t0:.0f} s")
+        plan = await _plan(
+            conn, "SELECT id, step, type, at, data FROM events WHERE lead_id = $1 ORDER BY id", 4242
+        )
+        print("timeline, events of one lead:\n" + plan)
+        return {
+            "status_p95_ms": await _status_p95(conn),
+            "timeline_p95_ms": await _timeline_p95(conn),
+        }
+    finally:
+        await conn.close()
+
+
 async def _scale_point(dsn: str, future_rows: int) -> dict[str, Any]:
     """Per-row costs with `future_rows` not-yet-due leads and as many published outbox rows."""
     conn = await asyncpg.connect(dsn)
@@ -158,6 +215,7 @@ async def _scale_point(dsn: str, future_rows: int) -> dict[str, Any]:
         now = datetime.now(UTC)
         status_p95 = await _status_p95(conn)
         overview_p95 = await _overview_p95(conn)
+        timeline_p95 = await _timeline_p95(conn)
         # The scheduler's and the pump's own claim statements, as they run.
         plan_claim = await _plan(conn, query("leads", "claim_due_ids"), now, 500)
         sched_wall, sched_cpu = await _scheduler_cost(dsn, DUE)
@@ -179,18 +237,20 @@ async def _scale_point(dsn: str, future_rows: int) -> dict[str, Any]:
         "pump_cpu_ms_per_row": pump_cpu * 1000,
         "status_p95_ms": status_p95,
         "overview_p95_ms": overview_p95,
+        "timeline_p95_ms": timeline_p95,
         "plan_claim_due": plan_claim,
         "plan_pump_claim": plan_pump,
     }
 
 
-async def scale(big: int) -> dict[str, Any]:
+async def scale(big: int, events: int) -> dict[str, Any]:
     async with database("es_bench_scale") as dsn:
         conn = await asyncpg.connect(dsn)
         await conn.execute(SEQUENCE_SQL)
         await conn.close()
         small = await _scale_point(dsn, 10_000)
         large = await _scale_point(dsn, big)
+        with_events = await _events_point(dsn, events)
     for point in (small, large):
         print(f"--- plans with {point['rows']:,} not-yet-due leads ({point['leads_size']})")
         print("scheduler, claim_due_ids:\n" + point.pop("plan_claim_due"))
@@ -207,4 +267,8 @@ async def scale(big: int) -> dict[str, Any]:
         "status_p95_ms_large": large["status_p95_ms"],
         "overview_p95_ms_small": small["overview_p95_ms"],
         "overview_p95_ms_large": large["overview_p95_ms"],
+        "scale_events": events,
+        "timeline_p95_ms_small": small["timeline_p95_ms"],
+        "timeline_p95_ms_large": with_events["timeline_p95_ms"],
+        "status_p95_ms_large_with_events": with_events["status_p95_ms"],
     }

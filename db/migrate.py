@@ -8,6 +8,10 @@ its checksum in `schema_functions`), so a rule lives in one file instead of bein
 into every migration that changes it. A function whose signature changes gets a new name,
 so replicas still running the old code keep calling the old one during a deploy.
 
+A migration that would hold a large table locked for long can have a step that runs
+first, outside its transaction and without blocking writers (`_ONLINE_FIRST`): it builds
+what the migration then only uses.
+
 A migration whose trigger needs a function of those files names the file in a line
 `-- functions: counts.sql`; it is then applied first, in the migration's transaction (its
 bodies checked later), and again with the others once the migrations are done.
@@ -17,12 +21,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import structlog
+
+from db.partitions import prepare_events
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 FUNCTIONS_DIR = Path(__file__).resolve().parent / "functions"
@@ -32,6 +39,11 @@ _NEEDS = re.compile(r"(?m)^-- functions: ([a-z0-9_]+\.sql)$")
 _LOCK_KEY = 0x656D61696C5F7363  # "email_sc"
 
 log = structlog.get_logger()
+
+# Steps run before a migration, outside its transaction (by the migration's name).
+_ONLINE_FIRST: dict[str, Callable[[asyncpg.Connection, datetime], Awaitable[bool]]] = {
+    "events_by_month": prepare_events,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +73,15 @@ def latest_version(directory: Path = MIGRATIONS_DIR) -> int:
 
 
 async def migrate(
-    dsn: str, directory: Path = MIGRATIONS_DIR, functions: Path = FUNCTIONS_DIR
+    dsn: str,
+    directory: Path = MIGRATIONS_DIR,
+    functions: Path = FUNCTIONS_DIR,
+    *,
+    online: bool = True,
 ) -> list[int]:
-    """Apply pending migrations, then changed function files; return the versions applied."""
+    """Apply pending migrations, then changed function files; return the versions applied.
+    `online=False` skips the steps that prepare a migration without blocking writers (the
+    bench compares both)."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -86,6 +104,9 @@ async def migrate(
             for mig in discover(directory):
                 if mig.version in applied:
                     continue
+                first = _ONLINE_FIRST.get(mig.name) if online else None
+                if first is not None and await first(conn, datetime.now(UTC)):
+                    log.info("migration_prepared", version=mig.version, name=mig.name)
                 async with conn.transaction():
                     for needed in _NEEDS.findall(mig.sql):
                         # Tables the file refers to may come in later migrations: its

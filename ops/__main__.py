@@ -98,6 +98,8 @@ async def _lead_show(conn: Conn, args: argparse.Namespace) -> None:
                 f"  step {d['step']}: {d['status']} after {d['attempts']} attempt(s)"
                 f" {d['message_id']} {d['error'] or ''}".rstrip()
             )
+        if v.events_dropped_before:
+            print(f"  events before {v.events_dropped_before:%Y-%m-%d} are no longer kept")
         for e in v.events:
             print(f"  {e['at']:%Y-%m-%d %H:%M:%S} step {e['step']} {e['type']} {e['data']}")
 
@@ -213,6 +215,9 @@ def _status_text(view: status.Overview) -> str:
         "  replicas: " + (", ".join(
             f"{r.service}@{r.host}:{r.pid} ({_when((view.at - r.last_progress).total_seconds())}"
             " since progress)" for r in p.replicas) or "none reporting"),
+        "EVENTS",
+        f"  kept since {view.events_kept_since:%Y-%m-%d} (older months dropped)"
+        if view.events_kept_since else "  all kept",
     ]  # fmt: skip
     return "\n".join(lines)
 

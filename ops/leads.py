@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from db import partitions
 from db.pool import Conn
 from db.queries import query
 from ops.errors import NotFound
@@ -18,6 +20,8 @@ class LeadView:
     deliveries: list[dict[str, Any]]
     events: list[dict[str, Any]]
     suppression: dict[str, Any] | None = None  # what suppresses its address, if anything
+    # Its events before this instant went with their months (EVENT_RETENTION_DAYS).
+    events_dropped_before: datetime | None = None
 
 
 async def find(conn: Conn, key: str) -> list[int]:
@@ -53,9 +57,11 @@ async def show(conn: Conn, lead_id: int) -> LeadView:
         "SELECT id, step, type, at, data FROM events WHERE lead_id = $1 ORDER BY id", lead_id
     )
     held = await conn.fetchrow(query("lead_status", "suppressed"), [lead_id])
+    kept = await partitions.kept_since(conn)
     return LeadView(
         dict(lead), [dict(r) for r in deliveries], [dict(r) for r in events],
         {k: held[k] for k in ("suppression", "reason", "created_at")} if held else None,
+        kept if kept is not None and lead["enrolled_at"] < kept else None,
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from broker.topology import Names
 from core import events, pacing
 from core.clock import utcnow
 from core.lifecycle import Status
-from db import counts, leads, outbox
+from db import counts, leads, outbox, partitions
 from db.pool import Conn
 from db.queries import COUNT_CAP, query
 
@@ -114,6 +114,9 @@ class Overview:
     sequences: list[SequenceStatus]
     senders: list[SenderStatus]
     pipeline: Pipeline
+    # Events before this instant went with their months (EVENT_RETENTION_DAYS); the lead
+    # counts and the activity counts are kept apart and hold them all. None: none went.
+    events_kept_since: datetime | None = None
 
 
 class QueueDepths:
@@ -255,7 +258,10 @@ async def read(conn: Conn, depths: QueueDepths | None, now: datetime) -> Overvie
         _sender(dict(r), (sent_by_sender[r["id"]][0], sent_by_sender[r["id"]][1]), now)
         for r in await conn.fetch(_q("senders"), now)
     ]
-    return Overview(now, sequences, senders, await pipeline(conn, depths, now))
+    return Overview(
+        now, sequences, senders, await pipeline(conn, depths, now),
+        await partitions.kept_since(conn),
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractExchange
 
 from broker.topology import BROKER_ERRORS, ROUTING_KEY, send_message
 from core.clock import utcnow
-from db import outbox
+from db import outbox, partitions
 from db.pool import TRANSIENT_DB_ERRORS, Listener
 from runtime import metrics
 from runtime.daemon import every, repeat, wait_first
@@ -119,11 +119,25 @@ class Pump:
             # Woken by new rows: let the rows around them land too (one batch).
             await wait_first(stop, None, self.settings.pump_linger_seconds)
 
+    async def maintain_events(self) -> list[partitions.Change]:
+        """The coming months' event partitions made, the ones past the retention dropped."""
+        async with self.pool.acquire() as conn:
+            return await partitions.maintain(conn, self.clock(), self.settings.event_retention_days)
+
     async def _prune(self) -> None:
         try:
             await self.prune_once()
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("prune_unavailable", error=str(exc))
+        await self._maintain()
+
+    async def _maintain(self) -> None:
+        try:
+            await self.maintain_events()
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("event_partitions_unavailable", error=str(exc))
+        except asyncpg.PostgresError as exc:  # a lock not had in time, a name taken: next time
+            log.error("event_partitions_failed", error=str(exc))  # noqa: TRY400 - no trace
 
     async def _summary(self) -> None:
         try:
@@ -149,6 +163,7 @@ class Pump:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(listener.run(stop))
             tg.create_task(every(self.settings.summary_interval_seconds, stop, self._summary))
+            tg.create_task(self._maintain())  # at start too: the pump may have been down
             tg.create_task(every(prune_every, stop, self._prune))
             tg.create_task(
                 repeat(

@@ -285,6 +285,9 @@ class PumpSettings(BrokerSettings):
     pump_channels: int = Field(default=8, ge=1, le=64)
     outbox_retention_hours: float = Field(default=24.0, ge=0)
     outbox_prune_batch: int = Field(default=5_000, ge=1)
+    # Events are kept by month (migration 0022): a month whose every event is older than
+    # this goes whole.
+    event_retention_days: float = Field(default=400.0, ge=1)
 
 
 class WorkerSettings(BrokerSettings, DkimKeysSettings, GuardSettings):

@@ -53,7 +53,8 @@ async def get_lead(pool: Pool, _who: Actor, lead_id: BigId) -> dict[str, Any]:
     async with pool.acquire() as conn:
         view = await leads.show(conn, lead_id)
     return {"lead": view.lead, "deliveries": view.deliveries, "events": view.events,
-            "suppression": view.suppression}  # fmt: skip
+            "suppression": view.suppression,
+            "events_dropped_before": view.events_dropped_before}  # fmt: skip
 
 
 @router.post(
