@@ -19,6 +19,8 @@ in the same run, as one table and one JSON line.
 4. latency  at idle: one due lead inserted, until the SMTP server accepted it; 200 times.
 5. emails   POST /api/v1/emails driven by wrk (8 connections, 20 s) while the daemons send
             what it schedules: requests/s, p50/p99 latency; every email sent once.
+   rest     PATCH /api/v1/senders/1 with the audit triggers on and off, alternating rounds:
+            p50 and p99 of each, and the role check's time per call.
    upload   a 200 MB CSV (nine rows in ten rejected) POSTed to the REST import while a lead
             list and the health check are requested every 20 ms: their p99 during the
             upload, beside their p99 with the API idle.
@@ -52,6 +54,7 @@ from bench.e2e import dkim_cost, end_to_end, guard_cost, paced, partitions_cost
 from bench.inbox import inbox_speed
 from bench.latency import latency
 from bench.operator import emails_rps, import_speed, upload_under_load
+from bench.rest import rest_cost
 from bench.scale import scale
 from bench.services import free_port, start_sink
 from bench.webhooks import webhook_cost
@@ -87,6 +90,7 @@ GOALS = {
     "overview_p95_ms_large": ("<", 300),
     "emails_requests_per_s": (">=", 500),
     "emails_p99_ms": ("<", 50),
+    "rest_audit_p99_added_ms": ("<", 2),
     "upload_others_p99_ms": ("<", 200),
     "inbox_classified_per_s": (">=", 200),
     "inbox_reply_to_stop_p99_s": ("<", 5),
@@ -110,8 +114,8 @@ async def main() -> None:
     ap.add_argument("--import-rows", type=int, default=1_000_000)
     ap.add_argument(
         "--only",
-        default="ceiling,build,e2e,dkim,guard,partitions,webhooks,paced,latency,emails,upload,"
-        "import,inbox,scale",
+        default="ceiling,build,e2e,dkim,guard,partitions,webhooks,paced,latency,emails,rest,"
+        "upload,import,inbox,scale",
     )
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -153,6 +157,8 @@ async def main() -> None:
     finally:
         sink.terminate()
         sink.wait(10)
+    if "rest" in only:
+        result |= await rest_cost(log_dir)
     if "upload" in only:
         result |= await upload_under_load(log_dir)
     if "inbox" in only:

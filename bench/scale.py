@@ -21,6 +21,7 @@ from bench.services import (
     tree_cpu,
 )
 from broker.topology import Names, connect, declare
+from db import pool as db_pool
 from db.partitions import month_start
 from db.pool import create_pool
 from db.queries import query
@@ -157,7 +158,7 @@ async def _load_events(conn: asyncpg.Connection, n: int) -> None:
 
 
 async def _events_point(dsn: str, n: int) -> dict[str, Any]:
-    conn = await asyncpg.connect(dsn)
+    conn = await db_pool.connect(dsn)
     try:
         t0 = time.perf_counter()
         await _load_events(conn, n)
@@ -176,7 +177,7 @@ async def _events_point(dsn: str, n: int) -> dict[str, Any]:
 
 async def _scale_point(dsn: str, future_rows: int) -> dict[str, Any]:
     """Per-row costs with `future_rows` not-yet-due leads and as many published outbox rows."""
-    conn = await asyncpg.connect(dsn)
+    conn = await db_pool.connect(dsn)
     try:
         far = datetime.now(UTC) + timedelta(days=365)
         have = await conn.fetchval("SELECT count(*) FROM leads")
@@ -245,7 +246,7 @@ async def _scale_point(dsn: str, future_rows: int) -> dict[str, Any]:
 
 async def scale(big: int, events: int) -> dict[str, Any]:
     async with database("es_bench_scale") as dsn:
-        conn = await asyncpg.connect(dsn)
+        conn = await db_pool.connect(dsn)
         await conn.execute(SEQUENCE_SQL)
         await conn.close()
         small = await _scale_point(dsn, 10_000)

@@ -53,6 +53,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 _SESSION = {"TimeZone": "UTC"}
 
 
+async def connect(dsn: str) -> asyncpg.Connection:
+    """One connection set up as the pool's are (JSON codecs, UTC), for tools that need no
+    pool."""
+    conn = await asyncpg.connect(dsn, server_settings=_SESSION)
+    await _init_connection(conn)
+    return conn
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release a connection without the default reset query (one round trip per release).
 

@@ -12,20 +12,29 @@ LANGUAGE sql STABLE AS $$
        AND EXISTS (SELECT 1 FROM senders WHERE id = p_sender_id AND status = 'paused')
 $$;
 
+-- The senders the guard paused, for statements over many leads: written
+-- `NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)` it is read once per
+-- statement (an init plan), where sender_paused() per lead costs a call per row (a
+-- function holding a subquery is never inlined): 10,000 due leads took 30 ms more a count.
+CREATE OR REPLACE FUNCTION paused_senders() RETURNS bigint[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(id), '{}') FROM senders WHERE status = 'paused'
+$$;
+
 CREATE OR REPLACE FUNCTION due_leads(p_now timestamptz, p_limit integer)
 RETURNS TABLE (id bigint, next_run_at timestamptz, rank integer)
 LANGUAGE sql ROWS 500 AS $$
     WITH followups AS MATERIALIZED (
         SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
         WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND l.next_run_at <= p_now
-          AND seq.status = 'active' AND NOT sender_paused(l.sender_id)
+          AND seq.status = 'active' AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)
         ORDER BY l.next_run_at
         LIMIT p_limit
         FOR NO KEY UPDATE OF l SKIP LOCKED
     ), firsts AS MATERIALIZED (
         SELECT l.id, l.next_run_at FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
         WHERE l.status = 'active' AND l.last_sent_at IS NULL AND l.next_run_at <= p_now
-          AND seq.status = 'active' AND NOT sender_paused(l.sender_id)
+          AND seq.status = 'active' AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)
         ORDER BY l.next_run_at
         LIMIT greatest(p_limit - (SELECT count(*) FROM followups), 0)
         FOR NO KEY UPDATE OF l SKIP LOCKED

@@ -18,10 +18,10 @@ ORDER BY u.n
 SELECT least(
     (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
      WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL AND seq.status = 'active'
-           AND NOT sender_paused(l.sender_id)),
+           AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)),
     (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
      WHERE l.status = 'active' AND l.last_sent_at IS NULL AND seq.status = 'active'
-           AND NOT sender_paused(l.sender_id)))
+           AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)))
 
 -- name: pacing_state
 -- For the paced senders of a batch: their rules, hand-offs in the last day, how many of
@@ -99,18 +99,18 @@ SELECT
     (SELECT count(*) FROM (
         SELECT 1 FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
         WHERE l.status = 'active' AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'
-           AND NOT sender_paused(l.sender_id)
+           AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)
         LIMIT $2) x) AS due,
     (SELECT count(*) FROM (SELECT 1 FROM leads WHERE status = 'queued' LIMIT $2) x) AS queued,
     extract(epoch FROM $1::timestamptz - least(
         (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
          WHERE l.status = 'active' AND l.last_sent_at IS NOT NULL
            AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'
-           AND NOT sender_paused(l.sender_id)),
+           AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)),
         (SELECT min(l.next_run_at) FROM leads l JOIN sequences seq ON seq.id = l.sequence_id
          WHERE l.status = 'active' AND l.last_sent_at IS NULL
            AND l.next_run_at <= $1::timestamptz AND seq.status = 'active'
-           AND NOT sender_paused(l.sender_id)))) AS lag_s
+           AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)))) AS lag_s
 
 
 -- name: replan_sender

@@ -65,7 +65,7 @@ SELECT date_trunc('hour', greatest(l.next_run_at, $1::timestamptz)) AS hour, l.s
 FROM (
     SELECT l.next_run_at, l.sender_id FROM leads l JOIN sequences s ON s.id = l.sequence_id
     WHERE l.status = 'active' AND l.next_run_at < $2::timestamptz AND s.status = 'active'
-      AND NOT sender_paused(l.sender_id)
+      AND NOT coalesce(l.sender_id = ANY ((SELECT paused_senders())::bigint[]), false)
     ORDER BY l.next_run_at LIMIT $3
 ) l
 GROUP BY 1, 2 ORDER BY 1
