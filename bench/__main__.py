@@ -13,6 +13,8 @@ in the same run, as one table and one JSON line.
             deliverer running): the ratio; 20,000 deliveries to a local receiver (per s); one
             event every 50 ms to an idle deliverer (event to delivery, p50 and p99).
    partitions 30,000 leads x 1 step with events in one plain table, then by month: the ratio.
+   statements 30,000 leads x 1 step against a private PostgreSQL with pg_stat_statements:
+            statements per email (round trips and those inside functions), the costliest.
    dkim     30,000 leads x 1 step unsigned, then signed with an RSA-2048 key: the ratio,
             with two worker processes as compose.prod runs them (BENCH_DKIM_WORKERS;
             BENCH_DKIM_ALGORITHM=ed25519); CPU per signature is in `build`.
@@ -57,6 +59,7 @@ from bench.operator import emails_rps, import_speed, upload_under_load
 from bench.rest import rest_cost
 from bench.scale import scale
 from bench.services import free_port, start_sink
+from bench.statements import statements
 from bench.webhooks import webhook_cost
 from runtime import logs
 from runtime.settings import LogFormat
@@ -114,7 +117,7 @@ async def main() -> None:
     ap.add_argument("--import-rows", type=int, default=1_000_000)
     ap.add_argument(
         "--only",
-        default="ceiling,build,e2e,dkim,guard,partitions,webhooks,paced,latency,emails,rest,"
+        default="ceiling,build,e2e,statements,dkim,guard,partitions,webhooks,paced,latency,emails,rest,"
         "upload,import,inbox,scale",
     )
     args = ap.parse_args()
@@ -144,6 +147,8 @@ async def main() -> None:
             result |= await dkim_cost(port, args.paced_leads, log_dir, algorithm, workers)
         if "guard" in only:
             result |= await guard_cost(port, args.paced_leads, log_dir)
+        if "statements" in only:
+            result |= await statements(port, args.paced_leads, log_dir)
         if "partitions" in only:
             result |= await partitions_cost(port, args.paced_leads, log_dir)
         if "webhooks" in only:

@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,10 +69,13 @@ async def _run(
     env_extra: dict[str, str] | None = None,
     workers: int = 1,
     modules: tuple[str, ...] = MODULES,
+    admin_url: str = "",
+    before_leads: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[Run, str]:
     """Load `setup_sql`, start the daemons, insert `leads` leads with `leads_sql` ($1 = n) and
-    wait until every lead completed; (the run, the database URL it used is gone after)."""
-    async with database() as dsn:
+    wait until every lead completed; (the run, the database URL it used is gone after).
+    `admin_url`: another PostgreSQL server; `before_leads`: called once the daemons are up."""
+    async with database(admin_url=admin_url) as dsn:
         conn = await asyncpg.connect(dsn)
         await conn.execute(setup_sql)
         prefix = f"es_bench_{uuid.uuid4().hex[:8]}"
@@ -97,6 +101,8 @@ async def _run(
             more0 = sum(tree_cpu(p.pid) for p in more)
             services0 = service_cpu()
             rss: dict[str, list[float]] = {m: [] for m in modules}
+            if before_leads is not None:
+                await before_leads()
             t0 = time.perf_counter()
             await conn.execute(leads_sql, leads)
             last = 0.0

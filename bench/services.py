@@ -116,12 +116,13 @@ def rss_mb(pid: int) -> float:
 
 
 @asynccontextmanager
-async def database(prefix: str = "es_bench"):  # type: ignore[no-untyped-def]
-    """A fresh, migrated database; its URL."""
+async def database(prefix: str = "es_bench", admin_url: str = ""):  # type: ignore[no-untyped-def]
+    """A fresh, migrated database (on the server of `admin_url`, default PG_ADMIN); its URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(PG_ADMIN)
+    admin_url = admin_url or PG_ADMIN
+    admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    dsn = admin_url.rsplit("/", 1)[0] + "/" + name
     try:
         await migrate(dsn)
         yield dsn

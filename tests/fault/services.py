@@ -35,11 +35,13 @@ def _own(path: Path, user: str) -> None:
 
 
 class PrivatePostgres:
-    def __init__(self) -> None:
+    def __init__(self, options: str = "") -> None:
+        """`options`: more server settings (`-c name=value ...`)."""
         self.dir = Path(tempfile.mkdtemp(prefix="es_fault_pg_"))
         _own(self.dir, "postgres")
         self.port = free_port()
         self.data = self.dir / "data"
+        self.options = options
 
     @property
     def admin_url(self) -> str:
@@ -60,7 +62,7 @@ class PrivatePostgres:
     def _ctl(self, action: str) -> None:
         opts = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-            " -c synchronous_commit=off -c max_connections=300"
+            f" -c synchronous_commit=off -c max_connections=300 {self.options}"
         )
         _as(
             "postgres",
