@@ -4,26 +4,55 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import asyncpg
 from aio_pika.abc import AbstractRobustConnection
 
 from broker.topology import Names, Topology, connect, declare
 from core.gate import AmbiguousPolicy
+from db.migrate import FUNCTIONS_DIR, MIGRATIONS_DIR, migrate
 from db.pool import Conn, create_pool
 from pump.loop import Pump
 from runtime.settings import PumpSettings, SchedulerSettings, WorkerSettings
 from scheduler.loop import Scheduler
-from tests.conftest import AMQP_URL, MESSAGE_ID_SECRET
+from tests.conftest import AMQP_URL, MESSAGE_ID_SECRET, _admin, db_url
 from worker.claim import Claim, Claimer, Incoming, Rate
 from worker.consumer import Worker
 from worker.relays import Relays
 from worker.signing import Signer
 from worker.smtp import SmtpPool
+
+
+@asynccontextmanager
+async def fresh_and_older(
+    tmp_path: Path, below: int, functions: Path = FUNCTIONS_DIR
+) -> AsyncIterator[tuple[str, str]]:
+    """Two new databases (dropped after): one migrated to now, one only by the migrations
+    numbered below `below` and the function files of `functions`; their URLs."""
+    old = tmp_path / "migrations"
+    old.mkdir()
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        if int(path.name[:4]) < below:
+            shutil.copy(path, old)
+    names = [f"es_fresh_{uuid.uuid4().hex[:8]}", f"es_upgraded_{uuid.uuid4().hex[:8]}"]
+    for name in names:
+        await _admin(f'CREATE DATABASE "{name}"')
+    try:
+        fresh, older = (db_url(n) for n in names)
+        await migrate(fresh)
+        await migrate(older, old, functions)
+        yield fresh, older
+    finally:
+        for name in names:
+            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
 
 ONE_STEP = """
     INSERT INTO senders (email, name) VALUES ('sales@acme.test', 'Ana');

@@ -8,15 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 import yaml
 
-from db.migrate import MIGRATIONS_DIR, discover, function_files, migrate
-from tests.conftest import _admin, db_url
+from db.migrate import discover, function_files, migrate
+from tests.integration.helpers import fresh_and_older
 
 ROOT = Path(__file__).resolve().parents[2]
 DAEMONS = {"scheduler", "pump", "worker", "inbox", "webhooks"}
@@ -159,17 +158,7 @@ def _schema(url: str) -> str:
 async def test_an_upgraded_database_is_the_same_as_a_fresh_one(tmp_path: Path) -> None:
     """Migrated up to the release before functions moved out of migrations (0004), then to
     now, a database has exactly the schema and function definitions of a fresh one."""
-    old = tmp_path / "migrations"
-    old.mkdir()
-    for path in sorted(MIGRATIONS_DIR.glob("000[1-4]_*.sql")):
-        shutil.copy(path, old)
-    names = [f"es_fresh_{uuid.uuid4().hex[:8]}", f"es_upgraded_{uuid.uuid4().hex[:8]}"]
-    for name in names:
-        await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        fresh, upgraded = (db_url(n) for n in names)
-        await migrate(fresh)
-        await migrate(upgraded, old, tmp_path / "none")
+    async with fresh_and_older(tmp_path, 5, tmp_path / "none") as (fresh, upgraded):
         conn = await asyncpg.connect(upgraded)
         try:  # some data the upgrade has to carry
             await conn.execute("""INSERT INTO senders (email) VALUES ('s@acme.test');
@@ -178,9 +167,6 @@ async def test_an_upgraded_database_is_the_same_as_a_fresh_one(tmp_path: Path) -
             await conn.close()
         await migrate(upgraded)
         assert _schema(upgraded) == _schema(fresh)
-    finally:
-        for name in names:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _compose_config(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,13 +20,14 @@ from hypothesis import strategies as st
 from broker.topology import Names, connect, declare
 from core.clock import utcnow
 from db import partitions
-from db.migrate import MIGRATIONS_DIR, migrate
+from db.migrate import migrate
 from db.pool import Conn
 from ops import actions, leads, status
 from ops.actions import Action
 from pump.loop import Pump
 from runtime.settings import PumpSettings
-from tests.conftest import AMQP_URL, _admin, db_url
+from tests.conftest import AMQP_URL
+from tests.integration.helpers import fresh_and_older
 from tests.integration.test_operations import _schema
 
 SETUP = """
@@ -189,18 +188,7 @@ def _without_partitions(dump: str) -> list[str]:
 async def test_an_existing_table_becomes_a_partition_with_its_rows(
     tmp_path: Path, online: bool
 ) -> None:
-    old = tmp_path / "migrations"
-    old.mkdir()
-    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-        if int(path.name[:4]) < 22:
-            shutil.copy(path, old)
-    names = [f"es_fresh_{uuid.uuid4().hex[:8]}", f"es_upgraded_{uuid.uuid4().hex[:8]}"]
-    for name in names:
-        await _admin(f'CREATE DATABASE "{name}"')
-    try:
-        fresh, upgraded = (db_url(n) for n in names)
-        await migrate(fresh)
-        await migrate(upgraded, old)
+    async with fresh_and_older(tmp_path, 22) as (fresh, upgraded):
         conn = await asyncpg.connect(upgraded)
         try:
             await conn.execute(SETUP)
@@ -228,6 +216,3 @@ async def test_an_existing_table_becomes_a_partition_with_its_rows(
         finally:
             await conn.close()
         assert _without_partitions(_schema(upgraded)) == _without_partitions(_schema(fresh))
-    finally:
-        for name in names:
-            await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
