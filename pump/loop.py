@@ -136,7 +136,9 @@ class Pump:
             await self.maintain_events()
         except TRANSIENT_DB_ERRORS as exc:
             log.warning("event_partitions_unavailable", error=str(exc))
-        except asyncpg.PostgresError as exc:  # a lock not had in time, a name taken: next time
+        except asyncpg.LockNotAvailableError as exc:  # a long reader held the table: next time
+            log.warning("event_partitions_postponed", error=str(exc))
+        except asyncpg.PostgresError as exc:  # e.g. a table of that name made by hand
             log.error("event_partitions_failed", error=str(exc))  # noqa: TRY400 - no trace
 
     async def _summary(self) -> None:
