@@ -13,13 +13,6 @@ from db.pool import Conn
 
 log = structlog.get_logger()
 
-# The unique index and the checks migration 0022 needs to make the existing table a partition.
-_PREPARE = (
-    "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS events_before_pkey ON events (id, at)",
-    "ALTER TABLE events VALIDATE CONSTRAINT events_type_registered",
-    "ALTER TABLE events VALIDATE CONSTRAINT events_before_bound",
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Change:
@@ -55,15 +48,17 @@ async def prepare_events(conn: asyncpg.Connection, now: datetime) -> bool:
     )
     if invalid:  # a build that was interrupted leaves an invalid index behind
         await conn.execute("DROP INDEX CONCURRENTLY events_before_pkey")
-    await conn.execute(_PREPARE[0])
+    await conn.execute(
+        "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS events_before_pkey ON events (id, at)"
+    )
     async with conn.transaction():
         await conn.execute("ALTER TABLE events DROP CONSTRAINT IF EXISTS events_before_bound")
         await conn.execute(
             "ALTER TABLE events ADD CONSTRAINT events_before_bound"
             f" CHECK (at < '{bound.isoformat()}') NOT VALID"
         )
-    for statement in _PREPARE[1:]:
-        await conn.execute(statement)
+    for check in ("events_type_registered", "events_before_bound"):
+        await conn.execute(f"ALTER TABLE events VALIDATE CONSTRAINT {check}")
     log.info("events_prepared", bound=bound)
     return True
 
