@@ -149,6 +149,8 @@ async def main() -> None:
             result |= await guard_cost(port, args.paced_leads, log_dir)
         if "statements" in only:
             result |= await statements(port, args.paced_leads, log_dir)
+        if "statements-webhooks" in only:  # the same with an endpoint on lead.sent
+            result |= await statements(port, args.paced_leads, log_dir, webhooks=True)
         if "partitions" in only:
             result |= await partitions_cost(port, args.paced_leads, log_dir)
         if "webhooks" in only:

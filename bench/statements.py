@@ -11,8 +11,10 @@ from typing import Any
 
 import asyncpg
 
-from bench.e2e import LEADS_ONE_SENDER, ONE_STEP, _run
+from bench.e2e import LEADS_ONE_SENDER, MODULES, ONE_STEP, _run
+from bench.webhooks import endpoint_sql, start_receiver
 from tests.fault.services import PrivatePostgres
+from tests.ports import free_port
 
 TOP = 20
 
@@ -22,7 +24,10 @@ def _one_line(sql: str, width: int = 90) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-async def statements(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
+async def statements(
+    port: int, leads: int, log_dir: Path, *, webhooks: bool = False
+) -> dict[str, Any]:
+    """`webhooks`: with an endpoint on lead.sent and the deliverer posting to a receiver."""
     pg = PrivatePostgres(
         "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
     ).start()
@@ -35,10 +40,25 @@ async def statements(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
                 await admin.execute("SELECT pg_stat_statements_reset()")
 
             setup = ONE_STEP + "INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');"
-            run, _ = await _run(
-                port, setup, LEADS_ONE_SENDER, leads, log_dir / "statements",
-                admin_url=pg.admin_url, before_leads=reset,
-            )  # fmt: skip
+            extra: dict[str, Any] = {}
+            receiver = None
+            if webhooks:
+                rport = free_port()
+                receiver = start_receiver(rport)
+                setup += endpoint_sql(rport)
+                extra = {
+                    "env_extra": {"WEBHOOK_ALLOW_PRIVATE": "true"},
+                    "modules": (*MODULES, "webhooks"),
+                }
+            try:
+                run, _ = await _run(
+                    port, setup, LEADS_ONE_SENDER, leads, log_dir / "statements",
+                    admin_url=pg.admin_url, before_leads=reset, **extra,
+                )  # fmt: skip
+            finally:
+                if receiver is not None:
+                    receiver.terminate()
+                    receiver.wait(10)
             rows = await admin.fetch(
                 """SELECT query, toplevel, sum(calls)::float8 AS calls,
                           sum(total_exec_time) AS ms, sum(rows)::float8 AS rows

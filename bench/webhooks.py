@@ -23,14 +23,14 @@ RATE_EVENTS = 20_000
 IDLE_EVENTS = 300
 
 
-def _endpoint(port: int, types: str = "{lead.sent}") -> str:
+def endpoint_sql(port: int, types: str = "{lead.sent}") -> str:
     return (
         "INSERT INTO webhook_endpoints (url, secret, event_types) VALUES "
         f"('http://127.0.0.1:{port}/in', '{new_secret()}', '{types}');"
     )
 
 
-def _receiver(port: int) -> subprocess.Popen[bytes]:
+def start_receiver(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "bench.receiver", str(port)])
     time.sleep(1.5)
     return proc
@@ -38,12 +38,12 @@ def _receiver(port: int) -> subprocess.Popen[bytes]:
 
 async def webhook_cost(port: int, leads: int, log_dir: Path) -> dict[str, Any]:
     rport = free_port()
-    receiver = _receiver(rport)
+    receiver = start_receiver(rport)
     try:
         setup = ONE_STEP + "INSERT INTO senders (email, name) VALUES ('ana@acme.test', 'Ana');"
         off, _ = await _run(port, setup, LEADS_ONE_SENDER, leads, log_dir / "webhooks_off")
         on, _ = await _run(
-            port, setup + _endpoint(rport), LEADS_ONE_SENDER, leads, log_dir / "webhooks_on",
+            port, setup + endpoint_sql(rport), LEADS_ONE_SENDER, leads, log_dir / "webhooks_on",
             env_extra={"WEBHOOK_ALLOW_PRIVATE": "true"}, modules=(*MODULES, "webhooks"),
         )  # fmt: skip
         rate = await _rate(port, rport, log_dir / "webhooks_rate")
@@ -65,7 +65,7 @@ async def _rate(port: int, rport: int, log_dir: Path) -> dict[str, Any]:
     """RATE_EVENTS events written at once; how fast one deliverer delivers them."""
     async with database() as dsn:
         conn = await asyncpg.connect(dsn)
-        await conn.execute(_endpoint(rport))
+        await conn.execute(endpoint_sql(rport))
         env = daemon_env(dsn, port, f"es_bench_{uuid.uuid4().hex[:8]}",
                          WEBHOOK_ALLOW_PRIVATE="true")  # fmt: skip
         proc = spawn_daemon(env, "webhooks", log_dir)
@@ -90,7 +90,7 @@ async def _idle(port: int, rport: int, log_dir: Path) -> dict[str, Any]:
     its delivery recorded, p50 and p99."""
     async with database() as dsn:
         conn = await asyncpg.connect(dsn)
-        await conn.execute(_endpoint(rport))
+        await conn.execute(endpoint_sql(rport))
         env = daemon_env(dsn, port, f"es_bench_{uuid.uuid4().hex[:8]}",
                          WEBHOOK_ALLOW_PRIVATE="true")  # fmt: skip
         proc = spawn_daemon(env, "webhooks", log_dir)

@@ -64,7 +64,7 @@ service anvil {{
 """
 
 
-def _self_signed(cert_path: Path, key_path: Path) -> None:
+def self_signed(cert_path: Path, key_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.now(UTC)
@@ -114,7 +114,7 @@ class Dovecot:
             internal = login = mail_user = me
             mail_group = str(os.getgid())
         (self.dir / "passwd").write_text("")
-        _self_signed(self.dir / "cert.pem", self.dir / "key.pem")
+        self_signed(self.dir / "cert.pem", self.dir / "key.pem")
         self.cert = self.dir / "cert.pem"
         config = self.dir / "dovecot.conf"
         config.write_text(_CONFIG.format(dir=self.dir, port=self.port, internal=internal,

@@ -7,9 +7,9 @@ Standard Webhooks says, record how each try ended.
   WEBHOOK_ENDPOINT_CONCURRENCY POSTs in flight and WEBHOOK_BATCH_SIZE deliveries held (per
   deliverer); a claim takes no more of an endpoint's than it has room for, and the others'
   go on meanwhile.
-- Only where it may: every POST resolves the endpoint's host anew and connects to an
-  address it checked (core/webhooks.py `target_allowed`), so a name that resolves to a
-  private address later (DNS rebinding) is refused then; redirects are not followed.
+- Only where it may: every new connection resolves the endpoint's host anew and connects
+  to an address it checked (webhooks/http.py), so a name that resolves to a private
+  address later (DNS rebinding) is refused then; redirects are not followed.
 """
 
 from __future__ import annotations
@@ -18,18 +18,15 @@ import asyncio
 import ipaddress
 import math
 import random
-import socket
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
 
-import aiohttp
 import asyncpg
 import structlog
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
 from core import webhooks as core
@@ -41,41 +38,17 @@ from runtime.batch import MicroBatcher
 from runtime.daemon import every, repeat
 from runtime.health import Heartbeat
 from runtime.settings import WebhookSettings
+from webhooks.http import Origin, ProtocolError, TargetRefused
 
 log = structlog.get_logger()
 USER_AGENT = "email-scheduler-webhooks"
 LEASE_MARGIN = timedelta(seconds=5)
 LINGER_SECONDS = 0.01  # after a wake-up, for the rows written around it (one claim)
+BUSY_LINGER_SECONDS = 0.05  # the same while a stream of events goes on: fewer, fuller claims
 KEEP_RESPONSE = 300  # characters of a failed answer kept in last_error
 
 
-class TargetRefused(Exception):
-    """The endpoint's host resolves to an address a deliverer may not connect to."""
-
-
-class CheckingResolver(AbstractResolver):
-    """The system resolver, and every address it gives checked before a connection is
-    made to one of them (each new connection asks anew: no DNS cache)."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self.inner = ThreadedResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        found = await self.inner.resolve(host, port, family)
-        for r in found:
-            address = ipaddress.ip_address(r["host"].split("%")[0])
-            if not core.target_allowed(address, allow_private=self.allow_private):
-                raise TargetRefused(
-                    f"{host} resolves to {address}, not a public address"
-                    " (WEBHOOK_ALLOW_PRIVATE=true)"
-                )
-        return found
-
-    async def close(self) -> None:
-        await self.inner.close()
+TRIES = {o: metrics.WEBHOOK_TRIES.labels(o) for o in ("delivered", "retry", "failed")}
 
 
 class Deliverer:
@@ -87,6 +60,7 @@ class Deliverer:
         clock: Callable[[], datetime] = utcnow,
         heartbeat: Heartbeat | None = None,
         rng: random.Random | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.pool = pool
         self.settings = settings
@@ -102,27 +76,37 @@ class Deliverer:
         # the gate that lets WEBHOOK_ENDPOINT_CONCURRENCY of them POST at once.
         self.held: dict[int, int] = defaultdict(int)
         self.gates: dict[int, asyncio.Semaphore] = {}
-        self.sessions: dict[int, aiohttp.ClientSession] = {}  # per endpoint: its connections
+        # Per endpoint: its URL, and its connections or why it may not be posted to.
+        self.targets: dict[int, tuple[str, tuple[URL, Origin] | str]] = {}
+        self.ssl_context = ssl_context or ssl.create_default_context()
         self.tasks: set[asyncio.Task[None]] = set()
         self.freed = asyncio.Event()  # an endpoint at its limit has room again
         self._finish = MicroBatcher(self._finish_batch, max_size=500)
         self.delivered = 0
 
-    def _session(self, endpoint_id: int) -> aiohttp.ClientSession:
-        session = self.sessions.get(endpoint_id)
-        if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self.settings.webhook_endpoint_concurrency,
-                resolver=CheckingResolver(self.settings.webhook_allow_private),
-                use_dns_cache=False,
-            )
-            session = self.sessions[endpoint_id] = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_seconds),
-                headers={"user-agent": USER_AGENT},
-                trust_env=False,  # no proxy from the environment between us and the check
-            )
-        return session
+    def _target(self, c: db.Claimed) -> tuple[URL, Origin] | str:
+        """The endpoint's URL and connections, or why it may not be posted to (both kept
+        per endpoint while its URL stays the same)."""
+        known = self.targets.get(c.endpoint_id)
+        if known is not None and known[0] == c.url:
+            return known[1]
+        target: tuple[URL, Origin] | str
+        try:
+            url = URL(c.url)
+            why = self._refused(url)
+            target = why if why is not None else (url, self._new_origin(url))
+        except ValueError as exc:
+            target = str(exc)
+        if known is not None and not isinstance(known[1], str):
+            known[1][1].close()
+        self.targets[c.endpoint_id] = (c.url, target)
+        return target
+
+    def _new_origin(self, url: URL) -> Origin:
+        return Origin(
+            url, allow_private=self.settings.webhook_allow_private, user_agent=USER_AGENT,
+            ssl_context=self.ssl_context,
+        )  # fmt: skip
 
     async def close(self, grace: float = 5.0) -> None:
         """POSTs under way get `grace` seconds to end; the rest are cut off, their leases
@@ -132,8 +116,9 @@ class Deliverer:
             for task in left:
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
-        for session in self.sessions.values():
-            await session.close()
+        for _, target in self.targets.values():
+            if not isinstance(target, str):
+                target[1].close()
 
     def _lease(self) -> timedelta:
         """Long enough for a whole claim to be POSTed, each try taking its full timeout."""
@@ -142,20 +127,25 @@ class Deliverer:
         )
         return timedelta(seconds=self.settings.webhook_timeout_seconds * rounds) + LEASE_MARGIN
 
-    async def run_once(self) -> int:
-        """Claim what is due (up to WEBHOOK_BATCH_SIZE held per endpoint) and start it."""
+    async def run_once(self) -> tuple[int, bool]:
+        """Claim what is due (up to WEBHOOK_BATCH_SIZE held per endpoint) and start it;
+        (how many were claimed, whether an endpoint's room was filled: more may be due)."""
         now = self.clock()
+        size = self.settings.webhook_batch_size
         busy = {e: n for e, n in self.held.items() if n}
         async with self.pool.acquire() as conn:
-            claimed = await db.claim(
-                conn, now, self.settings.webhook_batch_size, busy, now + self._lease()
-            )
+            claimed = await db.claim(conn, now, size, busy, now + self._lease())
         for c in claimed:
             self.held[c.endpoint_id] += 1
             task = asyncio.create_task(self._deliver(c))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
-        return len(claimed)
+        # An endpoint given all the room it had may have more due.
+        got: dict[int, int] = defaultdict(int)
+        for c in claimed:
+            got[c.endpoint_id] += 1
+        filled = any(n >= size - busy.get(e, 0) for e, n in got.items())
+        return len(claimed), filled
 
     async def _deliver(self, c: db.Claimed) -> None:
         gate = self.gates.get(c.endpoint_id)
@@ -181,7 +171,7 @@ class Deliverer:
                     delivery_id=c.id, endpoint_id=c.endpoint_id, attempt=c.attempts,
                     error=error[:300], next_attempt_at=again,
                 )  # fmt: skip
-            metrics.WEBHOOK_TRIES.labels(outcome).inc()
+            TRIES[outcome].inc()
             await self._finish.submit(done)
             if outcome == "delivered":
                 self.delivered += 1
@@ -218,43 +208,45 @@ class Deliverer:
         body = c.body.encode()
         stamp = int(time.time())
         mid = core.msg_id(c.id)
-        try:
-            url = URL(c.url)
-        except ValueError as exc:
-            return None, str(exc)
-        if (why := self._refused(url)) is not None:
-            return None, why
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": mid,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": core.sign(c.secret, mid, stamp, body),
-        }
+        target = self._target(c)
+        if isinstance(target, str):
+            return None, target
+        url, origin = target
+        request = origin.request(
+            url,
+            {
+                "Content-Type": "application/json",
+                "webhook-id": mid,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": core.sign(c.secret, mid, stamp, body),
+            },
+            body,
+        )
         started = time.perf_counter()
         try:
-            async with self._session(c.endpoint_id).post(
-                url, data=body, headers=headers, allow_redirects=False
-            ) as answer:
-                code = answer.status
-                if 200 <= code < 300:
-                    return code, None
-                if 300 <= code < 400:
-                    where = answer.headers.get("location", "")[:200]
-                    return code, f"HTTP {code}: redirects are not followed ({where})"
-                head = await answer.content.read(KEEP_RESPONSE)
-                return code, f"HTTP {code}: {head.decode('utf-8', 'replace')}"
+            async with asyncio.timeout(self.settings.webhook_timeout_seconds):
+                answer = await origin.post(request, KEEP_RESPONSE)
         except TargetRefused as exc:
             return None, str(exc)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (ProtocolError, TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             took = time.perf_counter() - started
-            cause = exc.__cause__ if isinstance(exc.__cause__, TargetRefused) else exc
-            return None, f"{type(cause).__name__} after {took:.1f} s: {cause}"[:1000]
+            what = "TimeoutError" if isinstance(exc, TimeoutError) else type(exc).__name__
+            return None, f"{what} after {took:.1f} s: {exc}"[:1000]
+        code = answer.status
+        if 200 <= code < 300:
+            return code, None
+        if 300 <= code < 400:
+            where = answer.location[:200]
+            return code, f"HTTP {code}: redirects are not followed ({where})"
+        return code, f"HTTP {code}: {answer.head.decode('utf-8', 'replace')}"
 
     async def _turn(self, stop: asyncio.Event, wake: asyncio.Event) -> None:
-        claimed = await self.run_once()
-        if claimed:
-            return
-        # Nothing due (or no room): wait for new deliveries, room, or the poll.
+        claimed, filled = await self.run_once()
+        if filled:
+            return  # more may be due at once
+        # All that was due is claimed (or there is no room): wait for new deliveries, room,
+        # or the poll; then a moment for the rows written around the wake-up (longer while
+        # events keep coming, so that a steady stream is claimed in fuller batches).
         waits = [asyncio.ensure_future(e.wait()) for e in (stop, wake, self.freed)]
         try:
             await asyncio.wait(
@@ -268,7 +260,7 @@ class Deliverer:
             wake.clear()
             self.freed.clear()
         if woken and not stop.is_set():
-            await asyncio.sleep(LINGER_SECONDS)
+            await asyncio.sleep(BUSY_LINGER_SECONDS if claimed > 1 else LINGER_SECONDS)
 
     async def _summary(self) -> None:
         now = self.clock()

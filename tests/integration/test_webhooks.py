@@ -125,7 +125,7 @@ async def test_a_delivery_given_up_is_listed_and_replayed_under_its_own_id(
         (row,) = await webhooks.deliveries(conn, added.id, "failed")
         assert row["id"] == delivery
         assert row["attempts"] >= 2
-        assert "ClientConnectorError" in row["last_error"]
+        assert "ConnectionRefusedError" in row["last_error"]
         receiver.secret = added.secret
         receiver.start()
         try:
