@@ -77,20 +77,22 @@ async def finish(conn: Conn, done: Sequence[Finished], now: datetime) -> None:
     the rest are due again or failed; one transaction."""
     ok = [d for d in done if d.status == "delivered"]
     rest = [d for d in done if d.status != "delivered"]
+    if not rest:  # the usual case: one statement, no transaction around it
+        await conn.execute(_q("delivered"), [d.id for d in ok], [d.attempts for d in ok], now)
+        return
     async with conn.transaction():
         if ok:
             await conn.execute(_q("delivered"), [d.id for d in ok], [d.attempts for d in ok], now)
-        if rest:
-            await conn.execute(
-                _q("finish"),
-                [d.id for d in rest],
-                [d.attempts for d in rest],
-                [d.status for d in rest],
-                [d.next_at for d in rest],
-                [d.code for d in rest],
-                [d.error for d in rest],
-                now,
-            )
+        await conn.execute(
+            _q("finish"),
+            [d.id for d in rest],
+            [d.attempts for d in rest],
+            [d.status for d in rest],
+            [d.next_at for d in rest],
+            [d.code for d in rest],
+            [d.error for d in rest],
+            now,
+        )
 
 
 async def deliveries(

@@ -14,10 +14,17 @@ R = TypeVar("R")
 
 class MicroBatcher(Generic[T, R]):
     def __init__(
-        self, process: Callable[[list[T]], Awaitable[Sequence[R]]], *, max_size: int
+        self,
+        process: Callable[[list[T]], Awaitable[Sequence[R]]],
+        *,
+        max_size: int,
+        linger: float = 0.0,
     ) -> None:
+        """`linger`: seconds a batch waits for more items before it is processed (none: it
+        takes those that came in the same turn of the loop)."""
         self._process = process
         self._max = max(1, max_size)
+        self._linger = linger
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0  # processed so far, and the items in them
@@ -33,7 +40,7 @@ class MicroBatcher(Generic[T, R]):
 
     async def _drain(self) -> None:
         # One turn of the loop first: callers woken by the same event join this batch.
-        await asyncio.sleep(0)
+        await asyncio.sleep(self._linger)
         while self._pending:
             batch, self._pending = self._pending[: self._max], self._pending[self._max :]
             self.batches += 1

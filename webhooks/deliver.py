@@ -44,6 +44,7 @@ log = structlog.get_logger()
 USER_AGENT = "email-scheduler-webhooks"
 LEASE_MARGIN = timedelta(seconds=5)
 LINGER_SECONDS = 0.01  # after a wake-up, for the rows written around it (one claim)
+FINISH_LINGER_SECONDS = 0.02  # how tries ended, recorded together: one statement for many
 BUSY_LINGER_SECONDS = 0.05  # the same while a stream of events goes on: fewer, fuller claims
 KEEP_RESPONSE = 300  # characters of a failed answer kept in last_error
 
@@ -72,8 +73,8 @@ class Deliverer:
             first_seconds=settings.webhook_retry_first_seconds,
             max_seconds=settings.webhook_retry_max_seconds,
         )
-        # Per endpoint: deliveries claimed and not yet finished (waiting or in flight), and
-        # the gate that lets WEBHOOK_ENDPOINT_CONCURRENCY of them POST at once.
+        # Per endpoint: deliveries claimed whose POST has not ended (waiting or in flight),
+        # and the gate that lets WEBHOOK_ENDPOINT_CONCURRENCY of them POST at once.
         self.held: dict[int, int] = defaultdict(int)
         self.gates: dict[int, asyncio.Semaphore] = {}
         # Per endpoint: its URL, and its connections or why it may not be posted to.
@@ -81,7 +82,7 @@ class Deliverer:
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.tasks: set[asyncio.Task[None]] = set()
         self.freed = asyncio.Event()  # an endpoint at its limit has room again
-        self._finish = MicroBatcher(self._finish_batch, max_size=500)
+        self._finish = MicroBatcher(self._finish_batch, max_size=500, linger=FINISH_LINGER_SECONDS)
         self.delivered = 0
 
     def _target(self, c: db.Claimed) -> tuple[URL, Origin] | str:
@@ -154,8 +155,11 @@ class Deliverer:
                 self.settings.webhook_endpoint_concurrency
             )
         try:
-            async with gate:
-                code, error = await self._post(c)
+            try:
+                async with gate:
+                    code, error = await self._post(c)
+            finally:
+                self._free(c.endpoint_id)  # its record may wait a moment: the room may not
             now = self.clock()
             if error is None:
                 done = db.Finished(c.id, c.attempts, "delivered", None, code, None)
@@ -178,11 +182,13 @@ class Deliverer:
         except TRANSIENT_DB_ERRORS as exc:
             # Not recorded: the lease ends and the delivery is tried again (same id).
             log.warning("webhook_record_unavailable", delivery_id=c.id, error=str(exc))
-        finally:
-            full = self.held[c.endpoint_id] >= self.settings.webhook_batch_size
-            self.held[c.endpoint_id] -= 1
-            if full:
-                self.freed.set()
+
+    def _free(self, endpoint_id: int) -> None:
+        """A POST ended: its endpoint has room for one more claimed delivery."""
+        full = self.held[endpoint_id] >= self.settings.webhook_batch_size
+        self.held[endpoint_id] -= 1
+        if full:
+            self.freed.set()
 
     async def _finish_batch(self, done: list[db.Finished]) -> list[None]:
         async with self.pool.acquire() as conn:
