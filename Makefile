@@ -102,8 +102,10 @@ bench: install
 # The fault suite's long form: SEED and DURATION (seconds of continuous faults) to choose.
 SEED ?= $(shell python3 -c "import random; print(random.SystemRandom().randrange(1, 10**6))")
 DURATION ?= 1200
+# CLUSTER=1: against a three-node RabbitMQ cluster, a node at a time stopped or killed.
+CLUSTER ?=
 fault-long: install  ## needs rabbitmq-server and PostgreSQL's initdb (private instances)
-	$(BIN)/python -m tests.fault --seed $(SEED) --duration $(DURATION)
+	$(BIN)/python -m tests.fault --seed $(SEED) --duration $(DURATION) $(if $(CLUSTER),--cluster)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache .hypothesis

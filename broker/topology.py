@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 
 import aio_pika
 from aio_pika.abc import (
@@ -12,9 +13,8 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from yarl import URL
 
-from broker.transport import CoalescingTransportFactory, RobustConnection
+from broker.transport import CoalescingTransportFactory, RobustConnection, node_urls
 from runtime.startup import broker_fatal, wait_for
 
 ROUTING_KEY = "send"
@@ -61,16 +61,22 @@ async def connect(
     """A robust connection, waiting (and saying so) while the broker is starting or
     unreachable; runtime.startup.StartupError for a wrong login or virtual host."""
 
-    async def open_connection() -> AbstractRobustConnection:
-        connection = RobustConnection(
-            URL(url),
-            client_properties={"connection_name": name},
-            transport_factory=CoalescingTransportFactory(),
-        )
-        await connection.connect()
-        return connection
+    return await wait_for(
+        "broker", partial(open_connection, url, name), broker_fatal(url), BROKER_ERRORS, stop=stop
+    )
 
-    return await wait_for("broker", open_connection, broker_fatal(url), BROKER_ERRORS, stop=stop)
+
+async def open_connection(url: str, name: str) -> AbstractRobustConnection:
+    """A robust connection to AMQP_URL's node, or to the first of its nodes that answers
+    (and on to another when that one goes away)."""
+    nodes = node_urls(url)
+    connection = RobustConnection(
+        nodes[0],
+        client_properties={"connection_name": name},
+        transport_factory=CoalescingTransportFactory(nodes),
+    )
+    await connection.connect()
+    return connection
 
 
 async def declare(channel: AbstractChannel, names: Names) -> Topology:

@@ -89,11 +89,43 @@ class CoalescingTransport(asyncio.Transport):
         return self._inner.is_reading()
 
 
+def node_urls(url: str) -> list[URL]:
+    """AMQP_URL: one node's URL, or the nodes of one cluster separated by commas (the same
+    user and virtual host on each; the first one's are used to log in)."""
+    return [URL(u.strip()) for u in url.split(",") if u.strip()]
+
+
 class CoalescingTransportFactory(TransportFactory):
-    """aiormq's TCP (or TLS, for amqps://) connection, writing through CoalescingTransport."""
+    """aiormq's TCP (or TLS, for amqps://) connection, writing through CoalescingTransport.
+
+    Given a cluster's nodes, each connection (the first and every reconnection) goes to the
+    node that answered last, or, if it does not answer, to the next that does: a robust
+    connection whose node stops comes back on another one."""
+
+    def __init__(self, nodes: list[URL] | None = None) -> None:
+        self.nodes = nodes or []
+        self.current = 0
 
     async def create(
         self, url: URL, **kwargs: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not self.nodes:
+            return await self._open(url, kwargs)
+        error: AMQPConnectionError | None = None
+        for i in range(len(self.nodes)):
+            at = (self.current + i) % len(self.nodes)
+            try:
+                opened = await self._open(self.nodes[at], dict(kwargs))
+            except AMQPConnectionError as exc:
+                error = exc
+                continue
+            self.current = at
+            return opened
+        assert error is not None
+        raise error
+
+    async def _open(
+        self, url: URL, kwargs: dict[str, Any]
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         provider = kwargs.pop("ssl_context_provider", None)
         ssl = await provider.get_context() if url.scheme == "amqps" and provider else None

@@ -15,13 +15,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import aio_pika
 import aiormq
 import asyncpg
 import structlog
 from aio_pika.abc import AbstractRobustConnection
 
-from broker.topology import Names
+from broker.topology import Names, open_connection
 from core import events, pacing
 from core.clock import utcnow
 from core.lifecycle import Status
@@ -132,9 +131,7 @@ class QueueDepths:
 
     async def _count(self) -> tuple[int, int]:
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect_robust(
-                self.url, client_properties={"connection_name": "email-scheduler-status"}
-            )
+            self._connection = await open_connection(self.url, "email-scheduler-status")
         channel = await self._connection.channel()
         try:
             send = await channel.declare_queue(self.names.queue, passive=True)

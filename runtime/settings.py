@@ -136,15 +136,17 @@ class PreflightSettings(DkimKeysSettings):
 class BrokerSettings(CommonSettings):
     """Settings of the daemons that talk to RabbitMQ."""
 
-    amqp_url: str = Field(description="RabbitMQ URL")
+    amqp_url: str = Field(description="RabbitMQ URL (a cluster: its nodes, comma-separated)")
     # Prefix of the exchange and queue names, so deployments and test runs share a broker.
     amqp_prefix: str = Field(default="email_scheduler", pattern=r"^[A-Za-z0-9_.:-]{1,100}$")
 
     @field_validator("amqp_url")
     @classmethod
     def _amqp_url(cls, v: str) -> str:
-        if not v.startswith(("amqp://", "amqps://")):
-            raise ValueError("must start with amqp:// or amqps://")
+        # One node, or a cluster's nodes separated by commas.
+        nodes = [u.strip() for u in v.split(",")]
+        if not all(u.startswith(("amqp://", "amqps://")) for u in nodes):
+            raise ValueError("must start with amqp:// or amqps:// (each node, if several)")
         return v
 
 

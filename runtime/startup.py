@@ -135,7 +135,7 @@ async def check_schema(conn: asyncpg.Connection | asyncpg.Pool, needed: int) -> 
 
 def broker_fatal(url: str) -> Classify:
     """Explain the RabbitMQ errors that no amount of waiting fixes."""
-    parsed = URL(url)
+    parsed = URL(url.split(",", maxsplit=1)[0].strip())
     user = parsed.user or "guest"
     vhost = parsed.path[1:] if len(parsed.path) > 1 else "/"
 

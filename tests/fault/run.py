@@ -27,10 +27,10 @@ from typing import TypeVar
 import aio_pika
 import asyncpg
 
-from broker.topology import ROUTING_KEY, Names
+from broker.topology import ROUTING_KEY, Names, open_connection
 from db.migrate import migrate
 from tests.fault.hostile_smtp import HostileSmtp
-from tests.fault.services import PrivatePostgres, PrivateRabbit
+from tests.fault.services import PrivatePostgres, PrivateRabbit, PrivateRabbitCluster
 from tests.processes import spawn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +58,7 @@ class Config:
     fault_every: tuple[float, float] = (2.0, 6.0)
     drain_timeout: float = 240.0
     log_dir: Path | None = None
+    cluster: bool = False  # three RabbitMQ nodes; the broker fault hits one node at a time
 
 
 @dataclass
@@ -229,12 +230,18 @@ GARBAGE: list[tuple[bytes, str | None]] = [
 async def run(config: Config) -> Report:
     report = Report(seed=config.seed, duration=config.duration)
     rng = random.Random(config.seed)
-    print(f"fault suite: seed={config.seed} duration={config.duration}s", flush=True)
+    print(
+        f"fault suite: seed={config.seed} duration={config.duration}s"
+        f"{' rabbitmq=3-node cluster' if config.cluster else ''}",
+        flush=True,
+    )
     log_dir = config.log_dir or Path(tempfile.mkdtemp(prefix=f"es_fault_{config.seed}_"))
     log_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     pg = PrivatePostgres().start()
-    mq = PrivateRabbit()
+    mq: PrivateRabbit | PrivateRabbitCluster = (
+        PrivateRabbitCluster() if config.cluster else PrivateRabbit()
+    )
     smtp = HostileSmtp(config.seed).start()
     fleet: Fleet | None = None
     try:
@@ -296,6 +303,8 @@ async def run(config: Config) -> Report:
                 case "sigterm":
                     return await fleet.sigterm(rng)
                 case "broker_restart":
+                    if isinstance(mq, PrivateRabbitCluster):
+                        return await _node_fault(mq, rng)
                     await asyncio.to_thread(mq.stop_app)
                     await asyncio.sleep(rng.uniform(1, 4))
                     await asyncio.to_thread(mq.start_app)
@@ -422,11 +431,33 @@ async def _retrying(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
+async def _node_fault(mq: PrivateRabbitCluster, rng: random.Random) -> str:
+    """One node of the cluster stopped (its app, or its VM killed) and started again; the
+    others keep the quorum queue's majority meanwhile."""
+    i = rng.randrange(len(mq.nodes))
+    node = mq.nodes[i]
+    if rng.random() < 0.5:
+        await asyncio.to_thread(node.stop_app)
+        await asyncio.sleep(rng.uniform(1, 6))
+        await asyncio.to_thread(node.start_app)
+        how = "stop_app/start_app"
+    else:
+        await asyncio.to_thread(mq.kill9, i)
+        await asyncio.sleep(rng.uniform(1, 6))
+        await asyncio.to_thread(mq.restart, i)
+        how = "kill -9, started again"
+    for _ in range(60):  # back in the cluster before the next fault may take another node
+        if len(await asyncio.to_thread(mq.running)) == len(mq.nodes):
+            break
+        await asyncio.sleep(1)
+    return f"rabbitmq node {i + 1} of {len(mq.nodes)}: {how}"
+
+
 async def _publish_garbage(url: str, prefix: str, rng: random.Random) -> int:
     body, message_id = rng.choice(GARBAGE)
     for _ in range(30):
         try:
-            conn = await aio_pika.connect(url)
+            conn = await open_connection(url, "fault-garbage")
             try:
                 ch = await conn.channel(publisher_confirms=True)
                 x = await ch.get_exchange(Names.from_prefix(prefix).exchange)
@@ -461,7 +492,7 @@ async def _wait_terminal(pool: asyncpg.Pool, timeout: float) -> bool:
 async def _check(  # noqa: PLR0917
     pool: asyncpg.Pool,
     smtp: HostileSmtp,
-    mq: PrivateRabbit,
+    mq: PrivateRabbit | PrivateRabbitCluster,
     prefix: str,
     opens: datetime,
     report: Report,
@@ -582,7 +613,7 @@ async def _check(  # noqa: PLR0917
         fail(f"{len(still)} senders still paused: {[tuple(r) for r in still]}")
 
     names = Names.from_prefix(prefix)
-    conn = await aio_pika.connect(mq.url)
+    conn = await open_connection(mq.url, "fault-check")
     try:
         ch = await conn.channel()
         q = await ch.declare_queue(names.queue, passive=True)
@@ -605,6 +636,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.fault")
     parser.add_argument("--seed", type=int, default=random.SystemRandom().randrange(1, 10**6))
     parser.add_argument("--duration", type=float, default=1200)
+    parser.add_argument(
+        "--cluster", action="store_true", help="a 3-node RabbitMQ cluster; a node at a time fails"
+    )
     args = parser.parse_args(argv)
-    report = asyncio.run(run(Config(seed=args.seed, duration=args.duration)))
+    report = asyncio.run(run(Config(seed=args.seed, duration=args.duration, cluster=args.cluster)))
     return 0 if not report.failures else 1

@@ -4,9 +4,11 @@ test can stop, restart and kill them without touching the machine's shared servi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -151,6 +153,24 @@ class PrivateRabbit:
     def stop_app(self) -> None:
         self.ctl("stop_app")
 
+    def kill9(self) -> None:
+        """SIGKILL the node's Erlang VM: no clean shutdown, as a crashed host leaves it."""
+        out = subprocess.run(
+            ["rabbitmqctl", "-q", "-n", self.node, "eval", "os:getpid()."],
+            check=True, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        os.kill(int(out.stdout.strip().strip('"')), signal.SIGKILL)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(15)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the port closes once the VM is gone
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    time.sleep(0.2)
+            except OSError:
+                return
+
     def start_app(self) -> None:
         self.ctl("start_app")
         self.wait_ready()
@@ -164,3 +184,52 @@ class PrivateRabbit:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class PrivateRabbitCluster:
+    """Private RabbitMQ nodes joined in one cluster (three by default): a quorum queue keeps
+    its majority, and so takes and gives messages, while one node at a time is stopped,
+    killed or restarted. `url` lists every node, as AMQP_URL does for a cluster."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.nodes = [PrivateRabbit() for _ in range(size)]
+
+    @property
+    def url(self) -> str:
+        return ",".join(n.url for n in self.nodes)
+
+    def start(self) -> PrivateRabbitCluster:
+        for n in self.nodes:
+            n.start()
+        first = self.nodes[0]
+        for n in self.nodes[1:]:
+            n.ctl("stop_app")
+            n.ctl("join_cluster", first.node)
+            n.ctl("start_app")
+            n.wait_ready()
+        return self
+
+    def running(self) -> list[str]:
+        """The nodes that the first node to answer counts as running in the cluster."""
+        for n in self.nodes:
+            try:
+                out = subprocess.run(
+                    ["rabbitmqctl", "-q", "-n", n.node, "cluster_status", "--formatter", "json"],
+                    check=True, capture_output=True, text=True, timeout=30,
+                )  # fmt: skip
+            except (subprocess.SubprocessError, OSError):
+                continue
+            return sorted(json.loads(out.stdout)["running_nodes"])
+        return []
+
+    def kill9(self, i: int) -> None:
+        """SIGKILL the node's Erlang VM (as a crashed host would leave it)."""
+        self.nodes[i].kill9()
+
+    def restart(self, i: int) -> None:
+        """Start a stopped or killed node again; it rejoins the cluster from its own data."""
+        self.nodes[i].start()
+
+    def destroy(self) -> None:
+        for n in self.nodes:
+            n.destroy()
