@@ -56,7 +56,11 @@ def build(settings: WorkerSettings, heartbeat: Heartbeat) -> Main:
                 topology = await declare(channel, names)
                 signer = Signer(settings.dkim_keys_dir) if settings.dkim_keys_dir else None
                 worker = Worker(pool, smtp, settings, heartbeat=heartbeat, signer=signer)
-                await worker.run(topology.queue, stop)
+                try:
+                    await worker.run(topology.queue, stop)
+                finally:
+                    if signer is not None:
+                        signer.close()
             finally:
                 await smtp.close()
                 await connection.close()

@@ -393,7 +393,7 @@ class Worker:
             )
         )
         if self.signer is not None:
-            data = self.signer.sign(job.from_address, data)
+            data = await self.signer.sign(job.from_address, data)
         try:
             accepted = await relay.send(
                 job.from_address, job.to_address, data, not_before=not_before

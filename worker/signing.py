@@ -1,9 +1,15 @@
 """DKIM signing in the worker: the keys of `DKIM_KEYS_DIR` (core/dkim.py), looked at again
-when the directory changes, so a new or rotated key signs from the next message on."""
+when the directory changes, so a new or rotated key signs from the next message on.
+
+A signature is made in a thread of the signer's own: the key's arithmetic (OpenSSL, through
+`cryptography`) lets go of the GIL, so a worker process signs on a second core while its
+event loop goes on with the other messages."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -20,9 +26,10 @@ def _stamp(directory: Path) -> tuple[tuple[str, float], ...]:
 class Signer:
     """Signs each message whose From domain has a key; others go unsigned."""
 
-    def __init__(self, directory: Path, check_every: float = 30.0) -> None:
+    def __init__(self, directory: Path, check_every: float = 30.0, threads: int = 2) -> None:
         self.directory = directory
         self.check_every = check_every
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dkim")
         self.keys = dkim.load_keys(directory)  # a bad key at start stops the worker
         self._stamp = _stamp(directory)
         self._checked = time.monotonic()
@@ -40,10 +47,22 @@ class Signer:
         except (OSError, dkim.InvalidKey) as exc:  # keep signing with the keys we have
             log.error("dkim_keys_not_loaded", error=str(exc), dir=str(self.directory))  # noqa: TRY400
 
-    def sign(self, from_address: str, message: bytes) -> bytes:
+    def _key(self, from_address: str) -> dkim.Key | None:
         if time.monotonic() - self._checked >= self.check_every:
             self._refresh()
-        key = self.keys.get(from_address.rpartition("@")[2].lower())
+        return self.keys.get(from_address.rpartition("@")[2].lower())
+
+    async def sign(self, from_address: str, message: bytes) -> bytes:
+        """`message` with its DKIM-Signature first, if its From domain has a key; signed in
+        the signer's threads."""
+        key = self._key(from_address)
         if key is None:
             return message
-        return dkim.sign(message, key, int(time.time())) + message
+        loop = asyncio.get_running_loop()
+        header = await loop.run_in_executor(
+            self._threads, dkim.sign, message, key, int(time.time())
+        )
+        return header + message
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
