@@ -12,7 +12,6 @@ import base64
 import hashlib
 import os
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,8 +101,11 @@ def load_keys(directory: Path) -> dict[str, Key]:
 
 
 def _relaxed_header(name: bytes, value: bytes) -> bytes:
-    value = _WSP.sub(b" ", _FOLD.sub(b"", value)).strip()
-    return name.strip().lower() + b":" + value
+    if b"\r\n" in value:
+        value = _FOLD.sub(b"", value)
+    if b"\t" in value or b"  " in value:
+        value = _WSP.sub(b" ", value)
+    return name.strip().lower() + b":" + value.strip()
 
 
 def relaxed_body(body: bytes) -> bytes:
@@ -132,14 +134,15 @@ def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
 def sign(message: bytes, key: Key, now: int) -> bytes:
     """The `DKIM-Signature:` header (folded, ending in CRLF) to put before `message`."""
     head, _, body = message.partition(b"\r\n\r\n")
-    fields = _headers(head)
-    present = {n.strip().lower().decode() for n, _ in fields}
-    names = [n for n in SIGNED if n in present] + [n for n in OVERSIGNED if n in present]
+    by_name: dict[str, list[tuple[bytes, bytes]]] = {}
+    for field in _headers(head):
+        by_name.setdefault(field[0].strip().lower().decode(), []).append(field)
+    names = [n for n in SIGNED if n in by_name] + [n for n in OVERSIGNED if n in by_name]
     # Each name takes the last instance not yet used (RFC 6376 5.4.2); none left: empty.
     used: dict[str, int] = {}
     signed = b""
     for name in names:
-        instances = [f for f in fields if f[0].strip().lower().decode() == name]
+        instances = by_name[name]
         taken = used.get(name, 0)
         used[name] = taken + 1
         if taken < len(instances):
@@ -174,8 +177,8 @@ def _fold(tags: str) -> str:
                 else:
                     line += ":" + name
             lines.append(line + ";")
-        elif tag.startswith("b="):
-            lines += textwrap.wrap(tag, 72)
+        elif tag.startswith("b="):  # no spaces in it: pieces of 72
+            lines += [tag[i : i + 72] for i in range(0, len(tag), 72)]
         else:
             lines.append(tag + ";")
     return "\r\n\t".join(lines)
