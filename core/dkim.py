@@ -133,6 +133,26 @@ def _headers(head: bytes) -> list[tuple[bytes, bytes]]:
 
 def sign(message: bytes, key: Key, now: int) -> bytes:
     """The `DKIM-Signature:` header (folded, ending in CRLF) to put before `message`."""
+    unsigned = prepare(message, key, now)
+    return unsigned.header(signature(key, unsigned.data))
+
+
+@dataclass(frozen=True, slots=True)
+class Unsigned:
+    """A signature's tags, and the canonical bytes its key signs."""
+
+    tags: str
+    data: bytes
+
+    def header(self, raw: bytes) -> bytes:
+        """The `DKIM-Signature:` header with `raw`, what the key made of `data`."""
+        b = base64.b64encode(raw).decode()
+        return f"DKIM-Signature: {_fold(self.tags + b)}\r\n".encode()
+
+
+def prepare(message: bytes, key: Key, now: int) -> Unsigned:
+    """Everything of a signature but the key's arithmetic (`signature`), so that can be
+    done elsewhere (it lets go of the GIL)."""
     head, _, body = message.partition(b"\r\n\r\n")
     by_name: dict[str, list[tuple[bytes, bytes]]] = {}
     for field in _headers(head):
@@ -154,13 +174,14 @@ def sign(message: bytes, key: Key, now: int) -> bytes:
         f" t={now}; h={':'.join(names)}; bh={body_hash}; b="
     )
     # Signed as it will be sent (folded; verifiers canonicalise what they receive), b= empty.
-    data = signed + _relaxed_header(b"DKIM-Signature", _fold(tags).encode())
+    return Unsigned(tags, signed + _relaxed_header(b"DKIM-Signature", _fold(tags).encode()))
+
+
+def signature(key: Key, data: bytes) -> bytes:
+    """The key's signature of `data` (from `prepare`)."""
     if isinstance(key.private, ed25519.Ed25519PrivateKey):
-        raw = key.private.sign(hashlib.sha256(data).digest())
-    else:
-        raw = key.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
-    b = base64.b64encode(raw).decode()
-    return f"DKIM-Signature: {_fold(tags + b)}\r\n".encode()
+        return key.private.sign(hashlib.sha256(data).digest())
+    return key.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
 
 def _fold(tags: str) -> str:

@@ -1,9 +1,9 @@
 """DKIM signing in the worker: the keys of `DKIM_KEYS_DIR` (core/dkim.py), looked at again
 when the directory changes, so a new or rotated key signs from the next message on.
 
-An RSA signature is made in a thread of the signer's own: the key's arithmetic (OpenSSL,
-through `cryptography`) lets go of the GIL, so a worker process signs on a second core
-while its event loop goes on with the other messages."""
+The arithmetic of an RSA key is done in a thread of the signer's own: OpenSSL (through
+`cryptography`) lets go of the GIL, so a worker process signs on a second core while its
+event loop goes on with the other messages."""
 
 from __future__ import annotations
 
@@ -58,12 +58,13 @@ class Signer:
         key = self._key(from_address)
         if key is None:
             return message
-        now = int(time.time())
-        if key.algorithm != "rsa-sha256":  # Ed25519 signs in 40 µs: less than the hop
-            return dkim.sign(message, key, now) + message
-        loop = asyncio.get_running_loop()
-        header = await loop.run_in_executor(self._threads, dkim.sign, message, key, now)
-        return header + message
+        unsigned = dkim.prepare(message, key, int(time.time()))
+        if key.algorithm == "rsa-sha256":  # 0.4 ms of arithmetic, without the GIL
+            loop = asyncio.get_running_loop()
+            raw = await loop.run_in_executor(self._threads, dkim.signature, key, unsigned.data)
+        else:  # Ed25519 signs in 40 µs: less than the way to a thread and back
+            raw = dkim.signature(key, unsigned.data)
+        return unsigned.header(raw) + message
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
