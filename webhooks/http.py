@@ -145,11 +145,15 @@ def _got_anything(exc: BaseException) -> bool:
 
 async def _read_answer(reader: asyncio.StreamReader, keep: int) -> tuple[Answer, bool]:
     """The answer to one request, and whether its connection may carry the next."""
+    try:
+        return await _read(reader, keep)
+    except asyncio.LimitOverrunError as exc:
+        raise ProtocolError(f"a line of the answer over {MAX_HEAD} bytes") from exc
+
+
+async def _read(reader: asyncio.StreamReader, keep: int) -> tuple[Answer, bool]:
     while True:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.LimitOverrunError as exc:
-            raise ProtocolError(f"an answer's head over {MAX_HEAD} bytes") from exc
+        head = await reader.readuntil(b"\r\n\r\n")
         status_line, *lines = head[:-4].split(b"\r\n")
         version, _, rest = status_line.partition(b" ")
         code_text = rest[:3]

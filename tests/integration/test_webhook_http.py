@@ -182,7 +182,16 @@ async def test_a_redirect_is_reported_not_followed() -> None:
         (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok", "two content"),
         (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "not a content-length"),
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "not a chunk size"),
-        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_HEAD + 10), "head over"),
+        (b"HTTP/1.1 200 OK\r\nX: " + b"a" * (MAX_HEAD + 10), "over 65536 bytes"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * (MAX_HEAD + 10),
+            "over 65536 bytes",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: "
+            + b"t" * (MAX_HEAD + 10),
+            "over 65536 bytes",
+        ),
     ],
 )
 async def test_a_malformed_answer_is_one_clear_error(answer: bytes, error: str) -> None:
