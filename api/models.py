@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.lifecycle import Status
+from ops.senders import MIN_RATE
 from ops.suppressions import ADDRESS_PATTERN, ENTRY_PATTERN
 
 
@@ -177,7 +178,7 @@ Weekday = Annotated[int, Field(ge=1, le=7)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Seconds = Annotated[int, Field(ge=0, le=10**9)]
 Cap = Annotated[int, Field(ge=1, le=10**9)]
-Fraction = Annotated[float, Field(gt=0, le=1)]
+Fraction = Annotated[float, Field(ge=MIN_RATE, le=1)]
 ProviderName = Literal["google", "microsoft", "yahoo", "apple", "other"]
 SenderEmail = Annotated[str, Field(min_length=3, max_length=254, pattern=ADDRESS_PATTERN)]
 

@@ -93,6 +93,10 @@ GUARD = (
 )  # fmt: skip
 PROVIDERS = tuple(str(p) for p in Provider)
 
+# The smallest guard rate: one in a million (a rate is stored as a 4-byte float, in which
+# smaller values such as 5e-324 do not exist).
+MIN_RATE = 1e-6
+
 
 def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
     """The guard settings in range (a rate from 0 to 1, a sample from 1, a warm-up start
@@ -102,8 +106,10 @@ def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
         if name not in GUARD:
             raise InvalidLimit(f"not a guard setting: {name}")
         if value is not None:
-            if name.endswith("_rate") and not (isinstance(value, int | float) and 0 < value <= 1):
-                raise InvalidLimit(f"{name} must be a fraction above 0, at most 1 (0.05 is 5%)")
+            if name.endswith("_rate") and not (
+                isinstance(value, int | float) and MIN_RATE <= value <= 1
+            ):
+                raise InvalidLimit(f"{name} must be a fraction from {MIN_RATE} to 1 (0.05 is 5%)")
             if name in ("guard_min_sample", "warmup_start") and not (
                 isinstance(value, int) and 1 <= value <= 10**9
             ):

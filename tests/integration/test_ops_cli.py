@@ -500,7 +500,11 @@ async def test_a_sender_s_guard_and_warm_up_from_the_command_line(
     # Refused at the door, nothing changed; a sender not paused is not resumed.
     bad = ops(database, "sender", "set", "s@acme.test", "--guard-block-rate", "150%")
     assert bad.returncode == 1
-    assert "guard_block_rate must be a fraction above 0, at most 1" in bad.stderr
+    assert "guard_block_rate must be a fraction from 1e-06 to 1" in bad.stderr
+    # A rate too small for the column (a 4-byte float) is refused the same way, not an error.
+    tiny = ops(database, "sender", "set", "s@acme.test", "--guard-complaint-rate", "5e-324")
+    assert tiny.returncode == 1, tiny.stderr
+    assert "guard_complaint_rate must be a fraction from 1e-06 to 1" in tiny.stderr
     assert ops(database, "sender", "set", "s@acme.test", "--warmup", "ten").returncode == 2
     resumed = ops(database, "sender", "resume", "s@acme.test")
     assert (resumed.returncode, resumed.stderr.strip()) == (
