@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.lifecycle import Status
-from ops.senders import MIN_RATE
+from ops.senders import MAX_MIN_SAMPLE, MIN_RATE
 from ops.suppressions import ADDRESS_PATTERN, ENTRY_PATTERN
 
 
@@ -266,7 +266,7 @@ class SenderPatch(Strict):
     guard_hard_bounce_rate: Fraction | None = None
     guard_complaint_rate: Fraction | None = None
     guard_block_rate: Fraction | None = None
-    guard_min_sample: Cap | None = None
+    guard_min_sample: Annotated[int, Field(ge=1, le=MAX_MIN_SAMPLE)] | None = None
     # Warm-up: warmup_start a day on its first day, warmup_increment more each day after,
     # up to daily_limit; both null: no warm-up.
     warmup_start: Cap | None = None

@@ -96,6 +96,7 @@ PROVIDERS = tuple(str(p) for p in Provider)
 # The smallest guard rate: one in a million (a rate is stored as a 4-byte float, in which
 # smaller values such as 5e-324 do not exist).
 MIN_RATE = 1e-6
+MAX_MIN_SAMPLE = 100_000  # the column's own bound (migration 0013)
 
 
 def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
@@ -110,9 +111,11 @@ def check_guard(changes: dict[str, Any]) -> dict[str, Any]:
                 isinstance(value, int | float) and MIN_RATE <= value <= 1
             ):
                 raise InvalidLimit(f"{name} must be a fraction from {MIN_RATE} to 1 (0.05 is 5%)")
-            if name in ("guard_min_sample", "warmup_start") and not (
-                isinstance(value, int) and 1 <= value <= 10**9
+            if name == "guard_min_sample" and not (
+                isinstance(value, int) and 1 <= value <= MAX_MIN_SAMPLE
             ):
+                raise InvalidLimit(f"{name} must be a whole number from 1 to {MAX_MIN_SAMPLE}")
+            if name == "warmup_start" and not (isinstance(value, int) and 1 <= value <= 10**9):
                 raise InvalidLimit(f"{name} must be a whole number from 1 to 1000000000")
             if name == "warmup_increment" and not (isinstance(value, int) and 0 <= value <= 10**9):
                 raise InvalidLimit(f"{name} must be a whole number from 0 to 1000000000")
