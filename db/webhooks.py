@@ -74,7 +74,7 @@ async def claim(
 
 async def finish(conn: Conn, done: Sequence[Finished], now: datetime) -> None:
     """Record how tries ended: the delivered leave the outbox (their endpoints count them),
-    the rest are due again or failed; one transaction."""
+    the rest are due again or failed; atomically (one statement when all were delivered)."""
     ok = [d for d in done if d.status == "delivered"]
     rest = [d for d in done if d.status != "delivered"]
     if not rest:  # the usual case: one statement, no transaction around it
