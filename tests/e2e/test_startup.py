@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -100,9 +101,31 @@ def test_waiting_for_the_database_is_said_every_few_seconds_and_typos_are_named(
         stderr=subprocess.PIPE,
         text=True,
     )
+    # The clock starts at the first wait line, not at the start of the process: importing
+    # takes seconds on a loaded machine.
+    assert proc.stdout is not None
+    read: list[str] = []
+    first_wait = threading.Event()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            read.append(line)
+            if '"waiting_for_database"' in line:
+                first_wait.set()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    assert first_wait.wait(timeout=60), read
     time.sleep(7)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    proc.wait(timeout=30)
+    thread.join(timeout=10)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    proc.stderr.close()
+    proc.stdout.close()
+    out = "".join(read)
     assert proc.returncode == 0, out + err
     lines = _json_lines(out)
     assert {
